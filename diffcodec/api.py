@@ -1,0 +1,124 @@
+"""The Python API: image in, `.ddc` bytes out, and back. The CLI is a thin layer over these functions.
+
+    data = encode(image, method="opq", preset="opq-32-8-8")   # image: uint8 array, PIL image, path or bytes
+    pixels = decode(data)                                      # uint8 (H, W, 3), or (H, W) for grayscale
+    meta = info(data)                                          # sizes, bpp, method, parameters
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffcodec import container, images
+from diffcodec.errors import CorruptInputError, UsageError
+from diffcodec.methods import Encoded, available, get_codec
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'. Methods without a network ignore it."""
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if device == "cuda" and not has_cuda:
+        raise UsageError("--device cuda asked for, but no CUDA GPU is available")
+    return "cuda" if has_cuda else "cpu"
+
+
+def _encode_array(arr: np.ndarray, method: str, preset: str | None, params: dict) -> tuple[bytes, np.ndarray | None]:
+    codec = get_codec(method)
+    if preset is not None and preset not in codec.presets:
+        raise UsageError(f"unknown {method} preset {preset!r} (available: {', '.join(codec.presets)})")
+    recon = None
+    if hasattr(codec, "compress_with_reconstruction") and not params:
+        enc, recon = codec.compress_with_reconstruction(arr, preset)
+    else:
+        enc = codec.compress(arr, preset, **params)
+    height, width, channels = arr.shape
+    header = container.Header(
+        method=method, model=enc.model, model_sha=enc.model_sha, width=width, height=height,
+        pixel_format=container.pixel_format_code(channels), params=enc.params,
+    )
+    return container.write_container(header, enc.chunks), recon
+
+
+def encode(image, method: str = "opq", preset: str | None = None, **params) -> bytes:
+    """Encode an image into `.ddc` bytes. `preset` picks a rate point of the method (see `methods()`)."""
+    arr = images.as_image_array(image)
+    return _encode_array(arr, method, preset, params)[0]
+
+
+def encode_with_reconstruction(image, method: str = "opq", preset: str | None = None, **params):
+    """Like :func:`encode`, also returning the encoder's own reconstruction (uint8, shaped like decode())
+    when the method can produce it without decoding; else None."""
+    arr = images.as_image_array(image)
+    data, recon = _encode_array(arr, method, preset, params)
+    return data, (None if recon is None else _user_shape(recon))
+
+
+def _user_shape(arr: np.ndarray) -> np.ndarray:
+    return arr[..., 0] if arr.shape[2] == 1 else arr
+
+
+def read(data: bytes) -> container.Container:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UsageError(f"decode() takes the bytes of a .ddc file, got {type(data).__name__}")
+    return container.read_container(bytes(data))
+
+
+def decode(data: bytes, **options) -> np.ndarray:
+    """Decode `.ddc` bytes to uint8 pixels: (H, W, 3) for colour, (H, W) for grayscale."""
+    c = read(data)
+    h = c.header
+    codec = get_codec(h.method, for_decoding=True)
+    encoded = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, chunks=c.payloads)
+    out = codec.decompress(encoded, h.height, h.width, h.pixel.channels, **options)
+    if out.shape != (h.height, h.width, h.pixel.channels):
+        raise CorruptInputError(f"decoded image has shape {out.shape}, header says {h.height}x{h.width}")
+    return _user_shape(out)
+
+
+def info(data: bytes) -> dict:
+    """Everything about a `.ddc` file that can be read without decoding it."""
+    c = read(data)
+    h = c.header
+    pixels = h.width * h.height * h.frames
+    total = c.total_bytes
+    return {
+        "format_version": f"{c.version[0]}.{c.version[1]}",
+        "method": h.method,
+        "model": h.model,
+        "model_sha256_prefix": f"{h.model_sha:08x}",
+        "params": h.params,
+        "rng": h.rng,
+        "width": h.width,
+        "height": h.height,
+        "channels": h.pixel.channels,
+        "bit_depth": h.pixel.bit_depth,
+        "colour_space": h.pixel.colour_space,
+        "frames": h.frames,
+        "header_bytes": c.header_bytes,
+        "framing_bytes": c.framing_bytes,
+        "payload_bytes": c.payload_bytes,
+        "file_bytes": total,
+        "bpp": total * 8 / pixels,
+        "payload_bpp": c.payload_bytes * 8 / pixels,
+        "compression_ratio": pixels * h.pixel.channels * h.pixel.bit_depth / 8 / total,
+        "metadata": c.metadata,
+    }
+
+
+def methods() -> dict[str, dict]:
+    """Every method with its presets and default preset."""
+    return {
+        name: {"presets": dict(cls.presets), "default_preset": cls.default_preset, "doc": (cls.__doc__ or "").strip()}
+        for name, cls in sorted(available().items())
+    }

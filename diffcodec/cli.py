@@ -1,0 +1,317 @@
+"""`diffcodec` command line: a thin layer over :mod:`diffcodec.api`.
+
+Exit codes: 0 success, 1 internal error (a bug: traceback printed), 2 usage error, 3 corrupt or unreadable
+input, 4 unsupported input (newer format, unknown method), 5 missing or corrupt model files,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+from diffcodec import __version__
+from diffcodec.errors import DiffcodecError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(msg, err=True)
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"diffcodec: warning: {message}", err=True)
+
+
+def _device_option(f):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                        help="Where networks run (methods without one ignore it).")(f)
+
+
+def _quiet_option(f):
+    return click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="diffcodec")
+def cli():
+    """Diffusion-based image codec. Run `diffcodec COMMAND -h` for help on a command."""
+
+
+@cli.command()
+@click.argument("input", metavar="IN")
+@click.option("-o", "--output", "output", metavar="OUT", help="Output .ddc file ('-' = stdout). Default: IN with .ddc.")
+@click.option("-m", "--method", default="opq", show_default=True, help="Coding method (see `diffcodec methods`).")
+@click.option("-p", "--preset", default=None, help="Rate/quality preset of the method (default: the method's).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@_device_option
+@_quiet_option
+def encode(input, output, method, preset, force, as_json, device, quiet):
+    """Encode an image (PNG, JPEG, TIFF, BMP, WebP; '-' = stdin) into a .ddc file."""
+    from diffcodec import api, images
+
+    if output is None:
+        if input == "-":
+            raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
+        output = str(Path(input).with_suffix(".ddc"))
+    if as_json and output == "-":
+        raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
+    api.resolve_device(device)
+    images.check_output_path(output, [input], force)
+    t0 = time.perf_counter()
+    arr = images.image_from_bytes(images.read_bytes(input), input)
+    data = api.encode(arr, method=method, preset=preset)
+    elapsed = time.perf_counter() - t0
+    images.write_bytes_atomic(output, data)
+    meta = api.info(data)
+    summary = {"input": input, "output": output, "preset": preset, **meta, "encode_s": round(elapsed, 3)}
+    if as_json:
+        _emit_json(summary)
+    else:
+        _say(f"{input} -> {output}: {method} {meta['model']}, {meta['width']}x{meta['height']}, "
+             f"{meta['file_bytes']:,} bytes, {meta['bpp']:.3f} bpp, {elapsed:.2f} s", quiet)
+
+
+@cli.command()
+@click.argument("input", metavar="IN")
+@click.option("-o", "--output", "output", metavar="OUT",
+              help="Output image, type from the extension: .png .bmp .tif .webp (lossless) .ppm; '-' = PNG on stdout. "
+                   "Default: IN with .png.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@_device_option
+@_quiet_option
+def decode(input, output, force, as_json, device, quiet):
+    """Decode a .ddc file ('-' = stdin) into an image."""
+    from diffcodec import api, images
+
+    if output is None:
+        if input == "-":
+            raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
+        output = str(Path(input).with_suffix(".png"))
+    if as_json and output == "-":
+        raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
+    fmt = images.output_format(output)
+    api.resolve_device(device)
+    images.check_output_path(output, [input], force)
+    data = images.read_bytes(input)
+    t0 = time.perf_counter()
+    pixels = api.decode(data)
+    elapsed = time.perf_counter() - t0
+    images.write_bytes_atomic(output, images.image_to_bytes(pixels, fmt))
+    summary = {"input": input, "output": output, "width": pixels.shape[1], "height": pixels.shape[0],
+               "channels": 1 if pixels.ndim == 2 else pixels.shape[2], "decode_s": round(elapsed, 3)}
+    if as_json:
+        _emit_json(summary)
+    else:
+        _say(f"{input} -> {output}: {pixels.shape[1]}x{pixels.shape[0]}, {elapsed:.2f} s", quiet)
+
+
+@cli.command()
+@click.argument("input", metavar="IN")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(input, as_json):
+    """Describe a .ddc file without decoding it."""
+    from diffcodec import api, images
+
+    meta = api.info(images.read_bytes(input))
+    if as_json:
+        _emit_json(meta)
+        return
+    rows = [
+        ("format version", meta["format_version"]),
+        ("method", meta["method"]),
+        ("model", f"{meta['model']} (sha256 {meta['model_sha256_prefix']}...)"),
+        ("parameters", json.dumps(meta["params"]) if meta["params"] else "-"),
+        ("size", f"{meta['width']}x{meta['height']}, {meta['channels']} channel(s), {meta['bit_depth']}-bit "
+                 f"{meta['colour_space']}, {meta['frames']} frame(s)"),
+        ("header bytes", meta["header_bytes"]),
+        ("framing bytes", f"{meta['framing_bytes']} (header + chunk framing, all but the payload)"),
+        ("payload bytes", meta["payload_bytes"]),
+        ("file bytes", meta["file_bytes"]),
+        ("bpp", f"{meta['bpp']:.4f} (payload only {meta['payload_bpp']:.4f})"),
+        ("compression ratio", f"{meta['compression_ratio']:.1f} : 1"),
+    ]
+    for k, v in rows:
+        click.echo(f"{k:>18}: {v}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def methods(as_json):
+    """List coding methods and their presets."""
+    from diffcodec import api
+
+    table = api.methods()
+    if as_json:
+        _emit_json(table)
+        return
+    for name, m in table.items():
+        click.echo(f"{name}  (default preset {m['default_preset']})")
+        for preset, desc in m["presets"].items():
+            click.echo(f"  {preset:<16} {desc}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--verify/--no-verify", default=True, show_default=True, help="Check every file's sha256.")
+def models(as_json, verify):
+    """List shipped codebooks and model weights."""
+    from diffcodec import artifacts
+
+    rows = []
+    for m in artifacts.list_artifacts():
+        weights, _ = artifacts.artifact_paths(m["name"])
+        status = "missing" if not weights.is_file() else "unchecked"
+        if verify and weights.is_file():
+            status = "ok" if artifacts.sha256_file(weights) == m.get("sha256") else "CORRUPT"
+        rows.append({"name": m["name"], "kind": m.get("kind"), "bytes": m.get("bytes"), "sha256": m.get("sha256"),
+                     "status": status, "command": m.get("command"),
+                     "validation": m.get("validation_figures", {}), "wall_time_s": m.get("total_wall_time_s")})
+    if as_json:
+        _emit_json(rows)
+    else:
+        if not rows:
+            click.echo(f"no artifacts found in {artifacts.codebooks_dir()}")
+        for r in rows:
+            click.echo(f"{r['name']:<24} {r['kind'] or '?':<14} {r['bytes'] or 0:>10,} B  {r['sha256'][:12]}  {r['status']}")
+    if any(r["status"] != "ok" for r in rows if verify):
+        bad = [r["name"] for r in rows if r["status"] != "ok"]
+        raise DiffcodecError(f"damaged or missing model files: {', '.join(bad)}")
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, metavar="[FILES or DIR]...")
+@click.option("-m", "--method", default="opq", show_default=True)
+@click.option("-p", "--preset", "presets", multiple=True, help="Preset(s) to run (repeat; default: all of the method's).")
+@click.option("--vs", "baselines", multiple=True, default=("jpeg", "webp", "avif"), show_default=True,
+              help="Baseline codec(s), matched to each diffcodec file's size (repeat).")
+@click.option("-o", "--outdir", default="bench-out", show_default=True, help="Folder for results.csv, plots, report.")
+@click.option("--report-images", default=6, show_default=True, help="Images with crops in report.html.")
+@_device_option
+@_quiet_option
+def bench(inputs, method, presets, baselines, outdir, report_images, device, quiet):
+    """Rate-distortion benchmark against JPEG/WebP/AVIF at matched file sizes.
+
+    Default input: ../shared/data/kodak (Kodak24) when it exists beside the repository.
+    """
+    from diffcodec import api, bench as bench_mod
+    from diffcodec.methods import get_codec
+
+    if not inputs:
+        default = bench_mod.default_image_dir()
+        if default is None:
+            raise UsageError("no input images given and ../shared/data/kodak not found")
+        inputs = (str(default),)
+    files = bench_mod.collect_images(list(inputs))
+    codec = get_codec(method)
+    presets = list(presets) or list(codec.presets)
+    for p in presets:
+        if p not in codec.presets:
+            raise UsageError(f"unknown {method} preset {p!r} (available: {', '.join(codec.presets)})")
+    summary = bench_mod.run_bench(files, method, presets, list(baselines), Path(outdir), quiet=quiet,
+                                  device=api.resolve_device(device), report_images=report_images,
+                                  command="diffcodec " + shlex.join(sys.argv[1:]))
+    _say(f"wrote {outdir}/results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png, report.html", quiet)
+    if not quiet:
+        click.echo((Path(outdir) / "summary.md").read_text())
+    return summary
+
+
+@cli.command()
+@click.option("-o", "--outdir", default="diffcodec-demo", show_default=True, help="Folder for the demo files.")
+@click.option("-p", "--preset", default=None, help="opq preset (default: the method's default).")
+@_quiet_option
+def demo(outdir, preset, quiet):
+    """Encode and decode a generated sample image: writes sample.png, sample.ddc, sample-decoded.png."""
+    import os
+
+    from diffcodec import api, images, metrics
+    from diffcodec.sample import sample_image
+
+    os.makedirs(outdir, exist_ok=True)
+    img = sample_image()
+    paths = {k: os.path.join(outdir, k) for k in ("sample.png", "sample.ddc", "sample-decoded.png")}
+    images.write_bytes_atomic(paths["sample.png"], images.image_to_bytes(img))
+    t0 = time.perf_counter()
+    data = api.encode(img, method="opq", preset=preset)
+    t1 = time.perf_counter()
+    out = api.decode(data)
+    t2 = time.perf_counter()
+    images.write_bytes_atomic(paths["sample.ddc"], data)
+    images.write_bytes_atomic(paths["sample-decoded.png"], images.image_to_bytes(out))
+    meta = api.info(data)
+    _say(f"{paths['sample.png']} ({img.shape[1]}x{img.shape[0]}) -> {paths['sample.ddc']}: {meta['file_bytes']:,} bytes, "
+         f"{meta['bpp']:.3f} bpp, PSNR {metrics.psnr(img, out):.2f} dB, encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s "
+         f"-> {paths['sample-decoded.png']}", quiet)
+
+
+@cli.group()
+def train():
+    """Train the codebooks and models shipped in codebooks/."""
+
+
+@train.command("opq")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Training image folder (repeat). Never Kodak.")
+@click.option("--val", type=click.Path(exists=True, file_okay=False), default=None, help="Validation image folder.")
+@click.option("-p", "--preset", "presets", multiple=True, help="Preset(s) to train (default: all).")
+@click.option("--patches-per-image", default=2000, show_default=True, help="Random 8x8 patches per image and flip.")
+@click.option("--niter", default=50, show_default=True, help="OPQ alternating-optimisation iterations.")
+@click.option("--seed", default=0, show_default=True)
+@_quiet_option
+def train_opq_cmd(data, val, presets, patches_per_image, niter, seed, quiet):
+    """Train OPQ codebooks + context-model tables; writes codebooks/opq/<preset>.safetensors and .json."""
+    from diffcodec.methods.opq import PRESETS
+    from diffcodec.methods.opq_train import train_opq
+
+    if any("kodak" in Path(d).resolve().as_posix().lower() for d in data):
+        raise UsageError("Kodak24 is the evaluation set: never train on it")
+    presets = list(presets) or list(PRESETS)
+    for p in presets:
+        if p not in PRESETS:
+            raise UsageError(f"unknown opq preset {p!r} (available: {', '.join(PRESETS)})")
+    command = "diffcodec " + shlex.join(sys.argv[1:])
+    manifests = train_opq([Path(d) for d in data], presets, val=Path(val) if val else None,
+                          patches_per_image=patches_per_image, niter=niter, seed=seed, command=command,
+                          progress=None if quiet else (lambda s: click.echo(s, err=True)))
+    for m in manifests:
+        _say(f"wrote {m['name']}.safetensors ({m['bytes']:,} bytes, sha256 {m['sha256'][:12]})", quiet)
+
+
+def main(argv=None) -> None:
+    warnings.showwarning = _show_warning
+    try:
+        cli.main(args=argv, prog_name="diffcodec", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("diffcodec: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except DiffcodecError as e:
+        click.echo(f"diffcodec: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("diffcodec: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Reading user images into the arrays codecs take, and writing decoded images, safely.
+
+Codecs see uint8 arrays of shape (H, W, 1) or (H, W, 3). What happens to other inputs:
+- grayscale (L, 1-bit, 16-bit I;16) -> 1 channel; 16-bit values are reduced to 8 bits (a warning says so);
+- palette, CMYK, YCbCr, LAB, HSV -> RGB;
+- alpha (RGBA, LA, palette transparency) is DROPPED: the colour channels are coded as stored and the
+  decoded image is opaque (a warning says so). Composite onto a background first if that matters;
+- EXIF orientation is applied, so the decoded image looks the way viewers showed the original;
+- only the first frame of an animated or multi-page file is coded (warning).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from diffcodec.errors import CorruptInputError, UsageError
+
+READ_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "PPM", "GIF")
+WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+                 ".ppm": "PPM", ".pgm": "PPM", ".pnm": "PPM"}
+MAX_PIXELS = 1 << 28  # refuse decompression bombs before decoding them
+
+
+class ImageWarning(UserWarning):
+    pass
+
+
+def read_bytes(path: str) -> bytes:
+    """Read a whole input file, '-' meaning standard input."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def image_from_bytes(data: bytes, name: str = "input") -> np.ndarray:
+    """Decode PNG/JPEG/TIFF/BMP/WebP bytes into uint8 (H, W, C), C in {1, 3}."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not data:
+        raise UsageError(f"{name}: empty input")
+    if data[:3] == b"DDC":
+        raise UsageError(f"{name}: this is already a .ddc file; use `diffcodec decode`")
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=READ_FORMATS)
+            if getattr(im, "n_frames", 1) > 1:
+                warnings.warn(f"{name}: has {im.n_frames} frames; only the first is coded", ImageWarning)
+            im = ImageOps.exif_transpose(im)
+            im.load()
+    except UnidentifiedImageError:
+        raise UsageError(f"{name}: not a supported image (PNG, JPEG, TIFF, BMP, WebP)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UsageError(f"{name}: image is too large (over {MAX_PIXELS} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CorruptInputError(f"{name}: damaged image file ({e})") from None
+    return pil_to_array(im, name)
+
+
+def pil_to_array(im, name: str = "input") -> np.ndarray:
+    mode = im.mode
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        warnings.warn(f"{name}: alpha channel dropped (diffcodec codes colour only; the output is opaque)",
+                      ImageWarning)
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.int64)
+        if arr.max(initial=0) > 255:
+            warnings.warn(f"{name}: 16-bit samples reduced to 8 bits", ImageWarning)
+            arr = arr >> 8 if arr.max() < 65536 else np.clip(arr, 0, 255)
+        return np.clip(arr, 0, 255).astype(np.uint8)[..., None]
+    if mode == "F":
+        return np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)[..., None]
+    if mode in ("L", "1", "LA", "La"):
+        return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+    if mode == "P":
+        im = im.convert("RGBA" if has_alpha else "RGB")
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def as_image_array(image) -> np.ndarray:
+    """Accept an ndarray (H, W), (H, W, 1|3|4) uint8, a PIL image, a path, or encoded image bytes."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return image_from_bytes(bytes(image))
+    if isinstance(image, (str, os.PathLike)):
+        return image_from_bytes(read_bytes(str(image)), str(image))
+    if hasattr(image, "mode") and hasattr(image, "size"):  # PIL image
+        return pil_to_array(image)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise UsageError(f"image arrays must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise UsageError(f"image arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {arr.shape}")
+    if arr.shape[2] == 4:
+        warnings.warn("alpha channel dropped (diffcodec codes colour only)", ImageWarning)
+        arr = arr[..., :3]
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise UsageError("image is empty")
+    return np.ascontiguousarray(arr)
+
+
+def image_to_bytes(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    from PIL import Image
+
+    arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    buf = io.BytesIO()
+    kwargs = {"lossless": True} if fmt == "WEBP" else {}
+    Image.fromarray(arr).save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def output_format(path: str) -> str:
+    if path == "-":
+        return "PNG"
+    ext = Path(path).suffix.lower()
+    if ext not in WRITE_FORMATS:
+        raise UsageError(f"{path}: unknown output image type {ext or '(none)'}; use one of "
+                         f"{', '.join(sorted(WRITE_FORMATS))} (lossless formats only)")
+    return WRITE_FORMATS[ext]
+
+
+def check_output_path(out: str, inputs: list[str], force: bool) -> None:
+    """Refuse to overwrite an input, or an existing file without --force. '-' is always fine."""
+    if out == "-":
+        return
+    for src in inputs:
+        if src != "-" and os.path.exists(src) and os.path.exists(out) and os.path.samefile(src, out):
+            raise UsageError(f"{out}: output would overwrite the input")
+    if os.path.isdir(out):
+        raise UsageError(f"{out}: is a directory")
+    if os.path.exists(out) and not force:
+        raise UsageError(f"{out}: already exists (use --force to overwrite)")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{out}: folder {parent} does not exist")
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".diffcodec-", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

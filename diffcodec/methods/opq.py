@@ -1,0 +1,223 @@
+"""OPQ codec: a model-based latent of Optimized Product Quantization indices.
+
+Scribano, Franchini, Pezzotti, Rossi, "Denoising Diffusion Models on Model-Based Latent Space",
+Algorithms 16(11), 2023. The image is converted to YCbCr, each channel is cut into 8x8 patches, and each
+patch (a 64-vector) is rotated by the channel's learned OPQ matrix R and split into M sub-vectors, each
+replaced by the index of its nearest codeword (256 per sub-quantizer, 8 bits). The bit budget per patch is
+written OPQ-{Y}-{Cb}-{Cr}, e.g. OPQ-32-8-8 = 4 luma and 1+1 chroma indices per 8x8 block.
+
+    RGB --> YCbCr --> 8x8 patches x --> y = R x --> [y_1 | ... | y_M] --> k_m = argmin |y_m - C_m[k]|
+                                                                            |
+      .ddc <-- range coder <-- context model p(k | MED(left, top, top-left), activity) <--+
+
+Decoding sums precomputed per-codeword patch contributions T_m[k] = C_m[k] R_m (stored in fp16 in the
+codebook file) in a fixed order with element-wise float32 adds, so every machine rebuilds the same pixels,
+and the encoder's reconstruction is exactly the decoder's. Codewords are sorted along the first principal
+component of each codebook, as in the paper, so nearby indices mean similar patches; the context model
+exploits that ordering and the spatial correlation of neighbouring patches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffcodec import artifacts, color
+from diffcodec.entropy import Decoder, Encoder
+from diffcodec.errors import CorruptInputError, ModelError, UsageError
+from diffcodec.methods import Codec, Encoded, register
+
+PATCH = 8
+KSUB = 256                      # codewords per sub-quantizer (8-bit indices)
+CHANNEL_NAMES = ("y", "cb", "cr")
+
+# Bits per 8x8 patch for Y, Cb, Cr. Each 8 bits is one sub-quantizer.
+PRESETS: dict[str, tuple[int, int, int]] = {
+    "opq-16-8-8": (16, 8, 8),
+    "opq-32-8-8": (32, 8, 8),
+    "opq-64-16-16": (64, 16, 16),
+    "opq-128-32-32": (128, 32, 32),
+}
+
+# Context = (MED prediction // 8) * N_ACTIVITY + activity bucket; activity = |left-tl| + |top-tl|.
+ACTIVITY_EDGES = np.array([2, 5, 10, 20, 40, 80])
+N_ACTIVITY = len(ACTIVITY_EDGES) + 1
+N_CONTEXTS = (KSUB // 8) * N_ACTIVITY
+
+
+def causal_neighbours(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+    """left, top and top-left index of each (row, col), from already-coded positions only.
+
+    Missing neighbours: on the first row top = top-left = left; in the first column left = top-left = top;
+    at (0, 0) all are KSUB // 2. The rule is part of the bitstream format.
+    """
+    has_top, has_left = rows > 0, cols > 0
+    r1, c1 = np.maximum(rows - 1, 0), np.maximum(cols - 1, 0)
+    left = grid[rows, c1]
+    top = grid[r1, cols]
+    tl = grid[r1, c1]
+    mid = np.full_like(left, KSUB // 2)
+    left_ = np.where(has_left, left, np.where(has_top, top, mid))
+    top_ = np.where(has_top, top, left_)
+    tl_ = np.where(has_top & has_left, tl, np.where(has_top, top_, left_))
+    return left_, top_, tl_
+
+
+def context_ids(left: np.ndarray, top: np.ndarray, tl: np.ndarray) -> np.ndarray:
+    hi, lo = np.maximum(left, top), np.minimum(left, top)
+    med = np.where(tl >= hi, lo, np.where(tl <= lo, hi, left + top - tl))
+    activity = np.searchsorted(ACTIVITY_EDGES, np.abs(left - tl) + np.abs(top - tl), side="right")
+    return (med // 8) * N_ACTIVITY + activity
+
+
+def all_context_ids(grid: np.ndarray) -> np.ndarray:
+    """Context of every position of an index grid (the encoder's view: everything is known)."""
+    gh, gw = grid.shape
+    rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    return context_ids(*causal_neighbours(grid, rows, cols))
+
+
+def diagonals(gh: int, gw: int):
+    """Anti-diagonals of the grid in coding order: each position's causal neighbours lie on earlier ones."""
+    for d in range(gh + gw - 1):
+        rows = np.arange(max(0, d - gw + 1), min(d, gh - 1) + 1)
+        yield rows, d - rows
+
+
+class ChannelCodebook:
+    """One channel's OPQ: rotation R (64x64), centroids (M, 256, 64/M), decode tables (M, 256, 64)
+    and context frequency tables (M, N_CONTEXTS, 256)."""
+
+    def __init__(self, rotation, centroids, tables, ctx_freq):
+        self.rotation = rotation.astype(np.float32)
+        self.centroids = centroids.astype(np.float32)
+        self.tables = tables.astype(np.float32)
+        self.ctx_freq = ctx_freq.astype(np.int32)
+        self.m = centroids.shape[0]
+        self.dsub = centroids.shape[2]
+        self._norms = (self.centroids ** 2).sum(-1)
+
+    def assign(self, patches: np.ndarray) -> np.ndarray:
+        """(n, 64) float32 -> (n, M) nearest-codeword indices in the rotated space."""
+        rotated = patches @ self.rotation.T
+        codes = np.empty((patches.shape[0], self.m), dtype=np.int64)
+        for m in range(self.m):
+            sub = rotated[:, m * self.dsub:(m + 1) * self.dsub]
+            codes[:, m] = np.argmin(self._norms[m][None] - 2 * sub @ self.centroids[m].T, axis=1)
+        return codes
+
+    def reconstruct(self, codes: np.ndarray) -> np.ndarray:
+        """(..., M) indices -> (..., 64) patches; fixed-order element-wise float32 adds (deterministic)."""
+        out = self.tables[0][codes[..., 0]].copy()
+        for m in range(1, self.m):
+            out += self.tables[m][codes[..., m]]
+        return out
+
+
+def _preset_artifact(preset: str) -> str:
+    return f"opq/{preset}"
+
+
+def preset_bits(preset: str) -> tuple[int, int, int]:
+    if preset not in PRESETS:
+        raise UsageError(f"unknown opq preset {preset!r} (available: {', '.join(PRESETS)})")
+    return PRESETS[preset]
+
+
+def load_codebooks(preset: str) -> tuple[list[ChannelCodebook], str]:
+    tensors, _, sha = artifacts.load_artifact(_preset_artifact(preset))
+    books = []
+    for name, bits in zip(CHANNEL_NAMES, PRESETS[preset]):
+        try:
+            book = ChannelCodebook(*(tensors[f"{name}.{k}"] for k in ("rotation", "centroids", "tables", "ctx_freq")))
+        except KeyError as e:
+            raise ModelError(f"codebook file for {preset} lacks tensor {e}") from None
+        if book.m * 8 != bits:
+            raise ModelError(f"codebook file for {preset}: channel {name} has {book.m * 8} bits, expected {bits}")
+        books.append(book)
+    return books, sha
+
+
+def encode_indices(enc: Encoder, grid: np.ndarray, ctx_freq: np.ndarray) -> None:
+    """Code an (gh, gw, M) index grid, sub-quantizer by sub-quantizer, in diagonal order."""
+    gh, gw, m_count = grid.shape
+    order = [(r, c) for r, c in diagonals(gh, gw)]
+    rows = np.concatenate([r for r, _ in order])
+    cols = np.concatenate([c for _, c in order])
+    for m in range(m_count):
+        ctx = all_context_ids(grid[..., m])[rows, cols]
+        enc.categorical_per_symbol(grid[rows, cols, m], ctx_freq[m][ctx])
+
+
+def decode_indices(dec: Decoder, gh: int, gw: int, ctx_freq: np.ndarray) -> np.ndarray:
+    m_count = ctx_freq.shape[0]
+    grid = np.zeros((gh, gw, m_count), dtype=np.int64)
+    for m in range(m_count):
+        g = grid[..., m]
+        for rows, cols in diagonals(gh, gw):
+            ctx = context_ids(*causal_neighbours(g, rows, cols))
+            g[rows, cols] = dec.categorical_per_symbol(ctx_freq[m][ctx])
+    return grid
+
+
+@register
+class OPQCodec(Codec):
+    name = "opq"
+    presets = {
+        "opq-16-8-8": "16+8+8 bits per 8x8 patch (0.5 bpp before entropy coding)",
+        "opq-32-8-8": "32+8+8 bits per patch, the paper's choice (0.75 bpp before entropy coding)",
+        "opq-64-16-16": "64+16+16 bits per patch (1.5 bpp before entropy coding)",
+        "opq-128-32-32": "128+32+32 bits per patch (3 bpp before entropy coding)",
+    }
+    default_preset = "opq-32-8-8"
+
+    def _planes(self, image: np.ndarray) -> np.ndarray:
+        if image.shape[2] == 3:
+            return color.rgb_to_ycbcr_centered(image)
+        return color.gray_to_centered(image[..., 0])
+
+    def _image(self, planes: np.ndarray, height: int, width: int) -> np.ndarray:
+        if planes.shape[0] == 3:
+            return color.ycbcr_centered_to_rgb(planes)
+        return color.centered_to_gray(planes)[..., None]
+
+    def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None) -> tuple[Encoded, np.ndarray]:
+        preset = preset or self.default_preset
+        preset_bits(preset)
+        books, sha = load_codebooks(preset)
+        height, width, channels = image.shape
+        planes = self._planes(image)
+        enc = Encoder()
+        recon = np.empty_like(planes)
+        for c in range(channels):
+            patches = color.to_patches(planes[c], PATCH)
+            gh, gw, _ = patches.shape
+            grid = books[c].assign(patches.reshape(-1, PATCH * PATCH)).reshape(gh, gw, -1)
+            encode_indices(enc, grid, books[c].ctx_freq)
+            recon[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
+        encoded = Encoded(model=preset.removeprefix("opq-"), model_sha=artifacts.sha_prefix32(sha), chunks=[enc.finish()])
+        return encoded, self._image(recon, height, width)
+
+    def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
+        if params:
+            raise UsageError(f"opq takes no parameters besides --preset (got {', '.join(params)})")
+        return self.compress_with_reconstruction(image, preset)[0]
+
+    def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
+        preset = "opq-" + encoded.model
+        if preset not in PRESETS:
+            raise CorruptInputError(f"opq file names an unknown codebook set {encoded.model!r}")
+        books, sha = load_codebooks(preset)
+        if artifacts.sha_prefix32(sha) != encoded.model_sha:
+            raise ModelError(
+                f"file was encoded with a different {preset} codebook (sha256 prefix {encoded.model_sha:08x}, "
+                f"installed {sha[:8]}); decode it with the diffcodec release that wrote it"
+            )
+        if len(encoded.chunks) != 1:
+            raise CorruptInputError("opq file must hold exactly one payload chunk")
+        dec = Decoder(encoded.chunks[0])
+        gh, gw = -(-height // PATCH), -(-width // PATCH)
+        planes = np.empty((channels, height, width), dtype=np.float32)
+        for c in range(channels):
+            grid = decode_indices(dec, gh, gw, books[c].ctx_freq)
+            planes[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
+        return self._image(planes, height, width)

@@ -1,0 +1,20 @@
+import numpy as np
+import pytest
+
+
+def synthetic_image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """Smooth gradients + edges + mild noise: compressible like a photo, made without any data files."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = [128 + 90 * np.sin(xx / (7 + 5 * c) + yy / (11 + 3 * c) + c) for c in range(channels)]
+    img = np.stack(base, axis=-1)
+    img[(xx // 16 + yy // 16) % 2 == 0] += 25
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo():
+    """A real photograph bundled with scikit-image (offline), cropped to an odd size."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return skimage_data.astronaut()[100:233, 150:317].copy()

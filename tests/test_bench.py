@@ -1,0 +1,227 @@
+"""Tests for diffcodec.bench with a fake diffcodec codec (JPEG behind a 5-byte header)."""
+
+import csv
+import io
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import diffcodec
+from diffcodec import bench
+from diffcodec.errors import DiffcodecError, UsageError
+
+QUALITY = {"lo": 20, "mid": 50, None: 50}
+
+
+def fake_encode(image, method, preset=None, **params):
+    assert method == "fake"
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=QUALITY[preset])
+    return b"FAKE" + bytes([QUALITY[preset]]) + buf.getvalue()
+
+
+def fake_decode(data, **options):
+    assert data[:4] == b"FAKE"
+    img = np.asarray(Image.open(io.BytesIO(data[5:])).convert("RGB")).copy()
+    if options.get("refine"):
+        img = np.clip(img.astype(int) + 1, 0, 255).astype(np.uint8)
+    return img
+
+
+def fake_info(data):
+    return {"payload_bytes": len(data) - 5, "header_bytes": 5}
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("imgs")
+    a = np.asarray(Image.fromarray(data.astronaut()).resize((176, 168), Image.Resampling.BICUBIC))
+    Image.fromarray(a).save(d / "b_astronaut.png")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:120, 0:150]
+    g = np.stack([x * 1.7, y * 2.0, (x + y) * 0.9], -1) + rng.normal(0, 8, (120, 150, 3))
+    Image.fromarray(np.clip(g, 0, 255).astype(np.uint8)).save(d / "a_gradient.png")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_bench_injected(image_dir, tmp_path):
+    images = bench.collect_images([str(image_dir)])
+    assert [p.name for p in images] == ["a_gradient.png", "b_astronaut.png"]
+    out = tmp_path / "out"
+    summary = bench.run_bench(images, "fake", ["mid"], ["jpeg", "webp"], out, quiet=True, crop_size=64,
+                              command=["diffcodec", "bench", "x"], encode_fn=fake_encode,
+                              decode_fn=fake_decode, info_fn=fake_info)
+    for f in ("results.csv", "summary.json", "summary.md", "rd_psnr.png", "rd_msssim.png", "report.html"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+    rows = _read_csv(out / "results.csv")
+    with open(out / "results.csv") as f:
+        header = f.readline().strip().split(",")
+    required = ("image,codec,setting,bytes,bpp,payload_bpp,psnr,psnr_y,ssim,ms_ssim,encode_s,decode_s,"
+                "compression_ratio,matched_to,over_target,peak_rss_mb").split(",")
+    assert header[:len(required)] == required
+    assert len(rows) == 2 * (1 + 2)
+    assert sorted((r["image"], r["codec"]) for r in rows) == sorted(
+        (i, c) for i in ("a_gradient.png", "b_astronaut.png") for c in ("diffcodec", "jpeg", "webp"))
+
+    for img_name in ("a_gradient.png", "b_astronaut.png"):
+        d = next(r for r in rows if r["image"] == img_name and r["codec"] == "diffcodec")
+        assert d["setting"] == "mid" and d["matched_to"] == "" and d["over_target"] == ""
+        h, w = (120, 150) if img_name.startswith("a") else (168, 176)
+        assert float(d["bpp"]) == pytest.approx(8 * int(d["bytes"]) / (h * w), rel=1e-5)
+        assert float(d["payload_bpp"]) == pytest.approx(8 * (int(d["bytes"]) - 5) / (h * w), rel=1e-5)
+        assert float(d["compression_ratio"]) == pytest.approx(h * w * 3 / int(d["bytes"]), rel=1e-5)
+        assert float(d["peak_rss_mb"]) > 10
+        assert float(d["psnr"]) > 20 and float(d["encode_s"]) >= 0
+        for b in (r for r in rows if r["image"] == img_name and r["codec"] != "diffcodec"):
+            assert b["matched_to"] == "mid" and b["setting"].startswith("q=")
+            assert b["over_target"] in ("true", "false")
+            if b["over_target"] == "false":
+                assert int(b["bytes"]) <= int(d["bytes"])
+            assert float(b["psnr"]) > 20
+    # MS-SSIM: NaN (empty) for the 120-px image, a value for the 168-px one
+    assert next(r for r in rows if r["image"] == "a_gradient.png")["ms_ssim"] == ""
+    assert 0 < float(next(r for r in rows if r["image"] == "b_astronaut.png")["ms_ssim"]) <= 1
+
+    js = json.loads((out / "summary.json").read_text())
+    assert js["settings"] == summary["settings"]
+    assert [(e["codec"], e["setting"]) for e in js["settings"]] == [
+        ("diffcodec", "mid"), ("jpeg", "@mid"), ("webp", "@mid")]
+    for e in js["settings"]:
+        assert e["n_images"] == 2 and e["mean_bpp"] > 0 and e["mean_psnr"] > 20
+        assert e["mean_ms_ssim"] is not None        # mean over the one image that has it
+    dc = js["settings"][0]
+    assert dc["mean_bpp"] == pytest.approx(np.mean([float(r["bpp"]) for r in rows if r["codec"] == "diffcodec"]))
+    for k in ("platform", "cpu_count", "torch_threads", "python", "numpy", "torch", "pillow"):
+        assert k in js["machine"]
+    assert js["command"] == "diffcodec bench x" and js["wall_s"] > 0 and js["date_utc"].endswith("+00:00")
+
+    md = (out / "summary.md").read_text()
+    assert md == bench.format_markdown_table(js)
+    assert md.count("\n") == 2 + 3 and "| jpeg | @mid (q=" in md
+
+    report = (out / "report.html").read_text()
+    assert "rd_psnr.png" in report and "rd_msssim.png" in report
+    crops = sorted((out / "crops").glob("*.png"))
+    assert len(crops) == 2 * (1 + 1 + 2)            # original + diffcodec + 2 baselines per image
+    for c in crops:
+        assert f"crops/{c.name}" in report
+        assert Image.open(c).size == (64, 64)
+    assert Image.open(out / "rd_psnr.png").size[0] > 300
+
+
+def test_run_bench_through_api_module(image_dir, tmp_path, monkeypatch):
+    """The default path: lazily imported diffcodec.api + preset check through diffcodec.methods.get_codec."""
+    fake_api = types.ModuleType("diffcodec.api")
+    fake_api.encode, fake_api.decode, fake_api.info = fake_encode, fake_decode, fake_info
+    monkeypatch.setitem(sys.modules, "diffcodec.api", fake_api)
+    monkeypatch.setattr(diffcodec, "api", fake_api, raising=False)
+    import diffcodec.methods as methods
+
+    class FakeCodec:
+        presets = {"lo": "low rate", "mid": "medium rate"}
+
+    monkeypatch.setattr(methods, "get_codec", lambda name, for_decoding=False: FakeCodec())
+
+    images = bench.collect_images([str(image_dir / "a_gradient.png")])
+    out = tmp_path / "out2"
+    summary = bench.run_bench(images, "fake", [], ["jpeg"], out, quiet=True, crop_size=32, report_images=0,
+                              extra_settings=[{"label": "refine", "decode_options": {"refine": True}}])
+    rows = _read_csv(out / "results.csv")
+    # every preset (none named), each with its +refine variant and a jpeg match
+    assert [(r["codec"], r["setting"]) for r in rows] == [
+        ("diffcodec", "lo"), ("diffcodec", "lo+refine"), ("jpeg", rows[2]["setting"]),
+        ("diffcodec", "mid"), ("diffcodec", "mid+refine"), ("jpeg", rows[5]["setting"])]
+    assert rows[0]["bytes"] == rows[1]["bytes"] and rows[0]["psnr"] != rows[1]["psnr"]
+    assert int(rows[0]["bytes"]) < int(rows[3]["bytes"])
+    assert [e["setting"] for e in summary["settings"]] == ["lo", "mid", "lo+refine", "mid+refine", "@lo", "@mid"]
+    assert not list((out / "crops").glob("*.png"))
+
+    with pytest.raises(UsageError, match="unknown preset"):
+        bench.run_bench(images, "fake", ["nope"], ["jpeg"], tmp_path / "out3", quiet=True)
+
+
+def test_run_bench_errors(image_dir, tmp_path):
+    images = bench.collect_images([str(image_dir)])
+    with pytest.raises(UsageError, match="available"):
+        bench.run_bench(images, "fake", ["mid"], ["bpg"], tmp_path / "o", quiet=True,
+                        encode_fn=fake_encode, decode_fn=fake_decode)
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(DiffcodecError, match="decoded image"):
+        bench.run_bench(images, "fake", ["mid"], [], tmp_path / "o", quiet=True,
+                        encode_fn=fake_encode, decode_fn=lambda d, **k: fake_decode(d)[:-1])
+
+
+def test_collect_and_load(image_dir, tmp_path):
+    with pytest.raises(UsageError):
+        bench.collect_images([str(tmp_path / "missing")])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match="no images"):
+        bench.collect_images([str(empty)])
+    files = bench.collect_images([str(image_dir / "b_astronaut.png"), str(image_dir)])
+    assert len(files) == 2     # de-duplicated
+    # other modes become RGB
+    Image.fromarray(np.full((10, 12), 77, np.uint8)).save(tmp_path / "g.png")
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    g = bench.load_rgb(tmp_path / "g.png")
+    assert g.shape == (10, 12, 3) and g.dtype == np.uint8 and (g == 77).all()
+    c = bench.load_rgb(tmp_path / "rgba.png")
+    assert c.shape == (10, 12, 3) and (c[..., 0] == 200).all()
+    with pytest.raises(UsageError):
+        bench.load_rgb(image_dir / "notes.txt")
+
+
+def test_default_image_dir():
+    d = bench.default_image_dir()
+    expected = (Path(bench.__file__).resolve().parents[1] / ".." / "shared" / "data" / "kodak").resolve()
+    assert d == (expected if expected.is_dir() else None)
+
+
+def test_center_crop_box_and_table():
+    assert bench.center_crop_box(512, 768, 256) == (128, 256, 256, 256)
+    assert bench.center_crop_box(100, 300, 256) == (0, 22, 100, 256)
+    md = bench.format_markdown_table([{"codec": "jpeg", "setting": "@x", "quality_min": 3, "quality_max": 3,
+                                       "mean_bpp": 0.25, "mean_psnr": math.inf, "mean_psnr_y": None,
+                                       "mean_ms_ssim": 0.9, "n_images": 1, "over_target": 1}])
+    assert "| jpeg | @x (q=3) | 0.2500 | inf | n/a | 0.9000 |" in md
+
+
+def test_device_passed_only_to_functions_that_take_it(image_dir, tmp_path):
+    images = bench.collect_images([str(image_dir / "a_gradient.png")])
+    seen = []
+
+    def enc_dev(image, method, preset=None, device="cpu"):
+        seen.append(("enc", device))
+        return fake_encode(image, method, preset)
+
+    def dec_kwargs(data, **options):          # a **kwargs catch-all does not count as taking a device
+        seen.append(("dec", options.get("device")))
+        return fake_decode(data)
+
+    bench.run_bench(images, "fake", ["lo"], [], tmp_path / "d", quiet=True, device="cuda",
+                    encode_fn=enc_dev, decode_fn=dec_kwargs)
+    assert seen == [("enc", "cuda"), ("dec", None)]
+    seen.clear()
+    s = bench.run_bench(images, "fake", ["lo"], [], tmp_path / "d", quiet=True, device="auto",
+                        encode_fn=enc_dev, decode_fn=dec_kwargs)
+    assert seen == [("enc", "cpu"), ("dec", None)] and s["device"] == "auto"
+    assert s["rss_start_mb"] > 0

@@ -1,0 +1,122 @@
+"""The real command line, run as a subprocess: pipelines, outputs and every user mistake."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import synthetic_image
+
+CLI = [sys.executable, "-m", "diffcodec"]
+
+
+def run(args, stdin=None, check=True):
+    p = subprocess.run(CLI + args, input=stdin, capture_output=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}: {p.stderr.decode()}")
+    return p
+
+
+def assert_one_line_error(p, code):
+    err = p.stderr.decode()
+    assert p.returncode == code, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(synthetic_image(45, 61)).save(path)
+    return path
+
+
+def test_stdin_stdout_pipeline(png, tmp_path):
+    ddc = run(["encode", "-", "-o", "-", "--method", "opq"], stdin=png.read_bytes()).stdout
+    assert ddc[:3] == b"DDC"
+    out = run(["decode", "-", "-o", "-"], stdin=ddc).stdout
+    assert out[:8] == b"\x89PNG\r\n\x1a\n"
+    img = np.asarray(Image.open(__import__("io").BytesIO(out)))
+    assert img.shape == (45, 61, 3)
+
+
+def test_files_info_json_and_methods(png, tmp_path):
+    ddc = tmp_path / "a.ddc"
+    p = run(["encode", str(png), "-o", str(ddc), "--preset", "opq-16-8-8", "--json"])
+    summary = json.loads(p.stdout)
+    assert summary["file_bytes"] == ddc.stat().st_size
+    meta = json.loads(run(["info", str(ddc), "--json"]).stdout)
+    assert meta["width"] == 61 and meta["height"] == 45 and meta["model"] == "16-8-8"
+    assert meta["header_bytes"] + meta["payload_bytes"] <= meta["file_bytes"]
+    assert "payload bytes" in run(["info", str(ddc)]).stdout.decode()
+    out = tmp_path / "b.bmp"
+    run(["decode", str(ddc), "-o", str(out)])
+    assert Image.open(out).size == (61, 45)
+    assert "opq-32-8-8" in run(["methods"]).stdout.decode()
+    assert "opq" in json.loads(run(["methods", "--json"]).stdout)
+
+
+def test_default_output_names(png):
+    run(["encode", str(png)])
+    assert png.with_suffix(".ddc").exists()
+    p = run(["decode", str(png.with_suffix(".ddc"))], check=False)
+    assert_one_line_error(p, 2)  # in.png exists: never overwritten without --force
+    run(["decode", str(png.with_suffix(".ddc")), "--force"])
+
+
+def test_grayscale_and_rgba_inputs(tmp_path):
+    gray = tmp_path / "g.png"
+    Image.fromarray(synthetic_image(20, 30, 1)[..., 0]).save(gray)
+    run(["encode", str(gray), "-o", str(tmp_path / "g.ddc")])
+    assert json.loads(run(["info", str(tmp_path / "g.ddc"), "--json"]).stdout)["channels"] == 1
+    rgba = tmp_path / "a.png"
+    Image.fromarray(np.dstack([synthetic_image(20, 30), np.full((20, 30), 128, np.uint8)])).save(rgba)
+    p = run(["encode", str(rgba), "-o", str(tmp_path / "a.ddc")])
+    assert "alpha channel dropped" in p.stderr.decode()
+
+
+def test_user_mistakes_give_one_line_errors(png, tmp_path):
+    assert_one_line_error(run(["encode", str(tmp_path / "nope.png"), "-o", str(tmp_path / "x.ddc")], check=False), 2)
+    assert_one_line_error(run(["encode", str(png), "-o", str(png)], check=False), 2)
+    assert_one_line_error(run(["encode", str(png), "-o", str(tmp_path / "x.ddc"), "--preset", "zzz"], check=False), 2)
+    assert_one_line_error(run(["encode", str(png), "-o", str(tmp_path / "x.ddc"), "--method", "zzz"], check=False), 2)
+    assert not (tmp_path / "x.ddc").exists()
+    text = tmp_path / "t.png"
+    text.write_text("hello")
+    assert_one_line_error(run(["encode", str(text), "-o", str(tmp_path / "y.ddc")], check=False), 2)
+    ddc = tmp_path / "a.ddc"
+    run(["encode", str(png), "-o", str(ddc)])
+    assert_one_line_error(run(["encode", str(png), "-o", str(ddc)], check=False), 2)  # exists
+    assert_one_line_error(run(["decode", str(ddc), "-o", str(tmp_path / "o.xyz")], check=False), 2)
+    assert_one_line_error(run(["decode", str(png), "-o", str(tmp_path / "o.png")], check=False), 3)  # a PNG, not ddc
+
+
+def test_corrupt_inputs_give_exit_3_and_write_nothing(png, tmp_path):
+    ddc = tmp_path / "a.ddc"
+    run(["encode", str(png), "-o", str(ddc)])
+    good = ddc.read_bytes()
+    cases = {"empty": b"", "truncated": good[: len(good) // 2], "magic": b"XYZ" + good[3:],
+             "flipped": good[:30] + bytes([good[30] ^ 4]) + good[31:],
+             "huge": good[:5] + b"H\xff\xff\xff\xff\x07" + b"\0" * 20}
+    for name, blob in cases.items():
+        bad = tmp_path / f"{name}.ddc"
+        bad.write_bytes(blob)
+        out = tmp_path / f"{name}.png"
+        assert_one_line_error(run(["decode", str(bad), "-o", str(out)], check=False), 3)
+        assert_one_line_error(run(["info", str(bad)], check=False), 3)
+        assert not out.exists()
+        assert not list(tmp_path.glob(".diffcodec-*"))
+
+
+def test_newer_major_version_is_unsupported(png, tmp_path):
+    ddc = tmp_path / "a.ddc"
+    run(["encode", str(png), "-o", str(ddc)])
+    blob = bytearray(ddc.read_bytes())
+    blob[3] = 2
+    ddc.write_bytes(bytes(blob))
+    p = run(["decode", str(ddc), "-o", str(tmp_path / "o.png")], check=False)
+    assert_one_line_error(p, 4)
+    assert "newer" in p.stderr.decode()
