@@ -91,10 +91,13 @@ def encode(input, output, method, preset, force, as_json, device, quiet):
               help="Output image, type from the extension: .png .bmp .tif .webp (lossless) .ppm; '-' = PNG on stdout. "
                    "Default: IN with .png.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--refine", is_flag=True, help="opq: remove blocking with the diffusion refiner (slower).")
+@click.option("--steps", type=click.IntRange(1, 50), default=None, help="Refiner sampling steps (default 2).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Refiner noise seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @_device_option
 @_quiet_option
-def decode(input, output, force, as_json, device, quiet):
+def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
     """Decode a .ddc file ('-' = stdin) into an image."""
     from diffcodec import api, images
 
@@ -105,11 +108,15 @@ def decode(input, output, force, as_json, device, quiet):
     if as_json and output == "-":
         raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
     fmt = images.output_format(output)
-    api.resolve_device(device)
+    options = {}
+    if refine:
+        options = {"refine": True, "steps": steps, "seed": seed, "device": api.resolve_device(device)}
+    elif steps is not None:
+        raise UsageError("--steps only applies with --refine")
     images.check_output_path(output, [input], force)
     data = images.read_bytes(input)
     t0 = time.perf_counter()
-    pixels = api.decode(data)
+    pixels = api.decode(data, **options)
     elapsed = time.perf_counter() - t0
     images.write_bytes_atomic(output, images.image_to_bytes(pixels, fmt))
     summary = {"input": input, "output": output, "width": pixels.shape[1], "height": pixels.shape[0],
@@ -290,6 +297,80 @@ def train_opq_cmd(data, val, presets, patches_per_image, niter, seed, quiet):
                           progress=None if quiet else (lambda s: click.echo(s, err=True)))
     for m in manifests:
         _say(f"wrote {m['name']}.safetensors ({m['bytes']:,} bytes, sha256 {m['sha256'][:12]})", quiet)
+
+
+def _diffusion_train_options(f):
+    opts = [
+        click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+                     help="Training image folder (repeat). Never Kodak."),
+        click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="Validation image folder (held-out crops)."),
+        click.option("--out", "out_dir", default=None, help="Checkpoint/log folder (default runs/NAME)."),
+        click.option("--name", default=None, help="Export name under codebooks/ (default models/<kind>)."),
+        click.option("--steps", type=int, default=100_000, show_default=True, help="Total optimizer steps."),
+        click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (resumable)."),
+        click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out."),
+        click.option("--batch", type=int, default=16, show_default=True),
+        click.option("--crop", type=int, default=64, show_default=True),
+        click.option("--lr", type=float, default=2e-4, show_default=True),
+        click.option("--base-channels", type=int, default=48, show_default=True),
+        click.option("--schedule", type=click.Choice(["cosine", "linear"]), default="cosine", show_default=True),
+        click.option("--parameterization", type=click.Choice(["eps", "x0", "v"]), default="v", show_default=True),
+        click.option("--loss-weighting", type=click.Choice(["const", "min_snr", "p2"]), default="const",
+                     show_default=True),
+        click.option("--threads", type=int, default=None, help="torch CPU threads (default: all)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--no-export", is_flag=True, help="Train/checkpoint only; do not write codebooks/."),
+        _device_option,
+        _quiet_option,
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra_manifest: dict, **o):
+    from diffcodec.diffusion.train import TrainConfig, train_denoiser
+    from diffcodec.methods.opq_train import LICENSE_NOTE
+
+    if any("kodak" in Path(d).resolve().as_posix().lower() for d in o["data"]):
+        raise UsageError("Kodak24 is the evaluation set: never train on it")
+    name = o["name"] or f"models/{kind}"
+    cfg = TrainConfig(
+        data=[Path(d) for d in o["data"]], out_dir=Path(o["out_dir"] or f"runs/{Path(name).name}"),
+        crop=o["crop"], batch=o["batch"], lr=o["lr"], steps=o["steps"], max_minutes=o["max_minutes"],
+        schedule=o["schedule"], parameterization=o["parameterization"], loss_weighting=o["loss_weighting"],
+        model={"base_channels": o["base_channels"], "cond_channels": cond_channels},
+        device=o["device"], seed=o["seed"], resume=o["resume"], val_folder=Path(o["val"]) if o["val"] else None,
+        make_condition=make_condition, export_name=None if o["no_export"] else name,
+        command="diffcodec " + shlex.join(sys.argv[1:]), license_note=LICENSE_NOTE,
+        progress=None if not o["quiet"] else False, num_threads=o["threads"],
+    )
+    result = train_denoiser(cfg)
+    _say(f"{kind}: {json.dumps(result, default=str)[:2000]}", o["quiet"])
+
+
+@train.command("denoiser")
+@_diffusion_train_options
+def train_denoiser_cmd(**o):
+    """Unconditional pixel-space denoiser (the `pixel-ddpm` prior): writes codebooks/models/pixel-ddpm.*"""
+    o["name"] = o["name"] or "models/pixel-ddpm"
+    _run_diffusion_training("pixel-ddpm", None, 0, {}, **o)
+
+
+@train.command("refiner")
+@click.option("--opq-preset", "opq_presets", multiple=True, help="opq presets to degrade with (default: 16-8-8, 32-8-8, 64-16-16).")
+@_diffusion_train_options
+def train_refiner_cmd(opq_presets, **o):
+    """Conditional denoiser that cleans OPQ-decoded images (`decode --refine`): writes codebooks/models/opq-refiner.*"""
+    from diffcodec.methods.opq import PRESETS
+    from diffcodec.methods.opq_refine import TRAIN_PRESETS, OPQDegrade
+
+    presets = tuple(opq_presets) or TRAIN_PRESETS
+    for p in presets:
+        if p not in PRESETS:
+            raise UsageError(f"unknown opq preset {p!r}")
+    _run_diffusion_training("opq-refiner", OPQDegrade(presets, seed=o["seed"]), 3, {"opq_presets": presets}, **o)
 
 
 def main(argv=None) -> None:

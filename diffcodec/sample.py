@@ -18,11 +18,12 @@ def sample_image(height: int = 384, width: int = 512, seed: int = 0) -> np.ndarr
     img[sun] = (255, 235, 160)
     hill = v > 0.55 + 0.08 * np.sin(u * 9) + 0.04 * np.sin(u * 23 + 1)
     grass = rng.normal(0, 1, (height, width))
-    for _ in range(3):  # cheap blur for a natural-looking texture
+    for _ in range(6):  # cheap blur for a natural-looking texture
         grass = (grass + np.roll(grass, 1, 0) + np.roll(grass, 1, 1) + np.roll(grass, -1, 1)) / 4
-    img[hill, 0] = 60 + 40 * grass[hill] * 8 + 30 * v[hill]
-    img[hill, 1] = 120 + 50 * grass[hill] * 8 + 20 * v[hill]
-    img[hill, 2] = 50 + 20 * grass[hill] * 8
+    grass = grass / grass.std()
+    img[hill, 0] = 70 + 12 * grass[hill] + 30 * v[hill]
+    img[hill, 1] = 125 + 18 * grass[hill] + 20 * v[hill]
+    img[hill, 2] = 50 + 8 * grass[hill]
     house = (np.abs(u - 0.3) < 0.08) & (v > 0.5) & (v < 0.7)
     img[house] = (180, 60, 50)
     window = (np.abs(u - 0.3) < 0.025) & (v > 0.56) & (v < 0.62)

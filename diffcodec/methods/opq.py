@@ -180,22 +180,30 @@ class OPQCodec(Codec):
             return color.ycbcr_centered_to_rgb(planes)
         return color.centered_to_gray(planes)[..., None]
 
-    def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None) -> tuple[Encoded, np.ndarray]:
-        preset = preset or self.default_preset
+    def quantize(self, image: np.ndarray, preset: str) -> tuple[list[np.ndarray], np.ndarray, str]:
+        """Index grids (one (gh, gw, M) array per channel) and the exact decoded image, without coding."""
         preset_bits(preset)
         books, sha = load_codebooks(preset)
         height, width, channels = image.shape
         planes = self._planes(image)
-        enc = Encoder()
-        recon = np.empty_like(planes)
+        grids, recon = [], np.empty_like(planes)
         for c in range(channels):
             patches = color.to_patches(planes[c], PATCH)
             gh, gw, _ = patches.shape
             grid = books[c].assign(patches.reshape(-1, PATCH * PATCH)).reshape(gh, gw, -1)
-            encode_indices(enc, grid, books[c].ctx_freq)
+            grids.append(grid)
             recon[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
+        return grids, self._image(recon, height, width), sha
+
+    def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None) -> tuple[Encoded, np.ndarray]:
+        preset = preset or self.default_preset
+        grids, recon, sha = self.quantize(image, preset)
+        books, _ = load_codebooks(preset)
+        enc = Encoder()
+        for c, grid in enumerate(grids):
+            encode_indices(enc, grid, books[c].ctx_freq)
         encoded = Encoded(model=preset.removeprefix("opq-"), model_sha=artifacts.sha_prefix32(sha), chunks=[enc.finish()])
-        return encoded, self._image(recon, height, width)
+        return encoded, recon
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         if params:
@@ -203,6 +211,10 @@ class OPQCodec(Codec):
         return self.compress_with_reconstruction(image, preset)[0]
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
+        """Options: refine=True runs the diffusion refiner (steps=N, device='cpu'|'cuda', seed=0)."""
+        unknown = set(options) - {"refine", "steps", "device", "seed"}
+        if unknown:
+            raise UsageError(f"opq decoding takes no option(s) {', '.join(sorted(unknown))}")
         preset = "opq-" + encoded.model
         if preset not in PRESETS:
             raise CorruptInputError(f"opq file names an unknown codebook set {encoded.model!r}")
@@ -220,4 +232,10 @@ class OPQCodec(Codec):
         for c in range(channels):
             grid = decode_indices(dec, gh, gw, books[c].ctx_freq)
             planes[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
-        return self._image(planes, height, width)
+        image = self._image(planes, height, width)
+        if options.get("refine"):
+            from diffcodec.methods.opq_refine import DEFAULT_STEPS, refine
+
+            image = refine(image, steps=options.get("steps") or DEFAULT_STEPS,
+                           device=options.get("device", "cpu"), seed=options.get("seed", 0))
+        return image
