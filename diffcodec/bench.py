@@ -39,7 +39,6 @@ import platform
 import re
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -113,18 +112,9 @@ def default_image_dir() -> Path | None:
 # ----------------------------------------------------------------------------------------------- helpers
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from diffcodec.images import write_bytes_atomic
+
+    write_bytes_atomic(str(path), data)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

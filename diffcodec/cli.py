@@ -69,7 +69,7 @@ def encode(input, output, method, preset, force, as_json, device, quiet):
         output = str(Path(input).with_suffix(".ddc"))
     if as_json and output == "-":
         raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
-    api.resolve_device(device)
+    # --device is resolved (which imports torch) only by methods that run a network; opq does not.
     images.check_output_path(output, [input], force)
     t0 = time.perf_counter()
     arr = images.image_from_bytes(images.read_bytes(input), input)
@@ -187,7 +187,9 @@ def models(as_json, verify):
             status = "ok" if artifacts.sha256_file(weights) == m.get("sha256") else "CORRUPT"
         rows.append({"name": m["name"], "kind": m.get("kind"), "bytes": m.get("bytes"), "sha256": m.get("sha256"),
                      "status": status, "command": m.get("command"),
-                     "validation": m.get("validation_figures", {}), "wall_time_s": m.get("total_wall_time_s")})
+                     "validation": m.get("validation_figures") or m.get("validation") or {},
+                     "steps": m.get("steps"), "device": m.get("device"),
+                     "wall_time_s": m.get("total_wall_time_s", m.get("wall_time_s"))})
     if as_json:
         _emit_json(rows)
     else:
@@ -208,9 +210,11 @@ def models(as_json, verify):
               help="Baseline codec(s), matched to each diffcodec file's size (repeat).")
 @click.option("-o", "--outdir", default="bench-out", show_default=True, help="Folder for results.csv, plots, report.")
 @click.option("--report-images", default=6, show_default=True, help="Images with crops in report.html.")
+@click.option("--refine-steps", "refine_steps", multiple=True, type=click.IntRange(1, 50),
+              help="opq: also decode each file with the diffusion refiner at N steps (repeat).")
 @_device_option
 @_quiet_option
-def bench(inputs, method, presets, baselines, outdir, report_images, device, quiet):
+def bench(inputs, method, presets, baselines, outdir, report_images, refine_steps, device, quiet):
     """Rate-distortion benchmark against JPEG/WebP/AVIF at matched file sizes.
 
     Default input: ../shared/data/kodak (Kodak24) when it exists beside the repository.
@@ -229,8 +233,11 @@ def bench(inputs, method, presets, baselines, outdir, report_images, device, qui
     for p in presets:
         if p not in codec.presets:
             raise UsageError(f"unknown {method} preset {p!r} (available: {', '.join(codec.presets)})")
+    dev = api.resolve_device(device)
+    extras = [{"label": f"refine{n}", "decode_options": {"refine": True, "steps": n, "device": dev}}
+              for n in refine_steps]
     summary = bench_mod.run_bench(files, method, presets, list(baselines), Path(outdir), quiet=quiet,
-                                  device=api.resolve_device(device), report_images=report_images,
+                                  device=dev, report_images=report_images, extra_settings=extras,
                                   command="diffcodec " + shlex.join(sys.argv[1:]))
     _say(f"wrote {outdir}/results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png, report.html", quiet)
     if not quiet:

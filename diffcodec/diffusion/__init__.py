@@ -51,5 +51,6 @@ __all__ = [
     "sample_ddpm",
     "strided_timesteps",
     "timestep_embedding",
+    "train_denoiser",
     "x0_predictor",
 ]

@@ -236,6 +236,7 @@ class OPQCodec(Codec):
         if options.get("refine"):
             from diffcodec.methods.opq_refine import DEFAULT_STEPS, refine
 
-            image = refine(image, steps=options.get("steps") or DEFAULT_STEPS,
+            steps = options.get("steps")
+            image = refine(image, steps=DEFAULT_STEPS if steps is None else steps,
                            device=options.get("device", "cpu"), seed=options.get("seed", 0))
         return image

@@ -15,24 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffcodec.data import to_tensor, to_uint8
 from diffcodec.errors import UsageError
 
 REFINER_NAME = "models/opq-refiner"
 TRAIN_PRESETS = ("opq-16-8-8", "opq-32-8-8", "opq-64-16-16")
 DEFAULT_STEPS = 2
 MAX_STEPS = 50
-
-
-def to_tensor(images: np.ndarray):
-    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [-1, 1]."""
-    import torch
-
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def to_uint8(x) -> np.ndarray:
-    """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
-    return x.add(1.0).mul(127.5).round().clamp(0, 255).to("cpu").byte().permute(0, 2, 3, 1).numpy()
 
 
 class OPQDegrade:
