@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from diffcodec import __version__
-from diffcodec.errors import DiffcodecError, UsageError
+from diffcodec.errors import DiffcodecError, ModelError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -25,6 +25,11 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         click.echo(msg, err=True)
+
+
+def _short_json(obj, limit: int = 160) -> str:
+    text = json.dumps(obj, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _emit_json(obj) -> None:
@@ -197,9 +202,17 @@ def models(as_json, verify):
             click.echo(f"no artifacts found in {artifacts.codebooks_dir()}")
         for r in rows:
             click.echo(f"{r['name']:<24} {r['kind'] or '?':<14} {r['bytes'] or 0:>10,} B  {r['sha256'][:12]}  {r['status']}")
+            trained = ", ".join(x for x in (
+                f"{r['steps']} steps" if r.get("steps") else "",
+                f"{r['wall_time_s']:.0f} s" if r.get("wall_time_s") else "",
+                f"on {r['device']}" if r.get("device") else "") if x)
+            if trained:
+                click.echo(f"    trained: {trained}")
+            if r["validation"]:
+                click.echo(f"    validation: {_short_json(r['validation'])}")
     if any(r["status"] != "ok" for r in rows if verify):
         bad = [r["name"] for r in rows if r["status"] != "ok"]
-        raise DiffcodecError(f"damaged or missing model files: {', '.join(bad)}")
+        raise ModelError(f"damaged or missing model files: {', '.join(bad)}")
 
 
 @cli.command()

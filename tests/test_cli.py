@@ -120,3 +120,20 @@ def test_newer_major_version_is_unsupported(png, tmp_path):
     p = run(["decode", str(ddc), "-o", str(tmp_path / "o.png")], check=False)
     assert_one_line_error(p, 4)
     assert "newer" in p.stderr.decode()
+
+
+def test_models_lists_and_verifies(tmp_path):
+    import os
+    import shutil
+
+    from diffcodec import artifacts
+
+    rows = json.loads(run(["models", "--json"]).stdout)
+    assert {r["name"] for r in rows} >= {"opq/opq-32-8-8"} and all(r["status"] == "ok" for r in rows)
+    shutil.copytree(artifacts.codebooks_dir() / "opq", tmp_path / "opq")
+    weights = tmp_path / "opq" / "opq-16-8-8.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    env = {**os.environ, "DIFFCODEC_CODEBOOKS": str(tmp_path)}
+    p = subprocess.run(CLI + ["models"], capture_output=True, env=env)
+    assert p.returncode == 5 and b"opq/opq-16-8-8" in p.stderr and b"Traceback" not in p.stderr
+    assert b"CORRUPT" in p.stdout
