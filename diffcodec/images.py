@@ -55,18 +55,21 @@ def image_from_bytes(data: bytes, name: str = "input") -> np.ndarray:
         raise UsageError(f"{name}: empty input")
     if data[:3] == b"DDC":
         raise UsageError(f"{name}: this is already a .ddc file; use `diffcodec decode`")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit, checked from the header before any pixel is decoded; Pillow's global setting
+            # is left alone (it is process-wide state that belongs to the caller).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=READ_FORMATS)
+            if im.width * im.height > MAX_PIXELS:
+                raise Image.DecompressionBombError("over our limit")
             if getattr(im, "n_frames", 1) > 1:
                 warnings.warn(f"{name}: has {im.n_frames} frames; only the first is coded", ImageWarning)
             im = ImageOps.exif_transpose(im)
             im.load()
     except UnidentifiedImageError:
         raise UsageError(f"{name}: not a supported image (PNG, JPEG, TIFF, BMP, WebP)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise UsageError(f"{name}: image is too large (over {MAX_PIXELS} pixels)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise CorruptInputError(f"{name}: damaged image file ({e})") from None
