@@ -45,7 +45,7 @@ def _encode_array(arr: np.ndarray, method: str, preset: str | None, params: dict
     height, width, channels = arr.shape
     header = container.Header(
         method=method, model=enc.model, model_sha=enc.model_sha, width=width, height=height,
-        pixel_format=container.pixel_format_code(channels), params=enc.params,
+        pixel_format=container.pixel_format_code(channels), params=enc.params, rng=enc.rng,
     )
     return container.write_container(header, enc.chunks), recon
 
@@ -79,7 +79,7 @@ def decode(data: bytes, **options) -> np.ndarray:
     c = read(data)
     h = c.header
     codec = get_codec(h.method, for_decoding=True)
-    encoded = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, chunks=c.payloads)
+    encoded = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng, chunks=c.payloads)
     out = codec.decompress(encoded, h.height, h.width, h.pixel.channels, **options)
     if out.shape != (h.height, h.width, h.pixel.channels):
         raise CorruptInputError(f"decoded image has shape {out.shape}, header says {h.height}x{h.width}")

@@ -62,9 +62,17 @@ def cli():
 @click.option("-p", "--preset", default=None, help="Rate/quality preset of the method (default: the method's).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--k", "k", type=click.IntRange(1, 1 << 20), default=None, help="ddcm: codebook size K.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=None, help="ddcm: strided diffusion steps N.")
+@click.option("--atoms", type=click.IntRange(1, 1024), default=None, help="ddcm: atoms M picked per step.")
+@click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default=None,
+              help="ddcm: codebook kind (default mshift).")
+@click.option("--space", type=click.Choice(["pixel", "latent"]), default=None, help="ddcm: space (default pixel).")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None, help="ddcm: codebook/noise seed (default 0).")
+@click.option("--bpp", type=float, default=None, help="ddcm: choose steps/K/atoms to land at or under this bpp.")
 @_device_option
 @_quiet_option
-def encode(input, output, method, preset, force, as_json, device, quiet):
+def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, seed, bpp, device, quiet):
     """Encode an image (PNG, JPEG, TIFF, BMP, WebP; '-' = stdin) into a .ddc file."""
     from diffcodec import api, images
 
@@ -78,7 +86,11 @@ def encode(input, output, method, preset, force, as_json, device, quiet):
     images.check_output_path(output, [input], force)
     t0 = time.perf_counter()
     arr = images.image_from_bytes(images.read_bytes(input), input)
-    data = api.encode(arr, method=method, preset=preset)
+    given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "seed": seed, "bpp": bpp}
+    params = {name: v for name, v in given.items() if v is not None}
+    if method == "ddcm":
+        params["device"] = api.resolve_device(device)
+    data = api.encode(arr, method=method, preset=preset, **params)
     elapsed = time.perf_counter() - t0
     images.write_bytes_atomic(output, data)
     meta = api.info(data)
@@ -130,6 +142,59 @@ def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
         _emit_json(summary)
     else:
         _say(f"{input} -> {output}: {pixels.shape[1]}x{pixels.shape[0]}, {elapsed:.2f} s", quiet)
+
+
+@cli.command()
+@click.option("-m", "--method", default="ddcm", show_default=True, help="Generating method (only ddcm).")
+@click.option("-o", "--output", "output", metavar="OUT", required=True, help="The sample image (.png ...).")
+@click.option("--bitstream", default=None, metavar="DDC", help="Also write the sample's .ddc (decoding it reproduces OUT).")
+@click.option("--k", "k", type=click.IntRange(1, 1 << 20), default=4096, show_default=True, help="Codebook size K.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=20, show_default=True, help="Strided diffusion steps N.")
+@click.option("--atoms", type=click.IntRange(1, 1024), default=1, show_default=True, help="Atoms M per step.")
+@click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default="mshift", show_default=True)
+@click.option("--space", type=click.Choice(["pixel", "latent"]), default="pixel", show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True,
+              help="Seed of the codebooks and of the random choices.")
+@click.option("--size", default="64", show_default=True, help="Sample size: N (square) or WxH.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@_device_option
+@_quiet_option
+def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, size, force, as_json, device, quiet):
+    """Compressed generation: an unconditional sample whose codebook choices are random (seeded); --bitstream
+    writes them as a .ddc file that decodes to the sample."""
+    from diffcodec import api, images
+
+    if method != "ddcm":
+        raise UsageError(f"only ddcm can generate (got --method {method})")
+    try:
+        w, _, h = size.lower().partition("x")
+        width, height = int(w), int(h or w)
+    except ValueError:
+        raise UsageError(f"--size must be N or WxH, got {size!r}") from None
+    fmt = images.output_format(output)
+    images.check_output_path(output, [], force)
+    if bitstream is not None:
+        images.check_output_path(bitstream, [], force)
+        if bitstream != "-" and output != "-" and Path(bitstream).resolve() == Path(output).resolve():
+            raise UsageError("--bitstream and -o name the same file")
+    from diffcodec.methods import ddcm
+
+    t0 = time.perf_counter()
+    data, sample = ddcm.generate(height, width, k=k, steps=steps, atoms=atoms, codebook=codebook, space=space,
+                                 seed=seed, device=api.resolve_device(device))
+    elapsed = time.perf_counter() - t0
+    images.write_bytes_atomic(output, images.image_to_bytes(sample, fmt))
+    if bitstream is not None:
+        images.write_bytes_atomic(bitstream, data)
+    meta = api.info(data)
+    summary = {"output": output, "bitstream": bitstream, **meta, "generate_s": round(elapsed, 3)}
+    if as_json:
+        _emit_json(summary)
+    else:
+        _say(f"{output}: {width}x{height} ddcm sample, K={k}, {steps} steps, {atoms} atom(s); bitstream "
+             f"{meta['file_bytes']:,} bytes ({meta['bpp']:.4f} bpp){' -> ' + bitstream if bitstream else ''}, "
+             f"{elapsed:.2f} s", quiet)
 
 
 @cli.command()

@@ -22,6 +22,7 @@ class Encoded:
     model: str                      # stable model id within the method, e.g. "32-8-8"
     model_sha: int                  # first 4 bytes of the model file's sha256, big-endian (0: none)
     params: dict[str, Any] = field(default_factory=dict)  # everything else the decoder needs
+    rng: dict[str, Any] | None = None                     # seeded-generator spec (header `rng` map)
     chunks: list[bytes] = field(default_factory=list)     # payload bitstreams ('D' chunks)
 
 
@@ -50,6 +51,7 @@ def register(cls: type[Codec]) -> type[Codec]:
 def _load_builtin() -> None:
     # Imported lazily so that `diffcodec info` on a file does not pay for torch/faiss imports.
     from diffcodec.methods import opq  # noqa: F401
+    from diffcodec.methods import ddcm  # noqa: F401
 
 
 def available() -> dict[str, type[Codec]]:
