@@ -413,3 +413,18 @@ def test_export_and_load_round_trip(image_dir, tmp_path, monkeypatch):
     p.write_bytes(bytes(data))
     with pytest.raises(ModelError):
         load_denoiser("denoisers/tiny")
+
+
+def test_cond_residual_unet_starts_at_the_condition_and_round_trips_config():
+    from diffcodec.diffusion import UNet
+
+    torch.manual_seed(0)
+    m = UNet(cond_channels=3, base_channels=8, channel_mult=(1, 2), attn_levels=(), cond_residual=True)
+    x, cond = torch.randn(2, 3, 13, 18), torch.randn(2, 3, 13, 18)
+    out = m(x, torch.full((2,), 0.3), cond)
+    assert torch.equal(out, cond.contiguous())   # zero-initialised output layer: identity on the condition
+    m2 = UNet.from_config(m.config)
+    assert m2.cond_residual and m.config["cond_residual"] is True
+    assert "cond_residual" not in UNet(base_channels=8).config
+    with pytest.raises(ValueError):
+        UNet(cond_channels=1, cond_residual=True)

@@ -22,7 +22,9 @@ gets the same embedding as in training. Integer tensors are refused, to catch ca
 normalisation.
 
 **Conditioning.** ``cond`` (B, cond_channels, H, W) is concatenated to ``x`` at the input; the caller upsamples
-latents to the image size.
+latents to the image size. With ``cond_residual=True`` the output is ``cond[:, :out_channels] + network``: for a
+refiner whose condition is a degraded copy of the target (x0-parameterization), the zero-initialised output
+layer then starts at "no change", so training can only improve on the condition.
 
 **Any size.** Inputs are padded (reflect, or replicate where the input is too small) to a multiple of the
 network stride ``2 ** (len(channel_mult) - 1)`` and the output is cropped back.
@@ -176,7 +178,7 @@ class _Level(nn.Module):
 
 _CONFIG_KEYS = frozenset({
     "in_channels", "out_channels", "cond_channels", "base_channels", "channel_mult", "num_res_blocks",
-    "attn_levels", "dropout", "attn_window", "attn_head_channels",
+    "attn_levels", "dropout", "attn_window", "attn_head_channels", "cond_residual",
 })
 
 
@@ -193,8 +195,11 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         attn_window: int = 16,
         attn_head_channels: int = 32,
+        cond_residual: bool = False,
     ):
         super().__init__()
+        if cond_residual and cond_channels < out_channels:
+            raise ValueError("cond_residual needs at least out_channels condition channels")
         channel_mult = tuple(int(m) for m in channel_mult)
         attn_levels = tuple(sorted(int(a) for a in attn_levels))
         if not channel_mult or num_res_blocks < 1:
@@ -207,6 +212,9 @@ class UNet(nn.Module):
             attn_levels=list(attn_levels), dropout=float(dropout), attn_window=int(attn_window or 0),
             attn_head_channels=int(attn_head_channels),
         )
+        if cond_residual:  # only written when set, so older configs stay byte-identical
+            self._config["cond_residual"] = True
+        self.cond_residual = bool(cond_residual)
         self.in_channels, self.out_channels, self.cond_channels = int(in_channels), int(out_channels), int(cond_channels)
         self.stride = 2 ** (len(channel_mult) - 1)
         C = int(base_channels)
@@ -269,7 +277,8 @@ class UNet(nn.Module):
                 raise ValueError(
                     f"condition must have shape ({B}, {self.cond_channels}, {H}, {W}), got {tuple(cond.shape)}"
                 )
-            x = torch.cat([x, cond.to(x.dtype)], dim=1)
+            cond = cond.to(x.dtype)
+            x = torch.cat([x, cond], dim=1)
         elif cond is not None:
             raise ValueError("this UNet takes no condition (cond_channels=0)")
         if not isinstance(t, torch.Tensor):
@@ -303,4 +312,6 @@ class UNet(nn.Module):
         out = self.conv_out(F.silu(self.norm_out(h)))
         if ph or pw:
             out = out[:, :, :H, :W]
+        if self.cond_residual:
+            out = out + cond[:, : self.out_channels]
         return out.contiguous()
