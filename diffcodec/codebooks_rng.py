@@ -144,15 +144,16 @@ class IIDCodebook(Codebook):
 
 class ShiftCodebook(Codebook):
     kind = "shift"
+    stride = SHIFT_STRIDE
 
     def __init__(self, seed: int, step: int, size: int, shape):
         super().__init__(seed, step, size, shape)
         _, h, w = self.shape
-        self.oy = np.arange(0, h, SHIFT_STRIDE)
-        self.ox = np.arange(0, w, SHIFT_STRIDE)
+        self.oy = np.arange(0, h, self.stride)
+        self.ox = np.arange(0, w, self.stride)
         self.shifts = len(self.oy) * len(self.ox)          # S: codewords per field
         self.fields = -(-self.size // self.shifts)          # F = ceil(K / S)
-        self._cache: dict[int, np.ndarray] = {}   # F fields x C*H*W ~ 16 K C floats: small, kept
+        self._cache: dict[int, np.ndarray] = {}
 
     def offset(self, k: int) -> tuple[int, int, int]:
         """(field, oy, ox) of codeword k."""
@@ -173,7 +174,7 @@ class ShiftCodebook(Codebook):
 
     def scores(self, r: np.ndarray) -> np.ndarray:
         """score(f, o) = sum_u g_f[u] r[u + o] (circular), for all o at once: irfft2(conj(G_f) R) summed over
-        channels, sampled on the stride-4 offset grid."""
+        channels, sampled on the offset grid."""
         r = np.asarray(r, dtype=np.float64).reshape(self.shape)
         _, h, w = self.shape
         R = np.fft.rfft2(r)
@@ -185,10 +186,12 @@ class ShiftCodebook(Codebook):
             start = f * self.shifts
             n = min(self.shifts, self.size - start)
             out[start:start + n] = grid[:n]
+            if self.fields > 1:
+                self._cache.pop(f, None)      # only the chosen codewords' fields are needed again
         return out
 
 
-class ModShiftCodebook(Codebook):
+class ModShiftCodebook(ShiftCodebook):
     """Sign-modulated circular shifts: ``z_k = D * roll(g_f, (oy, ox))`` with one seeded +-1 mask D per step,
     over ALL offsets (stride 1, S = H * W per field). Scores ``<z_k, r> = <roll(g_f, o), D r>``: one FFT
     cross-correlation of the field with the modulated residual D r, which is white whatever r is (the random
@@ -196,13 +199,10 @@ class ModShiftCodebook(Codebook):
     smooth, image-like residuals, where plain shifts' scores are strongly correlated."""
 
     kind = "mshift"
+    stride = 1
 
     def __init__(self, seed: int, step: int, size: int, shape):
         super().__init__(seed, step, size, shape)
-        _, h, w = self.shape
-        self.shifts = h * w
-        self.fields = -(-self.size // self.shifts)
-        self._cache: dict[int, np.ndarray] = {}
         self._signs: np.ndarray | None = None
 
     @property
@@ -211,37 +211,11 @@ class ModShiftCodebook(Codebook):
             self._signs = random_signs(self.seed, KIND_SIGNS, self.step, 0, self.shape)
         return self._signs
 
-    def offset(self, k: int) -> tuple[int, int, int]:
-        if not 0 <= k < self.size:
-            raise IndexError(f"codeword {k} outside 0..{self.size - 1}")
-        f, s = divmod(int(k), self.shifts)
-        oy, ox = divmod(s, self.shape[2])
-        return f, oy, ox
-
-    def field(self, f: int) -> np.ndarray:
-        g = self._cache.get(f)
-        if g is None:
-            g = self._cache[f] = gaussian(self.seed, KIND_SHIFT, self.step, f, self.shape)
-        return g
-
     def vector(self, k: int) -> np.ndarray:
-        f, oy, ox = self.offset(k)
-        return self.signs * np.roll(self.field(f), (oy, ox), axis=(1, 2))
+        return self.signs * super().vector(k)
 
     def scores(self, r: np.ndarray) -> np.ndarray:
-        r = np.asarray(r, dtype=np.float64).reshape(self.shape) * self.signs
-        _, h, w = self.shape
-        R = np.fft.rfft2(r)
-        out = np.empty(self.size, dtype=np.float64)
-        for f in range(self.fields):
-            G = np.fft.rfft2(self.field(f))
-            corr = np.fft.irfft2((np.conj(G) * R).sum(axis=0), s=(h, w)).reshape(-1)
-            start = f * self.shifts
-            n = min(self.shifts, self.size - start)
-            out[start:start + n] = corr[:n]
-            if self.fields > 1:
-                self._cache.pop(f, None)      # only the chosen codewords' fields are needed again
-        return out
+        return super().scores(np.asarray(r, dtype=np.float64).reshape(self.shape) * self.signs)
 
 
 CODEBOOKS: dict[str, type[Codebook]] = {"iid": IIDCodebook, "shift": ShiftCodebook, "mshift": ModShiftCodebook}
