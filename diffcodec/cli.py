@@ -109,7 +109,7 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
                    "Default: IN with .png.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--refine", is_flag=True, help="opq: remove blocking with the diffusion refiner (slower).")
-@click.option("--steps", type=click.IntRange(1, 50), default=None, help="Refiner sampling steps (default 2).")
+@click.option("--steps", type=click.IntRange(1, 50), default=None, help="Refiner sampling steps (default 1: best PSNR and MS-SSIM in our measurements).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Refiner noise seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @_device_option

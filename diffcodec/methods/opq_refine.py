@@ -20,7 +20,7 @@ from diffcodec.errors import UsageError
 
 REFINER_NAME = "models/opq-refiner"
 TRAIN_PRESETS = ("opq-16-8-8", "opq-32-8-8", "opq-64-16-16")
-DEFAULT_STEPS = 2
+DEFAULT_STEPS = 1
 MAX_STEPS = 50
 
 
