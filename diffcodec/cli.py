@@ -45,8 +45,16 @@ def _device_option(f):
                         help="Where networks run (methods without one ignore it).")(f)
 
 
+def _silence_progress(ctx, param, quiet: bool) -> bool:
+    from diffcodec.progress import set_enabled
+
+    set_enabled(not quiet)
+    return quiet
+
+
 def _quiet_option(f):
-    return click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
+    return click.option("-q", "--quiet", is_flag=True, callback=_silence_progress,
+                        help="Print nothing but errors (no progress bars).")(f)
 
 
 @click.group(context_settings=CONTEXT)
@@ -213,6 +221,7 @@ def info(input, as_json):
         ("method", meta["method"]),
         ("model", f"{meta['model']} (sha256 {meta['model_sha256_prefix']}...)"),
         ("parameters", json.dumps(meta["params"]) if meta["params"] else "-"),
+        ("rng", json.dumps(meta["rng"]) if meta["rng"] else "-"),
         ("size", f"{meta['width']}x{meta['height']}, {meta['channels']} channel(s), {meta['bit_depth']}-bit "
                  f"{meta['colour_space']}, {meta['frames']} frame(s)"),
         ("header bytes", meta["header_bytes"]),

@@ -55,7 +55,7 @@ def load_image_rgb(path: Path | str) -> np.ndarray:
 
 def to_tensor(batch_hwc: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(batch_hwc)).permute(0, 3, 1, 2).to(torch.float32)
+    t = torch.from_numpy(np.require(batch_hwc, requirements=["C", "W"])).permute(0, 3, 1, 2).to(torch.float32)
     return t.div_(127.5).sub_(1.0)
 
 

@@ -70,3 +70,17 @@ def test_cli_refine_flags(tiny_refiner, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     p = run("decode", str(src), "-o", str(tmp_path / "s.png"), "--steps", "3")
     assert p.returncode == 2 and b"--refine" in p.stderr and b"Traceback" not in p.stderr
+
+
+def test_progress_bar_only_on_a_tty(monkeypatch, capsys):
+    from diffcodec import progress
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    assert progress.bar(range(3)).disable
+    progress.set_enabled(False)
+    try:
+        monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+        assert progress.bar(range(3)).disable
+    finally:
+        progress.set_enabled(True)
+    assert not progress.bar(range(3)).disable

@@ -425,8 +425,10 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose) -> tuple[Any, RunSta
         stats.codebook_s += time.perf_counter() - t0
         return noise
 
+    from diffcodec.progress import bar
+
     with torch.inference_mode():
-        for i, t in enumerate(ts):
+        for i, t in enumerate(bar(ts, desc="ddcm", unit="step")):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             x = ddpm_step(prior.model_fn, x, t, t_prev, prior.schedule, sampler, step_index=i).x_prev
     stats.steps, stats.coded_steps = len(ts), len(stats.symbols)

@@ -56,9 +56,12 @@ def refine(image: np.ndarray, steps: int = DEFAULT_STEPS, device: str = "cpu", s
     generator = torch.Generator().manual_seed(seed)
     x_T = randn_cpu(cond.shape, generator, device)
     timesteps = strided_timesteps(schedule.T, steps)
-    with torch.inference_mode():
+    from diffcodec.progress import bar
+
+    steps_bar = bar(total=len(timesteps), desc="refine", unit="step")
+    with torch.inference_mode(), steps_bar:
         out = sample_ddim(x0_predictor(model, schedule, parameterization), x_T, timesteps, schedule, None,
-                          eta=0.0, cond=cond)
+                          eta=0.0, cond=cond, callback=lambda *_: steps_bar.update())
     result = to_uint8(out)[0]
     if gray:
         result = np.rint(result.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
