@@ -2,7 +2,7 @@
 
 For sigma = 15, 25, 50 (8-bit units): PSNR of the noisy input, of the model's one-shot x0 prediction, of the
 best Gaussian filter (oracle-tuned blur width), and of BM3D (the `bm3d` package, if installed). Also writes a
-grid of unconditional samples (ancestral DDPM, strided steps). Kodak is evaluation-only: never trained on.
+grid of unconditional samples (ancestral DDPM, strided steps) to docs/pixel-ddpm-samples.png. Kodak is evaluation-only: never trained on.
 
     python benchmarks/eval_denoiser.py [KODAK_DIR] --out benchmarks/results/pixel-ddpm
 """
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--sample-size", type=int, default=64)
     ap.add_argument("--sample-steps", type=int, default=250)
+    ap.add_argument("--samples-png", default="docs/pixel-ddpm-samples.png", help="where the sample grid goes")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,8 +105,8 @@ def main() -> None:
              c * (args.sample_size + 2):c * (args.sample_size + 2) + args.sample_size] = im
     from PIL import Image
 
-    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(out / "samples.png")
-    results["samples"] = {"n": args.samples, "size": args.sample_size, "steps": args.sample_steps,
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(args.samples_png)
+    results["samples"] = {"png": args.samples_png, "n": args.samples, "size": args.sample_size, "steps": args.sample_steps,
                           "sampler": "ancestral DDPM, strided", "seconds": round(sample_s, 1)}
     results["model"] = {"sha256": manifest.get("sha256"), "steps": manifest.get("steps"),
                         "parameterization": param, "crop": args.crop, "images": args.images}

@@ -379,8 +379,7 @@ def train_opq_cmd(data, val, presets, patches_per_image, niter, seed, quiet):
     from diffcodec.methods.opq import PRESETS
     from diffcodec.methods.opq_train import train_opq
 
-    if any("kodak" in Path(d).resolve().as_posix().lower() for d in data):
-        raise UsageError("Kodak24 is the evaluation set: never train on it")
+    _refuse_kodak(data)
     presets = list(presets) or list(PRESETS)
     for p in presets:
         if p not in PRESETS:
@@ -391,6 +390,11 @@ def train_opq_cmd(data, val, presets, patches_per_image, niter, seed, quiet):
                           progress=None if quiet else (lambda s: click.echo(s, err=True)))
     for m in manifests:
         _say(f"wrote {m['name']}.safetensors ({m['bytes']:,} bytes, sha256 {m['sha256'][:12]})", quiet)
+
+
+def _refuse_kodak(folders) -> None:
+    if any("kodak" in Path(d).resolve().as_posix().lower() for d in folders):
+        raise UsageError("Kodak24 is the evaluation set: never train on it")
 
 
 def _diffusion_train_options(f):
@@ -427,8 +431,7 @@ def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra
     from diffcodec.diffusion.train import TrainConfig, train_denoiser
     from diffcodec.methods.opq_train import LICENSE_NOTE
 
-    if any("kodak" in Path(d).resolve().as_posix().lower() for d in o["data"]):
-        raise UsageError("Kodak24 is the evaluation set: never train on it")
+    _refuse_kodak(o["data"])
     name = o["name"] or f"models/{kind}"
     cfg = TrainConfig(
         data=[Path(d) for d in o["data"]], out_dir=Path(o["out_dir"] or f"runs/{Path(name).name}"),
@@ -439,7 +442,7 @@ def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra
         device=o["device"], seed=o["seed"], resume=o["resume"], val_folder=Path(o["val"]) if o["val"] else None,
         make_condition=make_condition, export_name=None if o["no_export"] else name,
         command="diffcodec " + shlex.join(sys.argv[1:]), license_note=LICENSE_NOTE,
-        progress=None if not o["quiet"] else False, num_threads=o["threads"],
+        progress=None if not o["quiet"] else False, num_threads=o["threads"], extra_manifest=extra_manifest,
     )
     result = train_denoiser(cfg)
     _say(f"{kind}: {json.dumps(result, default=str)[:2000]}", o["quiet"])
@@ -449,7 +452,6 @@ def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra
 @_diffusion_train_options
 def train_denoiser_cmd(**o):
     """Unconditional pixel-space denoiser (the `pixel-ddpm` prior): writes codebooks/models/pixel-ddpm.*"""
-    o["name"] = o["name"] or "models/pixel-ddpm"
     _run_diffusion_training("pixel-ddpm", None, 0, {}, **o)
 
 
@@ -465,7 +467,7 @@ def train_refiner_cmd(opq_presets, **o):
     for p in presets:
         if p not in PRESETS:
             raise UsageError(f"unknown opq preset {p!r}")
-    _run_diffusion_training("opq-refiner", OPQDegrade(presets, seed=o["seed"]), 3, {"opq_presets": presets}, **o)
+    _run_diffusion_training("opq-refiner", OPQDegrade(presets, seed=o["seed"]), 3, {"opq_presets": list(presets)}, **o)
 
 
 def main(argv=None) -> None:

@@ -53,6 +53,20 @@ def load_image_rgb(path: Path | str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
+def gray_to_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, 1) -> (H, W, 3) by replication; (H, W, 3) unchanged. For RGB networks serving grayscale."""
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+
+def rgb_to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """Back from :func:`gray_to_rgb`: (H, W, 3) unchanged for 3 channels, else the channel mean rounded
+    half up in exact integer arithmetic, (H, W, 1) uint8."""
+    if channels == 3:
+        return rgb
+    s = rgb.astype(np.int32).sum(axis=2, keepdims=True)
+    return ((2 * s + 3) // 6).astype(np.uint8)
+
+
 def to_tensor(batch_hwc: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
     t = torch.from_numpy(np.require(batch_hwc, requirements=["C", "W"])).permute(0, 3, 1, 2).to(torch.float32)

@@ -88,6 +88,7 @@ class TrainConfig:
     export_name: Optional[str] = None              # artifact name, e.g. "denoisers/unet48-cosine-eps"
     command: str = ""                              # the command line that ran this (recorded in the manifest)
     license_note: str = ""                         # licence/terms of the training data (recorded in the manifest)
+    extra_manifest: dict = field(default_factory=dict)  # caller's extra manifest fields (e.g. the refiner's presets)
     progress: Optional[bool] = None                # tqdm bar; None: only when stderr is a TTY
     num_threads: Optional[int] = None              # torch CPU threads for this run (None: leave as is)
     channels_last: bool = True                     # NHWC weights/activations (~20% faster convs on the CPU)
@@ -447,6 +448,7 @@ def _train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
             "device": summary["device"],
             "validation": last_val,
             "license": cfg.license_note,
+            **cfg.extra_manifest,
         }
         summary["export"] = str(export_denoiser(cfg.export_name, ema.model, schedule, cfg.parameterization, manifest))
     return summary

@@ -440,14 +440,9 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose) -> tuple[Any, RunSta
 def _to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] not in (1, 3) or image.dtype != np.uint8:
         raise UsageError("ddcm codes uint8 images of shape (H, W, 1) or (H, W, 3)")
-    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    from diffcodec.data import gray_to_rgb
 
-
-def _from_rgb(rgb: np.ndarray, channels: int) -> np.ndarray:
-    if channels == 3:
-        return rgb
-    s = rgb.astype(np.int32).sum(axis=2, keepdims=True)
-    return ((2 * s + 3) // 6).astype(np.uint8)
+    return gray_to_rgb(image)
 
 
 @register
@@ -523,7 +518,9 @@ class DDCMCodec(Codec):
         payload = encode_payload(stats.symbols, [alphabet(p.k, p.atoms)] * len(stats.symbols))
         encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(), rng=p.rng_spec(),
                           chunks=[payload])
-        return encoded, _from_rgb(prior.to_image(x), channels)
+        from diffcodec.data import rgb_to_channels
+
+        return encoded, rgb_to_channels(prior.to_image(x), channels)
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         return self.compress_with_reconstruction(image, preset, **params)[0]
@@ -555,7 +552,9 @@ class DDCMCodec(Codec):
         it = iter(symbols)
         x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it))
         self.last_stats = stats
-        return _from_rgb(prior.to_image(x), channels)
+        from diffcodec.data import rgb_to_channels
+
+        return rgb_to_channels(prior.to_image(x), channels)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -180,10 +180,12 @@ class OPQCodec(Codec):
             return color.ycbcr_centered_to_rgb(planes)
         return color.centered_to_gray(planes)[..., None]
 
-    def quantize(self, image: np.ndarray, preset: str) -> tuple[list[np.ndarray], np.ndarray, str]:
+    def quantize(self, image: np.ndarray, preset: str) -> tuple[list[np.ndarray], np.ndarray]:
         """Index grids (one (gh, gw, M) array per channel) and the exact decoded image, without coding."""
         preset_bits(preset)
-        books, sha = load_codebooks(preset)
+        return self._quantize(image, load_codebooks(preset)[0])
+
+    def _quantize(self, image: np.ndarray, books: list[ChannelCodebook]) -> tuple[list[np.ndarray], np.ndarray]:
         height, width, channels = image.shape
         planes = self._planes(image)
         grids, recon = [], np.empty_like(planes)
@@ -193,12 +195,13 @@ class OPQCodec(Codec):
             grid = books[c].assign(patches.reshape(-1, PATCH * PATCH)).reshape(gh, gw, -1)
             grids.append(grid)
             recon[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
-        return grids, self._image(recon, height, width), sha
+        return grids, self._image(recon, height, width)
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None) -> tuple[Encoded, np.ndarray]:
         preset = preset or self.default_preset
-        grids, recon, sha = self.quantize(image, preset)
-        books, _ = load_codebooks(preset)
+        preset_bits(preset)
+        books, sha = load_codebooks(preset)
+        grids, recon = self._quantize(image, books)
         enc = Encoder()
         for c, grid in enumerate(grids):
             encode_indices(enc, grid, books[c].ctx_freq)
@@ -234,9 +237,8 @@ class OPQCodec(Codec):
             planes[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
         image = self._image(planes, height, width)
         if options.get("refine"):
-            from diffcodec.methods.opq_refine import DEFAULT_STEPS, refine
+            from diffcodec.methods.opq_refine import refine
 
-            steps = options.get("steps")
-            image = refine(image, steps=DEFAULT_STEPS if steps is None else steps,
-                           device=options.get("device", "cpu"), seed=options.get("seed", 0))
+            image = refine(image, steps=options.get("steps"), device=options.get("device", "cpu"),
+                           seed=options.get("seed", 0))
         return image

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffcodec.data import to_tensor, to_uint8
+from diffcodec.data import gray_to_rgb, rgb_to_channels, to_tensor, to_uint8
 from diffcodec.errors import UsageError
 
 REFINER_NAME = "models/opq-refiner"
@@ -40,29 +40,26 @@ class OPQDegrade:
         return to_tensor(recon).to(x0.device)
 
 
-def refine(image: np.ndarray, steps: int = DEFAULT_STEPS, device: str = "cpu", seed: int = 0) -> np.ndarray:
-    """Refine an OPQ-decoded uint8 (H, W, 3) or (H, W, 1) image; returns the same shape and dtype."""
+def refine(image: np.ndarray, steps: int | None = None, device: str = "cpu", seed: int = 0) -> np.ndarray:
+    """Refine an OPQ-decoded uint8 (H, W, 3) or (H, W, 1) image (steps None: DEFAULT_STEPS); returns the
+    same shape and dtype."""
     import torch
 
     from diffcodec.diffusion.samplers import randn_cpu, sample_ddim, strided_timesteps, x0_predictor
     from diffcodec.diffusion.train import load_denoiser
+    from diffcodec.progress import bar
 
+    steps = DEFAULT_STEPS if steps is None else steps
     if not 1 <= steps <= MAX_STEPS:
         raise UsageError(f"--steps must be in 1..{MAX_STEPS}, got {steps}")
-    gray = image.shape[2] == 1
-    rgb = np.repeat(image, 3, axis=2) if gray else image
+    rgb = gray_to_rgb(image)
     model, schedule, parameterization, _ = load_denoiser(REFINER_NAME, device)
     cond = to_tensor(rgb[None]).to(device)
     generator = torch.Generator().manual_seed(seed)
     x_T = randn_cpu(cond.shape, generator, device)
     timesteps = strided_timesteps(schedule.T, steps)
-    from diffcodec.progress import bar
-
     steps_bar = bar(total=len(timesteps), desc="refine", unit="step")
     with torch.inference_mode(), steps_bar:
         out = sample_ddim(x0_predictor(model, schedule, parameterization), x_T, timesteps, schedule, None,
                           eta=0.0, cond=cond, callback=lambda *_: steps_bar.update())
-    result = to_uint8(out)[0]
-    if gray:
-        result = np.rint(result.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
-    return result
+    return rgb_to_channels(to_uint8(out)[0], image.shape[2])

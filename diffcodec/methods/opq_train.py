@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from diffcodec import artifacts, color
+from diffcodec.data import list_images
 from diffcodec.entropy import quantize_table
 from diffcodec.methods.opq import (
     CHANNEL_NAMES,
@@ -26,18 +27,10 @@ from diffcodec.methods.opq import (
     all_context_ids,
 )
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 LICENSE_NOTE = (
     "Trained on BSDS500 (UC Berkeley; free for non-commercial research and educational purposes only) "
     "and McMaster (Zhang et al. 2011, research benchmark, no explicit licence). Use accordingly."
 )
-
-
-def image_files(folders: list[Path]) -> list[Path]:
-    files = []
-    for folder in folders:
-        files += sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return files
 
 
 def load_planes(path: Path) -> np.ndarray:
@@ -157,7 +150,7 @@ def train_opq(
 ) -> list[dict]:
     """Train the given presets and write codebooks/opq/<preset>.safetensors + .json. Returns manifests."""
     t_start = time.time()
-    files = image_files(data)
+    files = list_images(data)
     if not files:
         raise ValueError("no training images found")
     rng = np.random.default_rng(seed)
@@ -166,7 +159,7 @@ def train_opq(
         p = load_planes(f)
         planes += [p, np.ascontiguousarray(p[:, ::-1])]  # vertical flip, as in the paper
     samples = [np.concatenate([random_patches(p[c], patches_per_image, rng) for p in planes]) for c in range(3)]
-    val_planes = [load_planes(f) for f in image_files([val])] if val else []
+    val_planes = [load_planes(f) for f in list_images([val])] if val else []
 
     trained: dict[tuple[int, int], tuple] = {}
     manifests = []
