@@ -92,7 +92,7 @@ def info(data: bytes) -> dict:
     h = c.header
     pixels = h.width * h.height * h.frames
     total = c.total_bytes
-    return {
+    meta = {
         "format_version": f"{c.version[0]}.{c.version[1]}",
         "method": h.method,
         "model": h.model,
@@ -114,6 +114,11 @@ def info(data: bytes) -> dict:
         "compression_ratio": pixels * h.pixel.channels * h.pixel.bit_depth / 8 / total,
         "metadata": c.metadata,
     }
+    if h.method == "ddcm":   # mode (space, base layer) and the payload's split into base and index bytes
+        from diffcodec.methods.ddcm import describe
+
+        meta["ddcm"] = describe(h.params, c.payloads)
+    return meta
 
 
 def methods() -> dict[str, dict]:

@@ -254,6 +254,7 @@ def run_bench(
     encode_fn: Callable[..., bytes] | None = None,
     decode_fn: Callable[..., np.ndarray] | None = None,
     info_fn: Callable[[bytes], dict] | None = None,
+    encode_params: dict[str, Any] | None = None,
 ) -> dict:
     """Benchmark `method` at each preset against `baselines` on `images`; write the report into `outdir`.
 
@@ -263,7 +264,8 @@ def run_bench(
     again with ``api.decode(data, **decode_options)`` and recorded as setting ``<preset>+<label>``.
     `encode_fn(image, method, preset, **params)`, `decode_fn(data, **options)` and `info_fn(data)` default to
     ``diffcodec.api.encode`` / ``decode`` / ``info`` (imported here, lazily); `command` is stored in the
-    summary. Returns the summary (as in summary.json).
+    summary. `encode_params` are passed to every encode (e.g. ``{"space": "latent"}`` for ddcm) and recorded in
+    the summary. Returns the summary (as in summary.json).
     """
     t_start = time.perf_counter()
     outdir = Path(outdir)
@@ -303,7 +305,7 @@ def run_bench(
         enc_dev = want_device and _takes_device(encode_fn)
         dec_dev = want_device and _takes_device(decode_fn)
     setting_names = [p if p is not None else "default" for p in preset_list]
-    enc_kw = {"device": device} if enc_dev else {}
+    enc_kw = {**(encode_params or {}), **({"device": device} if enc_dev else {})}
     dec_kw = {"device": device} if dec_dev else {}
 
     # Load torch and the metric code before the first measurement, so that every image's peak_rss_mb includes
@@ -419,6 +421,7 @@ def run_bench(
     summary: dict[str, Any] = {
         "method": method,
         "presets": setting_names,
+        "encode_params": dict(encode_params or {}),
         "baselines": baseline_names,
         "extra_settings": extras,
         "images": [str(p) for p in image_paths],

@@ -225,3 +225,17 @@ def test_device_passed_only_to_functions_that_take_it(image_dir, tmp_path):
                         encode_fn=enc_dev, decode_fn=dec_kwargs)
     assert seen == [("enc", "cpu"), ("dec", None)] and s["device"] == "auto"
     assert s["rss_start_mb"] > 0
+
+
+def test_run_bench_passes_encode_params(image_dir, tmp_path):
+    seen = []
+
+    def encode(image, method, preset=None, **params):
+        seen.append(params)
+        return fake_encode(image, method, preset)
+
+    images = bench.collect_images([str(image_dir / "a_gradient.png")])
+    summary = bench.run_bench(images, "fake", ["mid"], [], tmp_path / "o", quiet=True, report_images=0,
+                              encode_fn=encode, decode_fn=fake_decode, encode_params={"space": "latent", "k": 16})
+    assert seen == [{"space": "latent", "k": 16}]
+    assert summary["encode_params"] == {"space": "latent", "k": 16}

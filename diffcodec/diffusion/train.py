@@ -85,6 +85,8 @@ class TrainConfig:
     flips: bool = True
     rot90: bool = False
     make_condition: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    data_source: Optional[Any] = None              # anything with .batch(n, rng) -> tensor; replaces image crops
+    val_data: Optional[torch.Tensor] = None        # validation tensors; replaces crops of val_folder
     export_name: Optional[str] = None              # artifact name, e.g. "denoisers/unet48-cosine-eps"
     command: str = ""                              # the command line that ran this (recorded in the manifest)
     license_note: str = ""                         # licence/terms of the training data (recorded in the manifest)
@@ -97,8 +99,10 @@ class TrainConfig:
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name == "make_condition":
-                v = None if v is None else getattr(v, "__qualname__", repr(v))
+            if f.name in ("make_condition", "data_source"):
+                v = None if v is None else getattr(v, "description", None) or type(v).__qualname__
+            elif f.name == "val_data":
+                v = None if v is None else list(v.shape)
             elif isinstance(v, Path):
                 v = str(v)
             elif isinstance(v, (list, tuple)):
@@ -250,7 +254,10 @@ def _train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    data = ImageFolderCrops([Path(p) for p in cfg.data], crop=cfg.crop, flips=cfg.flips, rot90=cfg.rot90)
+    if cfg.data_source is not None:
+        data = cfg.data_source
+    else:
+        data = ImageFolderCrops([Path(p) for p in cfg.data], crop=cfg.crop, flips=cfg.flips, rot90=cfg.rot90)
     np_rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -283,7 +290,9 @@ def _train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
         log_path.write_text("")
 
     val_images = val_cond = None
-    if cfg.val_folder is not None and cfg.val_crops > 0:
+    if cfg.val_data is not None:
+        val_images = cfg.val_data
+    elif cfg.val_folder is not None and cfg.val_crops > 0:
         val_images = validation_crops(cfg.val_folder, cfg.val_crop or cfg.crop, cfg.val_crops)
         if cfg.make_condition is not None:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):

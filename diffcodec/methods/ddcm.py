@@ -17,12 +17,23 @@ that push the sample toward it; the file holds only those choices. The decoder r
     bits per coded step: log2 K (M = 1), log2 C(K, M) + M (M > 1); all steps' choices form one mixed-radix
     integer, coded exactly with uniform symbols (range coder): payload bits = ceil(log2 prod_t A_t).
 
-The prior is "a denoiser + a space" (:class:`Prior`): :class:`PixelPrior` runs on RGB in [-1, 1] with the
-shipped unconditional `models/pixel-ddpm`. A latent prior (autoencoder + latent denoiser, issue 4) and
-conditional priors (a coded base layer as the denoiser's condition) plug in as further `Prior`s.
+The prior is "a denoiser + a space" (:class:`Prior`), one per mode:
+
+* :class:`PixelPrior` (``--space pixel``, header model ``pixel-ddpm``): RGB in [-1, 1], the shipped unconditional
+  `models/pixel-ddpm`.
+* :class:`LatentPrior` (``--space latent``, model ``latent-ddpm``): the same process on the latent of the shipped
+  autoencoder `models/latent-ae` (:mod:`diffcodec.latent`): target = the encoded latent (1, c, ceil(H/f),
+  ceil(W/f)), x0_hat clamped to [-10, 10] (latents are unit-variance, not in [-1, 1]), the final latent
+  decoded by the autoencoder and cropped to H x W. The header pins latent-ddpm; latent-ddpm's manifest pins
+  the autoencoder (``autoencoder_sha256``), checked on load.
+* :class:`RefinerPrior` (``--base PRESET``, conditional DDCM, model ``opq-refiner``): a low-rate base layer is
+  coded with the `opq` method (its own bitstream, decoded exactly as `opq` decodes it) and the codebook steps
+  run on the conditional denoiser `models/opq-refiner` whose condition is the decoded base image. The ``D``
+  chunk holds ``LEB128(len(base)) || base || indices`` (see :func:`join_layers`).
 
 Grayscale images are replicated to 3 channels, coded as RGB, and decoded back to one channel as
-``(2 (R + G + B) + 3) // 6`` (the rounded mean).
+``(2 (R + G + B) + 3) // 6`` (the rounded mean); the opq base layer of a grayscale image is opq's own
+one-channel coding, replicated to 3 channels as the condition.
 """
 
 from __future__ import annotations
@@ -51,9 +62,13 @@ MAX_ATOMS = 1024
 MAX_STEPS = 1000                # also bounded by the prior's schedule T
 
 # space -> model id (the prior's artifact is codebooks/models/<model id>.safetensors)
-SPACE_MODELS = {"pixel": "pixel-ddpm"}
-FUTURE_SPACES = {"latent": "latent-ae + latent-ddpm (issue 4)"}
+SPACE_MODELS = {"pixel": "pixel-ddpm", "latent": "latent-ddpm"}
 SPACES = ("pixel", "latent")
+LATENT_MODELS = ("models/latent-ae", "models/latent-ddpm")     # what --space latent needs installed
+LATENT_CLIP = 10.0              # latent x0_hat is clamped to +-10 (latents are unit-variance: a safety net for
+                                # eps-priors at the noisiest step, where 1/alpha_t ~ 2e4 on the cosine schedule)
+BASE_MODEL = "opq-refiner"      # the conditional prior of --base (pixel space only)
+MAX_BASE_BYTES = (1 << 31) - 1
 
 PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M)
     "n20-k4096-m1": (20, 4096, 1),
@@ -67,7 +82,7 @@ STEPS_GRID = (2, 3, 5, 10, 15, 20, 30, 50, 100, 200)
 K_GRID = (2, 4, 16, 64, 256, 1024, 4096, 16384)
 ATOMS_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
-ENCODE_PARAMS = ("k", "steps", "atoms", "codebook", "space", "seed", "bpp", "device")
+ENCODE_PARAMS = ("k", "steps", "atoms", "codebook", "space", "base", "seed", "bpp", "device")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -197,13 +212,52 @@ def decode_payload(data: bytes, alphabets) -> list[int]:
     return out
 
 
+def _varint(n: int) -> bytes:
+    """Unsigned LEB128 (7 bits per byte, least significant group first), as the container's chunk lengths."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def join_layers(base: bytes, indices: bytes) -> bytes:
+    """The ``D`` chunk of a conditional (``--base``) file: ``LEB128(len(base)) || base || indices``."""
+    if len(base) > MAX_BASE_BYTES:
+        raise UsageError(f"base layer of {len(base)} bytes is too large")
+    return _varint(len(base)) + bytes(base) + bytes(indices)
+
+
+def split_layers(data: bytes) -> tuple[bytes, bytes]:
+    """Inverse of :func:`join_layers`: (base layer bytes, index payload). The length prefix must be a minimal
+    LEB128 of at most 5 bytes, < 2^31 and within the chunk, else the file is corrupt."""
+    n, shift, pos = 0, 0, 0
+    while True:
+        if pos >= len(data) or pos >= 5:
+            raise CorruptInputError("corrupt ddcm payload: truncated or overlong base-layer length")
+        byte = data[pos]
+        n |= (byte & 0x7F) << shift
+        pos += 1
+        shift += 7
+        if not byte & 0x80:
+            break
+    if (pos > 1 and data[pos - 1] == 0) or n > MAX_BASE_BYTES:
+        raise CorruptInputError("corrupt ddcm payload: invalid base-layer length")
+    if n > len(data) - pos:
+        raise CorruptInputError(f"corrupt ddcm payload: base layer declares {n} bytes but only "
+                                f"{len(data) - pos} remain")
+    return bytes(data[pos:pos + n]), bytes(data[pos + n:])
+
+
 # ------------------------------------------------------------------------------------------------------
 # Priors: a denoiser + a space
 # ------------------------------------------------------------------------------------------------------
 
 
 class Prior:
-    """What DDCM needs from a generative model: the space it works in and an x0-predictor on it."""
+    """What DDCM needs from a generative model: the space it works in and an x0-predictor on it
+    (``model_fn(x_t, t_batch, cond)``; ``cond`` is None for unconditional priors)."""
 
     space: str
     model_id: str           # header `model` field
@@ -220,23 +274,33 @@ class Prior:
         """uint8 (H, W, 3) -> target tensor (1, C, h, w) on the device."""
         raise NotImplementedError
 
-    def to_image(self, x) -> np.ndarray:
-        """Final sample (1, C, h, w) -> uint8 (H, W, 3)."""
+    def to_image(self, x, height: int, width: int) -> np.ndarray:
+        """Final sample (1, C, h, w) -> uint8 (height, width, 3)."""
         raise NotImplementedError
+
+
+def _load_unet(model_id: str, device, *, channels: int | None, cond_channels: int, clip, loaded=None):
+    """(schedule, x0-predictor, manifest) of denoiser `models/<model_id>` (``loaded``: its load_denoiser tuple),
+    checked to map ``channels`` to ``channels`` with ``cond_channels`` condition channels."""
+    from diffcodec.diffusion.samplers import x0_predictor
+    from diffcodec.diffusion.train import load_denoiser
+
+    model, schedule, parameterization, manifest = loaded or load_denoiser(f"models/{model_id}", device)
+    io_ok = model.in_channels == model.out_channels and (channels is None or model.in_channels == channels)
+    if not io_ok or model.cond_channels != cond_channels:
+        kind = f"a conditional denoiser with {cond_channels} condition channels" if cond_channels else \
+            "an unconditional denoiser"
+        raise ModelError(f"models/{model_id} is not {kind} on {channels or 'matching'} channels "
+                         f"(in {model.in_channels}, out {model.out_channels}, cond {model.cond_channels})")
+    return schedule, x0_predictor(model, schedule, parameterization, clip=clip), manifest
 
 
 class PixelPrior(Prior):
     space = "pixel"
 
     def __init__(self, model_id: str, device: str):
-        from diffcodec.diffusion.samplers import x0_predictor
-        from diffcodec.diffusion.train import load_denoiser
-
-        model, schedule, parameterization, manifest = load_denoiser(f"models/{model_id}", device)
-        if model.in_channels != 3 or model.out_channels != 3 or model.cond_channels:
-            raise ModelError(f"models/{model_id} is not an unconditional RGB denoiser")
-        self.model_id, self.sha, self.schedule, self.device = model_id, manifest["sha256"], schedule, device
-        self.model_fn = x0_predictor(model, schedule, parameterization, clip=1.0)
+        self.schedule, self.model_fn, manifest = _load_unet(model_id, device, channels=3, cond_channels=0, clip=1.0)
+        self.model_id, self.sha, self.device = model_id, manifest["sha256"], device
 
     def shape(self, height, width):
         return (3, height, width)
@@ -246,18 +310,80 @@ class PixelPrior(Prior):
 
         return to_tensor(rgb[None]).to(self.device)
 
-    def to_image(self, x):
+    def to_image(self, x, height=None, width=None):
         from diffcodec.data import to_uint8
 
         return to_uint8(x)[0]
 
 
-def load_prior(space: str, device: str) -> Prior:
-    if space in FUTURE_SPACES:
-        raise UsageError(f"--space {space} needs the latent models {FUTURE_SPACES[space]}, which this "
-                         f"diffcodec does not have yet; use --space pixel")
+class RefinerPrior(PixelPrior):
+    """Conditional DDCM: the pixel-space process of `models/opq-refiner`, conditioned on the decoded opq base
+    layer (uint8 RGB -> [-1, 1], as :func:`diffcodec.methods.opq_refine.refine` conditions it)."""
+
+    def __init__(self, device: str):
+        self.schedule, self.model_fn, manifest = _load_unet(BASE_MODEL, device, channels=3, cond_channels=3,
+                                                            clip=1.0)
+        self.model_id, self.sha, self.device = BASE_MODEL, manifest["sha256"], device
+
+    def condition(self, base_rgb: np.ndarray):
+        from diffcodec.data import to_tensor
+
+        return to_tensor(base_rgb[None]).to(self.device)
+
+
+class LatentPrior(Prior):
+    """DDCM in the latent of `models/latent-ae` with the unconditional latent prior `models/latent-ddpm`."""
+
+    space = "latent"
+
+    def __init__(self, device: str):
+        from diffcodec.latent import load_latent_prior, load_latent_space
+
+        self.latent = load_latent_space(device=device)
+        loaded = load_latent_prior(device=device)
+        ae_sha = loaded[3].get("autoencoder_sha256")
+        if ae_sha != self.latent.sha256:
+            raise ModelError(f"models/{SPACE_MODELS['latent']} was trained on the latents of autoencoder "
+                             f"{str(ae_sha)[:8]}..., but the installed models/latent-ae is "
+                             f"{self.latent.sha256[:8]}...; install the matching pair (or retrain latent-ddpm "
+                             f"with `diffcodec train latent-denoiser`)")
+        self.schedule, self.model_fn, manifest = _load_unet(SPACE_MODELS["latent"], device,
+                                                            channels=self.latent.channels, cond_channels=0,
+                                                            clip=LATENT_CLIP, loaded=loaded)
+        self.model_id, self.sha, self.device = SPACE_MODELS["latent"], manifest["sha256"], device
+
+    def shape(self, height, width):
+        return tuple(self.latent.latent_shape(height, width))
+
+    def to_space(self, rgb):
+        return self.latent.encode_image(rgb).float()
+
+    def to_image(self, x, height, width):
+        return self.latent.decode_latent(x, height, width)
+
+
+def missing_models(space: str) -> list[str]:
+    """The artifacts a space needs that are not installed (weights file absent)."""
+    names = LATENT_MODELS if space == "latent" else ()
+    return [n for n in names if not artifacts.artifact_paths(n)[0].is_file()]
+
+
+def load_prior(space: str, device: str, base: str | None = None, missing=UsageError) -> Prior:
+    """The prior of a mode. Absent latent models raise ``missing`` (UsageError when encoding, UnsupportedError
+    when decoding) naming them; a damaged or mismatched model raises ModelError."""
     if space not in SPACE_MODELS:
         raise UsageError(f"unknown space {space!r} (use pixel or latent)")
+    if base is not None:
+        if space != "pixel":
+            raise UsageError("--base (conditional ddcm) works in --space pixel only")
+        return RefinerPrior(device)
+    if space == "latent":
+        absent = missing_models(space)
+        if absent:
+            raise missing(f"--space latent needs the latent models {' and '.join(absent)}, which are not installed "
+                          f"in {artifacts.codebooks_dir()} (train them with `diffcodec train autoencoder` and "
+                          f"`diffcodec train latent-denoiser`), or use --space pixel")
+        return LatentPrior(device)
     return PixelPrior(SPACE_MODELS[space], device)
 
 
@@ -265,6 +391,47 @@ def _resolve_device(device: str | None) -> str:
     from diffcodec.api import resolve_device
 
     return resolve_device(device or "auto")
+
+
+# ------------------------------------------------------------------------------------------------------
+# The base layer of conditional DDCM: an opq bitstream
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BaseLayer:
+    preset: str             # opq preset, e.g. "opq-16-8-8"
+    sha: int                # first 4 bytes of the opq codebook file's sha256
+    data: bytes             # opq's payload (its one D chunk)
+    image: np.ndarray       # the decoded base image, uint8 (H, W, C) as opq decodes it
+
+
+def check_base(base) -> str:
+    from diffcodec.methods.opq import PRESETS as OPQ_PRESETS
+
+    if not isinstance(base, str) or base not in OPQ_PRESETS:
+        raise UsageError(f"unknown --base {base!r}: the base layer is an opq preset "
+                         f"({', '.join(OPQ_PRESETS)})")
+    return base
+
+
+def code_base(image: np.ndarray, preset: str) -> BaseLayer:
+    """Code ``image`` (H, W, 1 or 3) with opq ``preset``; the base image is opq's own decode of those bytes."""
+    from diffcodec.methods.opq import OPQCodec
+
+    enc = OPQCodec().compress(image, check_base(preset))
+    if len(enc.chunks) != 1:
+        raise ModelError("opq produced more than one payload chunk")
+    h, w, c = image.shape
+    return BaseLayer(preset, enc.model_sha, enc.chunks[0], decode_base(enc.chunks[0], preset, enc.model_sha, h, w, c))
+
+
+def decode_base(data: bytes, preset: str, sha: int, height: int, width: int, channels: int) -> np.ndarray:
+    from diffcodec.methods import Encoded as _Encoded
+    from diffcodec.methods.opq import OPQCodec
+
+    enc = _Encoded(model=preset.removeprefix("opq-"), model_sha=sha, chunks=[data])
+    return OPQCodec().decompress(enc, height, width, channels)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -280,6 +447,8 @@ class DDCMParams:
     codebook: str = DEFAULT_CODEBOOK    # mshift | iid | shift
     space: str = DEFAULT_SPACE
     seed: int = 0
+    base: str | None = None             # opq preset of the base layer (conditional ddcm), None: unconditional
+    base_sha: int = 0                   # first 4 bytes of that opq codebook's sha256
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -293,11 +462,27 @@ class DDCMParams:
             raise err(f"ddcm codebook must be one of {', '.join(codebooks_rng.CODEBOOKS)}, got {self.codebook!r}")
         if self.space not in SPACES:
             raise err(f"ddcm space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.base is not None:
+            from diffcodec.methods.opq import PRESETS as OPQ_PRESETS
+
+            if not isinstance(self.base, str) or self.base not in OPQ_PRESETS:
+                raise err(f"ddcm base must be an opq preset ({', '.join(OPQ_PRESETS)}), got {self.base!r}")
+            _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
+            if self.space != "pixel":
+                raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
         return self
+
+    @property
+    def model_id(self) -> str:
+        """The header `model` these parameters go with: the prior of the space, or the refiner with a base."""
+        return BASE_MODEL if self.base is not None else SPACE_MODELS[self.space]
 
     def header(self) -> dict:
         """The header's `params` map (the codebook seed lives in the header's `rng` map: :meth:`rng_spec`)."""
-        return {"n": self.steps, "k": self.k, "m": self.atoms, "cb": self.codebook, "sp": self.space}
+        out = {"n": self.steps, "k": self.k, "m": self.atoms, "cb": self.codebook, "sp": self.space}
+        if self.base is not None:
+            out.update(b=self.base, bs=self.base_sha)
+        return out
 
     def rng_spec(self) -> dict:
         return {"g": codebooks_rng.GENERATOR_ID, "s": self.seed}
@@ -310,8 +495,11 @@ class DDCMParams:
             if rng.get("g") != codebooks_rng.GENERATOR_ID:
                 raise UnsupportedError(f"ddcm file uses random generator {rng.get('g')!r}; this diffcodec has "
                                        f"{codebooks_rng.GENERATOR_ID!r}")
+            if "bs" in params and "b" not in params:
+                raise CorruptInputError("corrupt ddcm header: parameter 'bs' without 'b'")
+            base = params.get("b")
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
-                    space=params["sp"], seed=rng["s"])
+                    space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         return p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))
@@ -327,20 +515,23 @@ def _coded_steps(schedule, steps: int) -> tuple[list[int], list[bool]]:
 
 
 def file_bytes(p: DDCMParams, n_coded: int, height: int, width: int, channels: int, model_id: str,
-               model_sha: int) -> int:
-    """Exact size of the .ddc file for these parameters (container framing + header + payload)."""
+               model_sha: int, base_bytes: int = 0) -> int:
+    """Exact size of the .ddc file for these parameters (container framing + header + payload); with a base
+    layer (``p.base``) the payload is LEB128(base_bytes) + base_bytes + the index payload."""
     from diffcodec import container
 
     header = container.Header(method=METHOD, model=model_id, model_sha=model_sha, width=width, height=height,
                               pixel_format=container.pixel_format_code(channels), params=p.header(), rng=p.rng_spec())
     size = payload_bytes([alphabet(p.k, p.atoms)] * n_coded)
+    if p.base is not None:
+        size += len(_varint(base_bytes)) + base_bytes
     return len(container.write_container(header, [bytes(size)]))
 
 
 def choose_params(target_bpp: float, height: int, width: int, channels: int, *, n_coded: Callable[[int], int],
                   model_id: str, model_sha: int = 0, steps: int | None = None, k: int | None = None,
                   atoms: int | None = None, codebook: str = DEFAULT_CODEBOOK, space: str = DEFAULT_SPACE,
-                  seed: int = 0) -> DDCMParams:
+                  seed: int = 0, base: str | None = None, base_sha: int = 0, base_bytes: int = 0) -> DDCMParams:
     """Pick (steps N, K, atoms M) so that the whole file lands at or under ``target_bpp``; values given by the
     caller stay fixed. Rule (fill with atoms first, then steps, then shrink):
 
@@ -349,13 +540,19 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
        STEPS_GRID >= N that still fits with that M.
     3. If nothing fits and N is free: the largest N in STEPS_GRID below it where some M fits (largest such M).
     4. If still nothing and K is free: the largest K in K_GRID below it at N = 2 (or the fixed N).
-    Raises UsageError when even the smallest choice is over the target.
+    5. With a base layer only (``base``, of ``base_bytes`` bytes, counted in every size): if still nothing and N
+       is free, N = 1 (no coded step: one refiner step on the base layer, no index bits).
+    Raises UsageError when even the smallest choice is over the target (naming the base layer when it alone,
+    with the header and no index bits, is over).
     """
     budget = target_bpp * height * width / 8.0   # bytes
 
     def size(n, kk, m):
-        p = DDCMParams(n, kk, m, codebook, space, seed)
-        return file_bytes(p, n_coded(n), height, width, channels, model_id, model_sha)
+        p = DDCMParams(n, kk, m, codebook, space, seed, base, base_sha)
+        return file_bytes(p, n_coded(n), height, width, channels, model_id, model_sha, base_bytes)
+
+    def params(n, kk, m):
+        return DDCMParams(n, kk, m, codebook, space, seed, base, base_sha)
 
     def best_m(n, kk):
         ms = [atoms] if atoms is not None else [m for m in ATOMS_GRID if m == 1 or m <= kk // 2]
@@ -371,21 +568,35 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
             for cand in (s for s in STEPS_GRID if s > n0):
                 if size(cand, k0, m) <= budget:
                     n = cand
-        return DDCMParams(n, k0, m, codebook, space, seed)
+        return params(n, k0, m)
     if steps is None:
         for cand in sorted((s for s in STEPS_GRID if s < n0), reverse=True):
             m = best_m(cand, k0)
             if m is not None:
-                return DDCMParams(cand, k0, m, codebook, space, seed)
+                return params(cand, k0, m)
     if k is None:
         n = steps or STEPS_GRID[0]
         for cand in sorted((x for x in K_GRID if x < k0), reverse=True):
             m = best_m(n, cand)
             if m is not None:
-                return DDCMParams(n, cand, m, codebook, space, seed)
+                return params(n, cand, m)
+    if base is not None:
+        m1 = atoms or 1
+        ks = [kk for kk in ([k0] if k is not None else sorted({k0, *K_GRID}, reverse=True)) if kk >= m1]
+        if steps is None:
+            for kk in ks:
+                if size(1, kk, m1) <= budget:
+                    return params(1, kk, m1)
+        alone = min(size(1, kk, m1) for kk in ks) if ks else size(1, k0, m1)
+        if alone > budget:
+            raise UsageError(f"--bpp {target_bpp:g} is below the base layer alone: --base {base} takes {base_bytes} "
+                             f"bytes, the file with no ddcm index {alone} bytes = "
+                             f"{alone * 8 / (height * width):.4f} bpp for this {width}x{height} image; choose a "
+                             f"smaller --base preset or a higher --bpp")
     smallest = size(steps or STEPS_GRID[0], k or K_GRID[0], atoms or 1)
+    with_base = f", with the {base_bytes}-byte {base} base layer" if base is not None else ""
     raise UsageError(f"--bpp {target_bpp:g} is below what ddcm can reach for a {width}x{height} image "
-                     f"(smallest file {smallest} bytes = {smallest * 8 / (height * width):.4f} bpp)")
+                     f"(smallest file {smallest} bytes = {smallest * 8 / (height * width):.4f} bpp{with_base})")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -403,9 +614,10 @@ class RunStats:
     symbols: list = field(default_factory=list)
 
 
-def run_process(prior: Prior, p: DDCMParams, shape, choose) -> tuple[Any, RunStats]:
+def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[Any, RunStats]:
     """Run the coded reverse process; ``choose(step_index, codebook, x0_hat) -> symbol`` makes each coded
-    step's choice. Returns the final sample (1, C, h, w) and the stats (with the symbols, in step order)."""
+    step's choice; ``cond`` (1, 3, H, W) is the condition of a conditional prior (the decoded base layer).
+    Returns the final sample (1, C, h, w) and the stats (with the symbols, in step order)."""
     import torch
 
     from diffcodec.diffusion.samplers import ddpm_step
@@ -430,7 +642,7 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose) -> tuple[Any, RunSta
     with torch.inference_mode():
         for i, t in enumerate(bar(ts, desc="ddcm", unit="step")):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-            x = ddpm_step(prior.model_fn, x, t, t_prev, prior.schedule, sampler, step_index=i).x_prev
+            x = ddpm_step(prior.model_fn, x, t, t_prev, prior.schedule, sampler, cond=cond, step_index=i).x_prev
     stats.steps, stats.coded_steps = len(ts), len(stats.symbols)
     stats.total_s = time.perf_counter() - t_start
     stats.model_s = stats.total_s - stats.codebook_s
@@ -449,7 +661,7 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 class DDCMCodec(Codec):
     """Denoising Diffusion Codebook Models: the noise of a pretrained diffusion prior's reverse process is picked
     from seeded codebooks toward the target; the file holds the picks (options: k, steps, atoms, codebook,
-    space, seed, bpp, device)."""
+    space (pixel | latent), base (an opq preset: conditional ddcm on an opq base layer), seed, bpp, device)."""
 
     name = METHOD
     presets = {
@@ -464,7 +676,8 @@ class DDCMCodec(Codec):
         self.last_stats: RunStats | None = None
 
     # ---------------------------------------------------------------- encoding
-    def _params(self, image: np.ndarray, preset: str | None, params: dict) -> tuple[DDCMParams, Prior]:
+    def _params(self, image: np.ndarray, preset: str | None,
+                params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
         unknown = set(params) - set(ENCODE_PARAMS)
         if unknown:
             raise UsageError(f"ddcm takes no parameter(s) {', '.join(sorted(unknown))} "
@@ -476,8 +689,16 @@ class DDCMCodec(Codec):
         codebook = params.get("codebook") or DEFAULT_CODEBOOK
         seed = params.get("seed")
         seed = 0 if seed is None else seed
+        base = params.get("base")
+        if base is not None:
+            check_base(base)
+            if space != "pixel":
+                raise UsageError("--base (conditional ddcm) works in --space pixel only; a latent conditional "
+                                 "prior does not exist yet")
         DDCMParams(codebook=codebook, space=space, seed=seed).check()
-        prior = load_prior(space, _resolve_device(params.get("device")))
+        prior = load_prior(space, _resolve_device(params.get("device")), base=base)
+        layer = code_base(image, base) if base is not None else None
+        base_sha = 0 if layer is None else layer.sha
         bpp = params.get("bpp")
         h, w, c = image.shape
         if bpp is not None:
@@ -486,25 +707,27 @@ class DDCMCodec(Codec):
             p = choose_params(float(bpp), h, w, c, n_coded=lambda n: sum(_coded_steps(prior.schedule, n)[1]),
                               model_id=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha),
                               steps=params.get("steps"), k=params.get("k"), atoms=params.get("atoms"),
-                              codebook=codebook, space=space, seed=seed)
+                              codebook=codebook, space=space, seed=seed, base=base, base_sha=base_sha,
+                              base_bytes=0 if layer is None else len(layer.data))
         else:
             n0, k0, m0 = PRESETS[preset]
             get = lambda key, default: default if params.get(key) is None else params[key]
-            p = DDCMParams(get("steps", n0), get("k", k0), get("atoms", m0), codebook, space, seed)
+            p = DDCMParams(get("steps", n0), get("k", k0), get("atoms", m0), codebook, space, seed, base, base_sha)
             if params.get("k") is not None and params.get("atoms") is None:
                 p.atoms = min(p.atoms, max(1, p.k // 2))
         p.check()
         if p.steps > prior.schedule.T:
             raise UsageError(f"--steps {p.steps} exceeds the prior's {prior.schedule.T} timesteps")
-        return p, prior
+        return p, prior, layer
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
-        p, prior = self._params(image, preset, params)
-        channels = image.shape[2]
+        p, prior, layer = self._params(image, preset, params)
+        h, w, channels = image.shape
         rgb = _to_rgb(image)
         target = prior.to_space(rgb)
         shape = tuple(target.shape[1:])
+        cond = None if layer is None else prior.condition(_to_rgb(layer.image))
 
         import torch
 
@@ -513,14 +736,16 @@ class DDCMCodec(Codec):
             idx, signs = select_atoms(cb.scores(r), p.atoms)
             return atoms_to_symbol(idx, signs, p.k, p.atoms)
 
-        x, stats = run_process(prior, p, shape, choose)
+        x, stats = run_process(prior, p, shape, choose, cond=cond)
         self.last_stats = stats
         payload = encode_payload(stats.symbols, [alphabet(p.k, p.atoms)] * len(stats.symbols))
-        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(), rng=p.rng_spec(),
-                          chunks=[payload])
+        if layer is not None:
+            payload = join_layers(layer.data, payload)
+        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
+                          rng=p.rng_spec(), chunks=[payload])
         from diffcodec.data import rgb_to_channels
 
-        return encoded, rgb_to_channels(prior.to_image(x), channels)
+        return encoded, rgb_to_channels(prior.to_image(x, h, w), channels)
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         return self.compress_with_reconstruction(image, preset, **params)[0]
@@ -532,14 +757,17 @@ class DDCMCodec(Codec):
         if unknown:
             raise UsageError(f"ddcm decoding takes no option(s) {', '.join(sorted(unknown))}")
         p = DDCMParams.from_header(encoded.params, encoded.rng)
-        if p.space in FUTURE_SPACES:
-            raise UnsupportedError(f"file codes in the {p.space} space, which needs {FUTURE_SPACES[p.space]}; "
-                                   f"this diffcodec cannot decode it")
-        if encoded.model != SPACE_MODELS[p.space]:
-            raise CorruptInputError(f"corrupt ddcm header: model {encoded.model!r} does not match space {p.space!r}")
+        if p.base is None and missing_models(p.space):
+            raise UnsupportedError(f"file codes in the {p.space} space, which needs "
+                                   f"{' and '.join(missing_models(p.space))}; they are not installed in "
+                                   f"{artifacts.codebooks_dir()}, so this diffcodec cannot decode it")
+        if encoded.model != p.model_id:
+            what = f"base layer {p.base!r}" if p.base is not None else f"space {p.space!r}"
+            raise CorruptInputError(f"corrupt ddcm header: model {encoded.model!r} does not match {what}")
         if len(encoded.chunks) != 1:
             raise CorruptInputError("ddcm file must hold exactly one payload chunk")
-        prior = load_prior(p.space, _resolve_device(options.get("device")))
+        base_data, index_data = (None, encoded.chunks[0]) if p.base is None else split_layers(encoded.chunks[0])
+        prior = load_prior(p.space, _resolve_device(options.get("device")), base=p.base, missing=UnsupportedError)
         if artifacts.sha_prefix32(prior.sha) != encoded.model_sha:
             raise ModelError(f"file was encoded with a different {prior.model_id} model (sha256 prefix "
                              f"{encoded.model_sha:08x}, installed {prior.sha[:8]}); decode it with the model "
@@ -547,14 +775,36 @@ class DDCMCodec(Codec):
         if p.steps > prior.schedule.T:
             raise CorruptInputError(f"corrupt ddcm header: {p.steps} steps, the prior has {prior.schedule.T}")
         n_coded = sum(_coded_steps(prior.schedule, p.steps)[1])
-        symbols = decode_payload(encoded.chunks[0], [alphabet(p.k, p.atoms)] * n_coded)
+        symbols = decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded)
+        cond = None
+        if p.base is not None:
+            base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
+            cond = prior.condition(_to_rgb(base_image))
         shape = prior.shape(height, width)
         it = iter(symbols)
-        x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it))
+        x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it), cond=cond)
         self.last_stats = stats
         from diffcodec.data import rgb_to_channels
 
-        return rgb_to_channels(prior.to_image(x), channels)
+        return rgb_to_channels(prior.to_image(x, height, width), channels)
+
+
+def describe(params: dict, payloads: list[bytes]) -> dict:
+    """What `diffcodec info` shows about a ddcm file without decoding it: the mode and, with a base layer, how
+    the payload splits into base and index bytes (None values where the file is malformed)."""
+    space = params.get("sp") if isinstance(params, dict) else None
+    base = params.get("b") if isinstance(params, dict) else None
+    out = {"space": space, "base": base, "base_bytes": None, "index_bytes": None}
+    if len(payloads) == 1:
+        if base is None:
+            out["base_bytes"], out["index_bytes"] = 0, len(payloads[0])
+        else:
+            try:
+                b, idx = split_layers(payloads[0])
+                out["base_bytes"], out["index_bytes"] = len(b), len(idx)
+            except CorruptInputError:
+                pass
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -565,8 +815,9 @@ class DDCMCodec(Codec):
 def generate(height: int = 64, width: int = 64, *, k: int = DEFAULT_K, steps: int = DEFAULT_STEPS, atoms: int = 1,
              codebook: str = DEFAULT_CODEBOOK, space: str = DEFAULT_SPACE, seed: int = 0,
              device: str | None = "auto") -> tuple[bytes, np.ndarray]:
-    """An unconditional sample whose codebook choices are random (seeded by ``seed``): returns the .ddc bytes
-    (decoding them reproduces the sample) and the sample, uint8 (height, width, 3)."""
+    """An unconditional sample whose codebook choices are random (seeded by ``seed``) in ``space`` (pixel or
+    latent): returns the .ddc bytes (decoding them reproduces the sample) and the sample, uint8
+    (height, width, 3)."""
     from diffcodec import container
 
     p = DDCMParams(steps, k, atoms, codebook, space, seed).check()
@@ -584,4 +835,4 @@ def generate(height: int = 64, width: int = 64, *, k: int = DEFAULT_K, steps: in
     payload = encode_payload(stats.symbols, [a] * len(stats.symbols))
     header = container.Header(method=METHOD, model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha),
                               width=width, height=height, pixel_format=0, params=p.header(), rng=p.rng_spec())
-    return container.write_container(header, [payload]), prior.to_image(x)
+    return container.write_container(header, [payload]), prior.to_image(x, height, width)

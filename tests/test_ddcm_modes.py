@@ -1,0 +1,444 @@
+"""ddcm's latent (`--space latent`) and conditional (`--base PRESET`) modes, with tiny random models.
+
+A module fixture builds, in a temporary DIFFCODEC_CODEBOOKS: a tiny `models/latent-ae` (factor 8), a tiny
+`models/latent-ddpm` whose manifest pins that autoencoder, a tiny conditional `models/opq-refiner`, and copies of
+the real shipped opq codebooks used by the base layer.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_image
+
+from diffcodec import api, artifacts, container
+from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
+from diffcodec.methods import ddcm, get_codec
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = artifacts.codebooks_dir()          # resolved before any fixture points DIFFCODEC_CODEBOOKS elsewhere
+BASE_PRESETS = ("opq-16-8-8", "opq-32-8-8")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _perturb_out(model, seed):
+    torch.manual_seed(seed)
+    with torch.no_grad():  # the zero-initialised output conv would predict nothing: give the model some opinion
+        for p in model.conv_out.parameters():
+            p.normal_(0, 0.05)
+
+
+def _export_autoencoder(seed: int = 0) -> str:
+    from diffcodec.autoencoder import Autoencoder, export_autoencoder
+    from diffcodec.data import to_tensor
+
+    torch.manual_seed(seed)
+    ae = Autoencoder(factor=8, latent_channels=4, channels=(8, 8, 8))
+    ae.calibrate(to_tensor(np.stack([synthetic_image(32, 32, seed=s) for s in range(4)])))
+    export_autoencoder("models/latent-ae", ae, {"command": "test"})
+    return artifacts.read_manifest("models/latent-ae")["sha256"]
+
+
+def _export_latent_prior(ae_sha: str, seed: int = 0, parameterization: str = "v") -> None:
+    from diffcodec.diffusion import NoiseSchedule, UNet
+    from diffcodec.diffusion.train import export_denoiser
+
+    torch.manual_seed(seed)
+    # base 12: GroupNorm keeps 3 channels per group, so even a 1x1 latent level normalises
+    model = UNet(in_channels=4, out_channels=4, base_channels=12, channel_mult=(1, 2), attn_levels=())
+    _perturb_out(model, seed)
+    export_denoiser("models/latent-ddpm", model, NoiseSchedule("cosine"), parameterization,
+                    {"command": "test", "autoencoder": "models/latent-ae", "autoencoder_sha256": ae_sha})
+
+
+def _export_refiner(seed: int = 0) -> None:
+    from diffcodec.diffusion import NoiseSchedule, UNet
+    from diffcodec.diffusion.train import export_denoiser
+
+    torch.manual_seed(seed)
+    model = UNet(cond_channels=3, cond_residual=True, base_channels=8, channel_mult=(1, 2), attn_levels=())
+    _perturb_out(model, seed)
+    export_denoiser("models/opq-refiner", model, NoiseSchedule("cosine"), "x0", {"command": "test"})
+
+
+def _copy_opq(folder: Path) -> None:
+    (folder / "opq").mkdir(parents=True, exist_ok=True)
+    for preset in BASE_PRESETS:
+        for ext in (".safetensors", ".json"):
+            shutil.copy(SHIPPED / "opq" / (preset + ext), folder / "opq" / (preset + ext))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("codebooks")
+    old = os.environ.get("DIFFCODEC_CODEBOOKS")
+    os.environ["DIFFCODEC_CODEBOOKS"] = str(folder)
+    try:
+        _copy_opq(folder)
+        _export_latent_prior(_export_autoencoder())
+        _export_refiner()
+        yield folder
+    finally:
+        if old is None:
+            os.environ.pop("DIFFCODEC_CODEBOOKS", None)
+        else:
+            os.environ["DIFFCODEC_CODEBOOKS"] = old
+
+
+@pytest.fixture
+def own_models(tmp_path, monkeypatch):
+    """A private copy of the models, for tests that replace one."""
+    folder = tmp_path / "codebooks"
+    _copy_opq(folder)
+    monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(folder))
+    _export_latent_prior(_export_autoencoder())
+    _export_refiner()
+    return folder
+
+
+def _encode(img, **params):
+    params.setdefault("device", "cpu")
+    codec = get_codec("ddcm")
+    enc, recon = codec.compress_with_reconstruction(img, **params)
+    h, w, c = img.shape
+    header = container.Header(method="ddcm", model=enc.model, model_sha=enc.model_sha, width=w, height=h,
+                              pixel_format=container.pixel_format_code(c), params=enc.params, rng=enc.rng)
+    return container.write_container(header, enc.chunks), recon, codec.last_stats
+
+
+def _rewrite(data: bytes, params=None, payload=None, model=None) -> bytes:
+    c = container.read_container(data)
+    h = c.header
+    if params is not None:
+        h.params = params
+    if model is not None:
+        h.model = model
+    return container.write_container(h, [c.payloads[0] if payload is None else payload])
+
+
+def _user(img):
+    return img[..., 0] if img.shape[2] == 1 else img
+
+
+def _sha32(name):
+    return artifacts.sha_prefix32(artifacts.read_manifest(name)["sha256"])
+
+
+# ------------------------------------------------------------------------------------------------ pure parts
+
+
+def test_layer_framing_round_trip_and_damage():
+    for base, idx in [(b"", b""), (b"\x01\x02\x03", b"abcd" * 3), (bytes(200), b"")]:
+        data = ddcm.join_layers(base, idx)
+        assert data[:len(ddcm._varint(len(base)))] == ddcm._varint(len(base))
+        assert ddcm.split_layers(data) == (base, idx)
+    assert ddcm._varint(127) == b"\x7f" and ddcm._varint(128) == b"\x80\x01" and ddcm._varint(300) == b"\xac\x02"
+    for bad in (b"", b"\x80", b"\x05abc", b"\x80\x00", b"\xff\xff\xff\xff\xff\x01"):
+        with pytest.raises(CorruptInputError):
+            ddcm.split_layers(bad)
+
+
+def test_header_params_with_base():
+    p = ddcm.DDCMParams(4, 32, 2, "mshift", "pixel", 3, "opq-16-8-8", 0xDEADBEEF).check()
+    assert p.header() == {"n": 4, "k": 32, "m": 2, "cb": "mshift", "sp": "pixel", "b": "opq-16-8-8", "bs": 0xDEADBEEF}
+    assert p.model_id == "opq-refiner"
+    assert ddcm.DDCMParams.from_header(p.header(), p.rng_spec()) == p
+    # without a base the map is the pixel-mode one, unchanged
+    assert ddcm.DDCMParams(4, 32, 2).header() == {"n": 4, "k": 32, "m": 2, "cb": "mshift", "sp": "pixel"}
+    assert ddcm.DDCMParams(space="latent").model_id == "latent-ddpm"
+    with pytest.raises(UsageError):
+        ddcm.DDCMParams(base="opq-8-8-8").check()
+    with pytest.raises(UsageError):
+        ddcm.DDCMParams(space="latent", base="opq-16-8-8").check()
+    for bad in ({**p.header(), "b": "jpeg"}, {**p.header(), "bs": -1}, {**p.header(), "sp": "latent"},
+                {k: v for k, v in p.header().items() if k != "bs"},
+                {k: v for k, v in p.header().items() if k != "b"}):
+        with pytest.raises(CorruptInputError):
+            ddcm.DDCMParams.from_header(bad, p.rng_spec())
+
+
+def test_bpp_rule_counts_the_base_layer():
+    kw = {"n_coded": lambda n: n - 1, "model_id": "opq-refiner", "model_sha": 1, "base": "opq-16-8-8",
+          "base_sha": 7}
+    h = w = 64
+    for base_bytes in (0, 100, 300):
+        for bpp in (1.0, 2.0, 4.0):
+            p = ddcm.choose_params(bpp, h, w, 3, base_bytes=base_bytes, **kw)
+            assert p.base == "opq-16-8-8" and p.base_sha == 7
+            size = ddcm.file_bytes(p, p.steps - 1, h, w, 3, "opq-refiner", 1, base_bytes)
+            assert size * 8 <= bpp * h * w
+    # a bigger base leaves fewer index bits
+    small = ddcm.choose_params(1.0, h, w, 3, base_bytes=0, **kw)
+    big = ddcm.choose_params(1.0, h, w, 3, base_bytes=300, **kw)
+    bits = lambda p: ddcm.payload_bits([ddcm.alphabet(p.k, p.atoms)] * (p.steps - 1))
+    assert bits(big) < bits(small)
+    # the base alone fits but no coded step does: one refiner step, no index bits (smallest header: K = 2)
+    alone = ddcm.file_bytes(ddcm.DDCMParams(1, 2, 1, base="opq-16-8-8", base_sha=7), 0, h, w, 3,
+                            "opq-refiner", 1, 300)
+    p = ddcm.choose_params(alone * 8 / (h * w), h, w, 3, base_bytes=300, **kw)
+    assert p.steps == 1 and ddcm.file_bytes(p, 0, h, w, 3, "opq-refiner", 1, 300) == alone
+    with pytest.raises(UsageError, match="base layer alone"):
+        ddcm.choose_params((alone - 1) * 8 / (h * w), h, w, 3, base_bytes=300, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ latent space
+
+
+@pytest.mark.parametrize("shape,codebook,atoms", [((37, 53, 3), "mshift", 2), ((24, 16, 1), "iid", 1),
+                                                  ((9, 13, 3), "shift", 3)])
+def test_latent_round_trip(models, shape, codebook, atoms):
+    h, w, c = shape
+    img = synthetic_image(h, w, c)
+    data, recon, stats = _encode(img, space="latent", k=32, steps=4, atoms=atoms, codebook=codebook, seed=5)
+    assert stats.coded_steps == 3
+    assert recon.shape == (h, w, c) and recon.dtype == np.uint8
+    assert np.array_equal(api.decode(data, device="cpu"), _user(recon))
+    meta = api.info(data)
+    assert meta["model"] == "latent-ddpm"
+    assert meta["model_sha256_prefix"] == f"{_sha32('models/latent-ddpm'):08x}"
+    assert meta["params"] == {"n": 4, "k": 32, "m": atoms, "cb": codebook, "sp": "latent"}
+    assert meta["channels"] == c
+    assert meta["ddcm"] == {"space": "latent", "base": None, "base_bytes": 0, "index_bytes": meta["payload_bytes"]}
+    a = ddcm.alphabet(32, atoms)
+    assert meta["payload_bytes"] == ddcm.payload_bytes([a] * 3)
+    p = ddcm.DDCMParams.from_header(meta["params"], meta["rng"])
+    assert meta["file_bytes"] == ddcm.file_bytes(p, 3, h, w, c, "latent-ddpm", _sha32("models/latent-ddpm"))
+
+
+def test_latent_codebooks_have_the_latent_shape(models, monkeypatch):
+    shapes = []
+    real = ddcm.codebooks_rng.make_codebook
+    monkeypatch.setattr(ddcm.codebooks_rng, "make_codebook",
+                        lambda kind, seed, step, k, shape: shapes.append(shape) or real(kind, seed, step, k, shape))
+    _encode(synthetic_image(37, 53), space="latent", k=16, steps=3)
+    assert set(shapes) == {(4, 5, 7)}                          # (c, ceil(37/8), ceil(53/8))
+
+
+def test_latent_coding_steers_toward_the_target(models):
+    """More bits bring the final latent closer to the encoded target latent (the autoencoder is random, so
+    compare in the latent space)."""
+    from diffcodec.latent import load_latent_space
+
+    space = load_latent_space(device="cpu")
+    img = synthetic_image(32, 32)
+    target = space.encode_image(img)
+    prior = ddcm.load_prior("latent", "cpu")
+    errs = []
+    for atoms in (1, 8):
+        p = ddcm.DDCMParams(6, 64, atoms, space="latent")
+
+        def choose(i, cb, x0_hat, atoms=atoms):
+            r = (target - x0_hat)[0].double().numpy()
+            return ddcm.atoms_to_symbol(*ddcm.select_atoms(cb.scores(r), atoms), 64, atoms)
+
+        x, _ = ddcm.run_process(prior, p, tuple(target.shape[1:]), choose)
+        errs.append(float((x - target).pow(2).mean()))
+    assert errs[1] < errs[0]
+
+
+def test_latent_bpp(models):
+    img = synthetic_image(32, 40)
+    data = api.encode(img, method="ddcm", space="latent", bpp=1.5, k=64, device="cpu")
+    meta = api.info(data)
+    assert meta["bpp"] <= 1.5 and meta["bpp"] > 0.5 and meta["params"]["sp"] == "latent"
+
+
+def test_latent_generate_round_trip(models):
+    data, sample = ddcm.generate(21, 30, k=16, steps=3, atoms=2, space="latent", seed=2, device="cpu")
+    assert sample.shape == (21, 30, 3)
+    assert api.info(data)["model"] == "latent-ddpm"
+    assert np.array_equal(api.decode(data, device="cpu"), sample)
+
+
+def test_mismatched_autoencoder_is_a_model_error(own_models):
+    img = synthetic_image(16, 16)
+    data, _, _ = _encode(img, space="latent", k=16, steps=3)
+    _export_autoencoder(seed=1)                  # another autoencoder: latent-ddpm's manifest no longer matches
+    with pytest.raises(ModelError, match="latent-ae"):
+        api.decode(data)
+    with pytest.raises(ModelError, match="latent-ae"):
+        api.encode(img, method="ddcm", space="latent", device="cpu")
+
+
+def test_retrained_latent_prior_is_a_model_error(own_models):
+    data, _, _ = _encode(synthetic_image(16, 16), space="latent", k=16, steps=3)
+    _export_latent_prior(artifacts.read_manifest("models/latent-ae")["sha256"], seed=1)
+    with pytest.raises(ModelError, match="different latent-ddpm"):
+        api.decode(data)
+
+
+def test_missing_latent_models_are_named(tmp_path, monkeypatch, models):
+    data, _, _ = _encode(synthetic_image(16, 16), space="latent", k=16, steps=3)
+    monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(tmp_path))
+    img = synthetic_image(16, 16)
+    with pytest.raises(UsageError, match="models/latent-ae and models/latent-ddpm"):
+        api.encode(img, method="ddcm", space="latent", device="cpu")
+    with pytest.raises(UsageError, match="models/latent-ae"):
+        ddcm.generate(16, 16, space="latent", device="cpu")
+    with pytest.raises(UnsupportedError, match="models/latent-ddpm"):
+        api.decode(data)
+    _copy_opq(tmp_path)                                              # a base layer needs the refiner
+    with pytest.raises(ModelError, match="opq-refiner"):
+        api.encode(img, method="ddcm", base="opq-16-8-8", device="cpu")
+
+
+def test_latent_corrupt_streams(models):
+    data, _, _ = _encode(synthetic_image(16, 24), space="latent", k=64, steps=4, atoms=2)
+    payload = container.read_container(data).payloads[0]
+    good = container.read_container(data).header.params
+    for bad in (_rewrite(data, payload=payload[:-4]), _rewrite(data, payload=payload + bytes(4)),
+                _rewrite(data, payload=b"\xff" * len(payload)), _rewrite(data, model="pixel-ddpm"),
+                _rewrite(data, params={**good, "n": 7}), _rewrite(data, params={**good, "b": "opq-16-8-8", "bs": 1})):
+        with pytest.raises(CorruptInputError):
+            api.decode(bad)
+    with pytest.raises(CorruptInputError):
+        api.decode(data[:-3])
+
+
+# ------------------------------------------------------------------------------------------------ conditional
+
+
+@pytest.mark.parametrize("shape,base,atoms", [((37, 53, 3), "opq-16-8-8", 2), ((20, 27, 1), "opq-32-8-8", 1)])
+def test_base_round_trip_and_exact_layout(models, shape, base, atoms):
+    h, w, c = shape
+    img = synthetic_image(h, w, c)
+    data, recon, stats = _encode(img, base=base, k=32, steps=4, atoms=atoms, seed=9)
+    assert stats.coded_steps == 3
+    assert recon.shape == (h, w, c)
+    assert np.array_equal(api.decode(data, device="cpu"), _user(recon))
+
+    # the base layer is exactly opq's own bitstream of the image
+    opq_data = api.encode(img, method="opq", preset=base)
+    opq_payload = container.read_container(opq_data).payloads[0]
+    payload = container.read_container(data).payloads[0]
+    a = ddcm.alphabet(32, atoms)
+    n_index = ddcm.payload_bytes([a] * 3)
+    prefix = ddcm._varint(len(opq_payload))
+    assert payload[:len(prefix)] == prefix
+    assert payload[len(prefix):len(prefix) + len(opq_payload)] == opq_payload
+    assert len(payload) == len(prefix) + len(opq_payload) + n_index
+    idx = payload[len(prefix) + len(opq_payload):]
+    assert ddcm.decode_payload(idx, [a] * 3) == stats.symbols
+
+    meta = api.info(data)
+    opq_sha = container.read_container(opq_data).header.model_sha
+    assert meta["model"] == "opq-refiner"
+    assert meta["model_sha256_prefix"] == f"{_sha32('models/opq-refiner'):08x}"
+    assert meta["params"] == {"n": 4, "k": 32, "m": atoms, "cb": "mshift", "sp": "pixel", "b": base, "bs": opq_sha}
+    assert meta["ddcm"] == {"space": "pixel", "base": base, "base_bytes": len(opq_payload), "index_bytes": n_index}
+    p = ddcm.DDCMParams.from_header(meta["params"], meta["rng"])
+    assert meta["file_bytes"] == ddcm.file_bytes(p, 3, h, w, c, "opq-refiner", _sha32("models/opq-refiner"),
+                                                 len(opq_payload))
+
+
+def test_base_condition_is_the_opq_decode(models, monkeypatch):
+    """The refiner is conditioned on exactly what `diffcodec decode` makes of the opq file."""
+    img = synthetic_image(19, 26)
+    seen = []
+    real = ddcm.RefinerPrior.condition
+    monkeypatch.setattr(ddcm.RefinerPrior, "condition", lambda self, rgb: seen.append(rgb.copy()) or real(self, rgb))
+    data, _, _ = _encode(img, base="opq-16-8-8", k=16, steps=3)
+    api.decode(data, device="cpu")
+    expected = api.decode(api.encode(img, method="opq", preset="opq-16-8-8"))
+    assert len(seen) == 2 and np.array_equal(seen[0], expected) and np.array_equal(seen[1], expected)
+
+
+def test_base_steers_toward_the_target(models):
+    img = synthetic_image(16, 16)
+    errs = [np.abs(_encode(img, base="opq-16-8-8", k=64, steps=6, atoms=m)[1].astype(float) - img).mean()
+            for m in (1, 8)]
+    assert errs[1] < errs[0]
+
+
+def test_base_options_are_checked(models):
+    img = synthetic_image(16, 16)
+    with pytest.raises(UsageError, match="opq-16-8-8"):            # lists the valid presets
+        api.encode(img, method="ddcm", base="opq-8-4-4", device="cpu")
+    with pytest.raises(UsageError, match="unknown --base"):
+        api.encode(img, method="ddcm", base=16, device="cpu")
+    with pytest.raises(UsageError, match="pixel"):
+        api.encode(img, method="ddcm", base="opq-16-8-8", space="latent", device="cpu")
+
+
+def test_base_bpp_accounting(models):
+    img = synthetic_image(32, 32)
+    base_bytes = len(container.read_container(api.encode(img, method="opq", preset="opq-16-8-8")).payloads[0])
+    for target in (1.5, 3.0):
+        data = api.encode(img, method="ddcm", base="opq-16-8-8", bpp=target, k=64, device="cpu")
+        meta = api.info(data)
+        assert meta["bpp"] <= target
+        assert meta["ddcm"]["base_bytes"] == base_bytes
+        p = ddcm.DDCMParams.from_header(meta["params"], meta["rng"])
+        # nothing bigger from the same grid would have fit (index bits fill the budget left by the base)
+        assert meta["file_bytes"] == ddcm.file_bytes(p, p.steps - 1, 32, 32, 3, "opq-refiner",
+                                                     _sha32("models/opq-refiner"), base_bytes)
+    low = (base_bytes + 20) * 8 / (32 * 32)                      # under header + base: refused, naming the base
+    with pytest.raises(UsageError, match="base layer alone"):
+        api.encode(img, method="ddcm", base="opq-16-8-8", bpp=low, device="cpu")
+
+
+def test_base_corrupt_and_mismatched_streams(own_models):
+    img = synthetic_image(16, 24)
+    data, _, _ = _encode(img, base="opq-16-8-8", k=64, steps=4, atoms=2)
+    payload = container.read_container(data).payloads[0]
+    good = container.read_container(data).header.params
+    base, idx = ddcm.split_layers(payload)
+    for bad in (_rewrite(data, payload=payload[:-4]),                          # truncated indices
+                _rewrite(data, payload=payload[:len(payload) - len(idx) - 1]),    # truncated base
+                _rewrite(data, payload=b""),
+                _rewrite(data, payload=ddcm.join_layers(base + b"\0", idx)),    # not whole 32-bit words
+                _rewrite(data, payload=ddcm.join_layers(base, idx + bytes(4))),
+                _rewrite(data, payload=b"\xff" + payload[1:]),
+                _rewrite(data, model="pixel-ddpm"),
+                _rewrite(data, params={k: v for k, v in good.items() if k != "b"}),
+                _rewrite(data, params={**good, "b": "opq-99-8-8"}),
+                _rewrite(data, params={**good, "sp": "latent"})):
+        with pytest.raises(CorruptInputError):
+            api.decode(bad)
+    with pytest.raises(ModelError, match="opq-16-8-8"):                       # other opq codebook
+        api.decode(_rewrite(data, params={**good, "bs": (good["bs"] + 1) % 2**32}))
+    _export_refiner(seed=1)                                                   # retrained refiner
+    with pytest.raises(ModelError, match="different opq-refiner"):
+        api.decode(data)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_modes(models, tmp_path):
+    from PIL import Image
+
+    env = dict(os.environ, DIFFCODEC_CODEBOOKS=str(models), OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "diffcodec", *a], capture_output=True, env=env,
+                                    cwd=ROOT, check=False)
+    src = tmp_path / "in.png"
+    Image.fromarray(synthetic_image(21, 30)).save(src)
+    for name, opts in (("l", ["--space", "latent"]), ("b", ["--base", "opq-16-8-8"])):
+        p = run("encode", str(src), "-o", str(tmp_path / f"{name}.ddc"), "--method", "ddcm", "--k", "16",
+                "--steps", "3", "--device", "cpu", *opts)
+        assert p.returncode == 0, p.stderr.decode()
+        p = run("decode", str(tmp_path / f"{name}.ddc"), "-o", str(tmp_path / f"{name}.png"))
+        assert p.returncode == 0, p.stderr.decode()
+        assert np.asarray(Image.open(tmp_path / f"{name}.png")).shape == (21, 30, 3)
+    out = run("info", str(tmp_path / "b.ddc")).stdout.decode()
+    assert "ddcm mode" in out and "base layer opq-16-8-8" in out
+    assert "space latent" in run("info", str(tmp_path / "l.ddc")).stdout.decode()
+    p = run("encode", str(src), "-o", str(tmp_path / "x.ddc"), "--method", "ddcm", "--base", "opq-1-2-3")
+    assert p.returncode == 2 and b"opq-16-8-8" in p.stderr and b"Traceback" not in p.stderr
+    p = run("generate", "--method", "ddcm", "--space", "latent", "--k", "8", "--steps", "2", "--size", "16",
+            "-o", str(tmp_path / "g.png"), "--bitstream", str(tmp_path / "g.ddc"), "--device", "cpu")
+    assert p.returncode == 0, p.stderr.decode()
+    assert api.info((tmp_path / "g.ddc").read_bytes())["params"]["sp"] == "latent"
