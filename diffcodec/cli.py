@@ -71,16 +71,24 @@ def cli():
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--k", "k", type=click.IntRange(1, 1 << 20), default=None, help="ddcm: codebook size K.")
-@click.option("--steps", type=click.IntRange(1, 1000), default=None, help="ddcm: strided diffusion steps N.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=None,
+              help="ddcm: strided diffusion steps N; diffae: decoder steps (1..50) stored in the file.")
 @click.option("--atoms", type=click.IntRange(1, 1024), default=None, help="ddcm: atoms M picked per step.")
 @click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default=None,
               help="ddcm: codebook kind (default mshift).")
-@click.option("--space", type=click.Choice(["pixel", "latent"]), default=None, help="ddcm: space (default pixel).")
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None, help="ddcm: codebook/noise seed (default 0).")
-@click.option("--bpp", type=float, default=None, help="ddcm: choose steps/K/atoms to land at or under this bpp.")
+@click.option("--space", type=click.Choice(["pixel", "latent"]), default=None,
+              help="ddcm: space (default pixel); diffae: decoder space (default latent).")
+@click.option("--base", default=None, metavar="PRESET",
+              help="ddcm: conditional mode, an opq base layer (e.g. opq-16-8-8) + refiner-guided codebook steps.")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None,
+              help="ddcm: codebook/noise seed; diffae: decoder noise seed (default 0).")
+@click.option("--bpp", type=float, default=None,
+              help="ddcm: choose steps/K/atoms (diffae: the quantization step) to land at or under this bpp "
+              "(with --base: the base layer counts).")
 @_device_option
 @_quiet_option
-def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, seed, bpp, device, quiet):
+def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, base, seed, bpp, device,
+           quiet):
     """Encode an image (PNG, JPEG, TIFF, BMP, WebP; '-' = stdin) into a .ddc file."""
     from diffcodec import api, images
 
@@ -94,9 +102,10 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
     images.check_output_path(output, [input], force)
     t0 = time.perf_counter()
     arr = images.image_from_bytes(images.read_bytes(input), input)
-    given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "seed": seed, "bpp": bpp}
+    given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "base": base, "seed": seed,
+             "bpp": bpp}
     params = {name: v for name, v in given.items() if v is not None}
-    if method == "ddcm":
+    if method in ("ddcm", "diffae"):
         params["device"] = api.resolve_device(device)
     data = api.encode(arr, method=method, preset=preset, **params)
     elapsed = time.perf_counter() - t0
@@ -117,7 +126,9 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
                    "Default: IN with .png.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--refine", is_flag=True, help="opq: remove blocking with the diffusion refiner (slower).")
-@click.option("--steps", type=click.IntRange(1, 50), default=None, help="Refiner sampling steps (default 1: best PSNR and MS-SSIM in our measurements).")
+@click.option("--steps", type=click.IntRange(1, 50), default=None,
+              help="Refiner sampling steps (default 1: best PSNR and MS-SSIM in our measurements); "
+              "diffae: decoder steps (default: the file's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Refiner noise seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @_device_option
@@ -136,10 +147,16 @@ def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
     options = {}
     if refine:
         options = {"refine": True, "steps": steps, "seed": seed, "device": api.resolve_device(device)}
-    elif steps is not None:
-        raise UsageError("--steps only applies with --refine")
     images.check_output_path(output, [input], force)
     data = images.read_bytes(input)
+    try:
+        is_diffae = not refine and api.info(data)["method"] == "diffae"
+    except DiffcodecError:
+        is_diffae = False   # api.decode below reports what is wrong with the file
+    if is_diffae:           # diffae: --steps overrides the file's decoder steps; the network runs on --device
+        options = {"device": api.resolve_device(device), **({"steps": steps} if steps is not None else {})}
+    elif not refine and steps is not None:
+        raise UsageError("--steps only applies with --refine (or to diffae files)")
     t0 = time.perf_counter()
     pixels = api.decode(data, **options)
     elapsed = time.perf_counter() - t0
@@ -231,6 +248,12 @@ def info(input, as_json):
         ("bpp", f"{meta['bpp']:.4f} (payload only {meta['payload_bpp']:.4f})"),
         ("compression ratio", f"{meta['compression_ratio']:.1f} : 1"),
     ]
+    if "ddcm" in meta:
+        d = meta["ddcm"]
+        mode = f"space {d['space']}" + (f", base layer {d['base']}" if d["base"] else ", no base layer")
+        if d["base"] and d["base_bytes"] is not None:
+            mode += f" ({d['base_bytes']:,} base + {d['index_bytes']:,} index bytes)"
+        rows.insert(4, ("ddcm mode", mode))
     for k, v in rows:
         click.echo(f"{k:>18}: {v}")
 
@@ -299,9 +322,14 @@ def models(as_json, verify):
 @click.option("--report-images", default=6, show_default=True, help="Images with crops in report.html.")
 @click.option("--refine-steps", "refine_steps", multiple=True, type=click.IntRange(1, 50),
               help="opq: also decode each file with the diffusion refiner at N steps (repeat).")
+@click.option("--decode-steps", "decode_steps", multiple=True, type=click.IntRange(1, 50),
+              help="diffae: also decode each file with N decoder steps (repeat).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Encode parameter for every file (repeat), e.g. --param space=latent --param steps=10.")
 @_device_option
 @_quiet_option
-def bench(inputs, method, presets, baselines, outdir, report_images, refine_steps, device, quiet):
+def bench(inputs, method, presets, baselines, outdir, report_images, refine_steps, decode_steps, params, device,
+          quiet):
     """Rate-distortion benchmark against JPEG/WebP/AVIF at matched file sizes.
 
     Default input: ../shared/data/kodak (Kodak24) when it exists beside the repository.
@@ -321,10 +349,28 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
         if p not in codec.presets:
             raise UsageError(f"unknown {method} preset {p!r} (available: {', '.join(codec.presets)})")
     dev = api.resolve_device(device)
+    if refine_steps and method != "opq":
+        raise UsageError("--refine-steps applies to --method opq")
+    if decode_steps and method != "diffae":
+        raise UsageError("--decode-steps applies to --method diffae")
     extras = [{"label": f"refine{n}", "decode_options": {"refine": True, "steps": n, "device": dev}}
               for n in refine_steps]
+    extras += [{"label": f"steps{n}", "decode_options": {"steps": n, "device": dev}} for n in decode_steps]
+    encode_params = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param takes KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        encode_params[key.replace("-", "_")] = value
     summary = bench_mod.run_bench(files, method, presets, list(baselines), Path(outdir), quiet=quiet,
                                   device=dev, report_images=report_images, extra_settings=extras,
+                                  encode_params=encode_params,
                                   command="diffcodec " + shlex.join(sys.argv[1:]))
     _say(f"wrote {outdir}/results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png, report.html", quiet)
     if not quiet:
@@ -427,18 +473,20 @@ def _diffusion_train_options(f):
     return f
 
 
-def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra_manifest: dict, **o):
+def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra_manifest: dict, *,
+                            data_source=None, val_data=None, io_channels: int = 3, **o):
     from diffcodec.diffusion.train import TrainConfig, train_denoiser
     from diffcodec.methods.opq_train import LICENSE_NOTE
 
-    _refuse_kodak(o["data"])
     name = o["name"] or f"models/{kind}"
     cfg = TrainConfig(
         data=[Path(d) for d in o["data"]], out_dir=Path(o["out_dir"] or f"runs/{Path(name).name}"),
         crop=o["crop"], batch=o["batch"], lr=o["lr"], steps=o["steps"], max_minutes=o["max_minutes"],
         schedule=o["schedule"], parameterization=o["parameterization"], loss_weighting=o["loss_weighting"],
         model={"base_channels": o["base_channels"], "cond_channels": cond_channels,
+               "in_channels": io_channels, "out_channels": io_channels,
                **({"cond_residual": True} if cond_channels else {})},
+        data_source=data_source, val_data=val_data,
         device=o["device"], seed=o["seed"], resume=o["resume"], val_folder=Path(o["val"]) if o["val"] else None,
         make_condition=make_condition, export_name=None if o["no_export"] else name,
         command="diffcodec " + shlex.join(sys.argv[1:]), license_note=LICENSE_NOTE,
@@ -452,6 +500,7 @@ def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra
 @_diffusion_train_options
 def train_denoiser_cmd(**o):
     """Unconditional pixel-space denoiser (the `pixel-ddpm` prior): writes codebooks/models/pixel-ddpm.*"""
+    _refuse_kodak(o["data"])
     _run_diffusion_training("pixel-ddpm", None, 0, {}, **o)
 
 
@@ -463,11 +512,183 @@ def train_refiner_cmd(opq_presets, **o):
     from diffcodec.methods.opq import PRESETS
     from diffcodec.methods.opq_refine import TRAIN_PRESETS, OPQDegrade
 
+    _refuse_kodak(o["data"])
     presets = tuple(opq_presets) or TRAIN_PRESETS
     for p in presets:
         if p not in PRESETS:
             raise UsageError(f"unknown opq preset {p!r}")
     _run_diffusion_training("opq-refiner", OPQDegrade(presets, seed=o["seed"]), 3, {"opq_presets": list(presets)}, **o)
+
+
+@train.command("latent-denoiser")
+@click.option("--autoencoder", "ae_name", default="models/latent-ae", show_default=True,
+              help="Shipped autoencoder whose latents to model.")
+@_diffusion_train_options
+def train_latent_denoiser_cmd(ae_name, **o):
+    """Unconditional diffusion prior on `latent-ae` latents (`latent-ddpm`, used by ddcm --space latent).
+    The training images (and mirror images) are encoded once, cached in --out; --crop is the latent crop
+    (default 32: 256 px at f8)."""
+    from diffcodec.data import ImageFolderCrops
+    from diffcodec.diffusion.train import resolve_device
+    from diffcodec.latent import LatentCrops, LatentImageCache, encode_validation, load_latent_space
+
+    _refuse_kodak(o["data"])
+    if o["threads"]:  # the encoding below runs before the training loop sets it
+        import torch
+
+        torch.set_num_threads(o["threads"])
+    space = load_latent_space(ae_name, resolve_device(o["device"]))
+    crop = o["crop"] if o["crop"] != 64 else 256 // space.factor     # 64 is the shared option's pixel default
+    name = o["name"] or "models/latent-ddpm"
+    out_dir = Path(o["out_dir"] or f"runs/{Path(name).name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = ImageFolderCrops([Path(d) for d in o["data"]], crop=crop * space.factor, flips=False)
+    cache = LatentImageCache(images, space.autoencoder, space.sha256, crop * space.factor, flips=True,
+                             cache_path=out_dir / "latents.pt", progress=not o["quiet"] and sys.stderr.isatty())
+    data = LatentCrops(cache, crop)
+    val = encode_validation(space.autoencoder, o["val"], 256, 16) if o["val"] else None
+    o.update(crop=crop, out_dir=str(out_dir), name=name)
+    extra = {"autoencoder": ae_name, "autoencoder_sha256": space.sha256, "data_source": data.description,
+             "validation_note": "x0-prediction PSNR in latent space (unit-variance latents, peak-to-peak 2) on "
+                                "the latents of 16 fixed 256 px bsds500/val crops"}
+    _run_diffusion_training("latent-ddpm", None, 0, extra, data_source=data, val_data=val,
+                            io_channels=space.channels, **o)
+
+
+@train.command("autoencoder")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Training image folder (repeat). Never Kodak.")
+@click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Validation image folder (held-out crops).")
+@click.option("--out", "out_dir", default=None, help="Checkpoint/log folder (default runs/NAME).")
+@click.option("--name", default="models/latent-ae", show_default=True, help="Export name under codebooks/.")
+@click.option("--factor", type=click.Choice(["4", "8", "16"]), default="8", show_default=True,
+              help="Latent stride f.")
+@click.option("--latent-channels", type=int, default=4, show_default=True)
+@click.option("--channels", default=None, help="Comma-separated widths per level (log2(f) of them; default 64,128,192[,256]).")
+@click.option("--res-blocks", type=int, default=1, show_default=True, help="Encoder ResBlocks per level (decoder: +1).")
+@click.option("--steps", type=int, default=20_000, show_default=True, help="Total optimizer steps (cosine LR to 0).")
+@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (resumable).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--crop", type=int, default=112, show_default=True, help="Training crop (> 96 for MS-SSIM).")
+@click.option("--lr", type=float, default=4e-4, show_default=True)
+@click.option("--ms-ssim-weight", type=float, default=0.2, show_default=True)
+@click.option("--kl-weight", type=float, default=1e-5, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-export", is_flag=True, help="Train/checkpoint only; do not write codebooks/.")
+@_device_option
+@_quiet_option
+def train_autoencoder_cmd(**o):
+    """First-stage autoencoder (`latent-ae`): L1 + MS-SSIM + small KL; writes codebooks/models/latent-ae.*"""
+    from diffcodec.autoencoder_train import AETrainConfig, train_autoencoder
+    from diffcodec.methods.opq_train import LICENSE_NOTE
+
+    _refuse_kodak(o["data"])
+    model: dict = {"factor": int(o["factor"]), "latent_channels": o["latent_channels"],
+                   "num_res_blocks": o["res_blocks"]}
+    if o["channels"]:
+        try:
+            model["channels"] = [int(c) for c in o["channels"].split(",")]
+        except ValueError:
+            raise UsageError(f"--channels must be comma-separated integers, got {o['channels']!r}") from None
+    if o["crop"] <= 96:
+        raise UsageError("--crop must be over 96 (MS-SSIM's 5 scales with a 7-tap window)")
+    try:
+        from diffcodec.autoencoder import Autoencoder
+
+        Autoencoder.from_config(model)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    cfg = AETrainConfig(
+        data=[Path(d) for d in o["data"]], out_dir=Path(o["out_dir"] or f"runs/{Path(o['name']).name}"),
+        model=model, crop=o["crop"], batch=o["batch"], lr=o["lr"], steps=o["steps"], max_minutes=o["max_minutes"],
+        ms_ssim_weight=o["ms_ssim_weight"], kl_weight=o["kl_weight"], device=o["device"], seed=o["seed"],
+        resume=o["resume"], val_folder=Path(o["val"]) if o["val"] else None,
+        export_name=None if o["no_export"] else o["name"], command="diffcodec " + shlex.join(sys.argv[1:]),
+        license_note=LICENSE_NOTE, progress=None if not o["quiet"] else False, num_threads=o["threads"],
+    )
+    result = train_autoencoder(cfg)
+    _say(f"autoencoder: {json.dumps(result, default=str)[:2000]}", o["quiet"])
+
+
+@train.command("diffae")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Training image folder (repeat). Never Kodak.")
+@click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Validation image folder (fixed crops: bpp per Delta, presets, PSNR).")
+@click.option("--space", type=click.Choice(["latent", "pixel"]), default="latent", show_default=True,
+              help="Where the diffusion decoder runs: latent-ae latents or pixels.")
+@click.option("--autoencoder", "ae_name", default="models/latent-ae", show_default=True,
+              help="latent space: the shipped autoencoder (its sha256 is pinned in the manifest).")
+@click.option("--out", "out_dir", default=None, help="Checkpoint/log folder (default runs/NAME).")
+@click.option("--name", default=None,
+              help="Export name under codebooks/ (default models/diffae, pixel: models/diffae-pixel).")
+@click.option("--steps", type=int, default=20_000, show_default=True, help="Total optimizer steps (cosine LR to 0).")
+@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (resumable).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--batch", type=int, default=None, help="Batch size (default: latent 8, pixel 4).")
+@click.option("--crop", type=int, default=None,
+              help="Training crop, a multiple of 16 (default: latent 256, pixel 128).")
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--factor", type=click.Choice(["8", "16", "32"]), default="16", show_default=True,
+              help="Stride f of the coded latent.")
+@click.option("--latent-channels", type=int, default=16, show_default=True, help="Channels c of the coded latent.")
+@click.option("--encoder-channels", default=None,
+              help="Comma-separated encoder widths, levels H/4..H/f (default f16: 64,96,192).")
+@click.option("--cond-channels", type=int, default=None,
+              help="Condition channels fed to the UNet (default: latent 64, pixel 32).")
+@click.option("--base-channels", type=int, default=None, help="UNet base width (default: latent 64, pixel 32).")
+@click.option("--rate-weight", type=float, default=None,
+              help="lambda of loss = diffusion loss + lambda * bpp (default: latent 0.5, pixel 0.05).")
+@click.option("--delta-min", type=float, default=0.125, show_default=True,
+              help="Smallest quantization step (highest rate).")
+@click.option("--delta-max", type=float, default=8.0, show_default=True,
+              help="Largest quantization step (lowest rate).")
+@click.option("--val-every", type=int, default=1000, show_default=True,
+              help="Validate every N steps (0: only at the end).")
+@click.option("--val-crops", type=int, default=8, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-export", is_flag=True, help="Train/checkpoint only; do not write codebooks/.")
+@_device_option
+@_quiet_option
+def train_diffae_cmd(**o):
+    """Diffusion-autoencoder codec (`--method diffae`): encoder, prior and diffusion decoder jointly, one
+    variable-rate model; writes codebooks/models/diffae.* (pixel space: diffae-pixel.*)"""
+    from diffcodec.methods.diffae_train import DiffAETrainConfig, train_diffae
+    from diffcodec.methods.opq_train import LICENSE_NOTE
+
+    _refuse_kodak(list(o["data"]) + ([o["val"]] if o["val"] else []))
+    name = o["name"] or ("models/diffae" if o["space"] == "latent" else "models/diffae-pixel")
+    model: dict = {"factor": int(o["factor"]), "latent_channels": o["latent_channels"],
+                   "delta_min": o["delta_min"], "delta_max": o["delta_max"]}
+    if o["encoder_channels"]:
+        try:
+            model["encoder_channels"] = [int(c) for c in o["encoder_channels"].split(",")]
+        except ValueError:
+            raise UsageError(f"--encoder-channels must be comma-separated integers, "
+                             f"got {o['encoder_channels']!r}") from None
+    if o["cond_channels"]:
+        model["cond_channels"] = o["cond_channels"]
+    if o["base_channels"]:
+        model["unet"] = {"base_channels": o["base_channels"]}
+    if o["threads"]:  # the latent cache is computed before the training loop sets the thread count
+        import torch
+
+        torch.set_num_threads(o["threads"])
+    cfg = DiffAETrainConfig(
+        data=[Path(d) for d in o["data"]], out_dir=Path(o["out_dir"] or f"runs/{Path(name).name}"),
+        space=o["space"], autoencoder=o["ae_name"], model=model, rate_weight=o["rate_weight"], crop=o["crop"],
+        batch=o["batch"], lr=o["lr"], steps=o["steps"], max_minutes=o["max_minutes"], device=o["device"],
+        seed=o["seed"], resume=o["resume"], val_folder=Path(o["val"]) if o["val"] else None,
+        val_crops=o["val_crops"], val_every=o["val_every"] or None,
+        export_name=None if o["no_export"] else name, command="diffcodec " + shlex.join(sys.argv[1:]),
+        license_note=LICENSE_NOTE, progress=None if not o["quiet"] else False, num_threads=o["threads"],
+    )
+    result = train_diffae(cfg)
+    _say(f"diffae: {json.dumps(result, default=str)[:2000]}", o["quiet"])
 
 
 def main(argv=None) -> None:

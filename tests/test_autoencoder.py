@@ -129,16 +129,28 @@ def test_training_runs_resumes_and_exports(codebooks, image_folder, tmp_path):
 def test_latent_crops_and_latent_denoiser_training_from_the_cli(codebooks, image_folder, tmp_path):
     m = _tiny()
     export_autoencoder("models/latent-ae", m, {"command": "test"})
-    crops = latent.LatentCrops(m, [image_folder], count=5, image_crop=64, latent_crop=6, batch=2)
-    assert crops.latents.shape == (5, 4, 8, 8)
+    from diffcodec.data import ImageFolderCrops
+
+    images = ImageFolderCrops([image_folder], crop=64, flips=False)
+    cache = latent.LatentImageCache(images, m, "sha", 64, flips=True, cache_path=tmp_path / "lat.pt")
+    assert len(cache.latents) == 3 and cache.latents[0][0].shape == (4, 15, 18)   # 120x140 -> ceil(/8)
+    # the mirror variant is the latent of the mirrored image
+    mirrored = m.encode(torch.from_numpy(images.images[0][:, ::-1].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    torch.testing.assert_close(cache.latents[0][1], mirrored[0], atol=1e-4, rtol=1e-4)
+    crops = latent.LatentCrops(cache, 6)
     b = crops.batch(3, np.random.default_rng(0))
     assert b.shape == (3, 4, 6, 6)
-    with pytest.raises(ValueError):
-        latent.LatentCrops(m, [image_folder], count=1, image_crop=64, latent_crop=9)
+    with pytest.raises(UsageError):
+        latent.LatentCrops(cache, 19).batch(1, np.random.default_rng(0))
+    m2 = _tiny()
+    m2.encode = None                                                   # would fail if called
+    again = latent.LatentImageCache(images, m2, "sha", 64, flips=True, cache_path=tmp_path / "lat.pt")
+    assert torch.equal(again.latents[2][1], cache.latents[2][1])      # read back from the cache
 
     cli_main(["train", "latent-denoiser", "--data", str(image_folder), "--val", str(image_folder),
-              "--out", str(tmp_path / "lrun"), "--steps", "2", "--latent-crops", "4", "--image-crop", "64",
-              "--batch", "2", "--base-channels", "8", "--quiet"])
+              "--out", str(tmp_path / "lrun"), "--steps", "2", "--crop", "8", "--batch", "2",
+              "--base-channels", "8", "--quiet"])
+    assert (tmp_path / "lrun" / "latents.pt").is_file()
     manifest = json.loads((codebooks / "models" / "latent-ddpm.json").read_text())
     assert manifest["autoencoder_sha256"] == json.loads((codebooks / "models" / "latent-ae.json").read_text())["sha256"]
     assert manifest["model_config"]["in_channels"] == 4 == manifest["model_config"]["out_channels"]

@@ -52,6 +52,7 @@ def _load_builtin() -> None:
     # Imported lazily so that `diffcodec info` on a file does not pay for torch/faiss imports.
     from diffcodec.methods import opq  # noqa: F401
     from diffcodec.methods import ddcm  # noqa: F401
+    from diffcodec.methods import diffae  # noqa: F401
 
 
 def available() -> dict[str, type[Codec]]:

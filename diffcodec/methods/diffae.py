@@ -1,0 +1,664 @@
+"""Diffusion autoencoder codec (`diffae`), after Rampas 2024, "On Neural Compression using Diffusion Autoencoders".
+
+A small convolutional encoder maps the image to a latent y of c channels at stride f (16 by default); y is
+quantized with a step Delta and entropy-coded under a learned factorized prior; the decoder is a conditional
+diffusion UNet that generates the image (or the `latent-ae` latent of the image) from noise, conditioned on the
+dequantized latent::
+
+    RGB (padded to a multiple of f) --encoder--> y (c, H/f, W/f)
+        q = clip(rint(y / Delta_g), -L_g, L_g)         g: index into the model's grid of quantization steps
+        payload = range coder over q, channel by channel, one integer frequency table per (g, channel)
+    decoder: y_hat = q * Delta_g --cond net + nearest upsample--> cond (at the target's resolution)
+        x_T ~ N(0, I) from torch.Generator().manual_seed(seed) (CPU) ; N strided DDIM steps (eta 0) of
+        UNet(cat(x_t, cond), t) -> x0 ; space "pixel": x0 is the image ; space "latent": latent-ae decodes x0
+
+One model serves every rate: training draws Delta per sample log-uniformly from [delta_min, delta_max] (a
+variable-rate model), rate = -log2 of the prior's bin mass CDF(y + Delta/2) - CDF(y - Delta/2) with y + uniform
+noise, the decoder sees y rounded to the Delta grid (straight-through). The prior is a per-channel mixture of K
+logistics; at export its fp32 parameters are turned into integer tables (float64 numpy, then
+:func:`diffcodec.entropy.quantize_table`) for every Delta of the grid and stored in the weights file, so a
+decoder never evaluates a float probability. Presets low / medium / high are three grid indices chosen at
+export from the measured validation bpp; `--bpp` searches the whole grid for this image (exact file sizes).
+
+Model ids: the header's `model` is the artifact name under `codebooks/models/` (`diffae`: latent space,
+`diffae-pixel`: pixel space by default). Header params: ``d`` grid index, ``n`` decoder steps, ``s`` seed.
+The byte-level description is in formats/ddc-v1.md ("Method: diffae").
+
+This module imports torch only inside functions (the method registry imports it for `diffcodec info`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from diffcodec import artifacts
+from diffcodec.entropy import Decoder, Encoder, quantize_table
+from diffcodec.errors import CorruptInputError, ModelError, UsageError
+from diffcodec.methods import Codec, Encoded, register
+
+METHOD = "diffae"
+ARTIFACT_FORMAT = "diffcodec-diffae-v1"
+SPACES = ("latent", "pixel")
+SPACE_MODELS = {"latent": "diffae", "pixel": "diffae-pixel"}   # --space -> model id (codebooks/models/<id>)
+DEFAULT_SPACE = "latent"
+
+# Decoder sampling steps written into the header when `--steps` is not given. x0-prediction + DDIM (eta 0):
+# 1 step is the conditional mean E[x0 | y] (best PSNR, blurriest); more steps add generated detail. Change it
+# after measuring a trained model (its manifest records validation PSNR per preset for DEFAULT_STEPS and 1).
+DEFAULT_STEPS = 4
+MAX_STEPS = 50
+DEFAULT_ETA = 0.0                   # DDIM eta; > 0 draws seeded CPU noise from the header's seed
+MAX_SEED = (1 << 64) - 1
+
+PRESETS = ("low", "medium", "high")
+PRESET_TARGET_BPP = {"low": 0.05, "medium": 0.1, "high": 0.2}   # export picks the grid index closest to these
+DEFAULT_PRESET = "medium"
+
+# Integer tables (see build_tables): totals and support.
+TABLE_TOTAL = 1 << 20
+TAIL_MASS = 1e-9                    # per mixture component, outside the support (clipped symbols)
+MAX_SUPPORT = 2047                  # |q| <= L_g <= MAX_SUPPORT
+LOG_SCALE_CLAMP = 7.0
+
+ENCODE_PARAMS = ("steps", "seed", "bpp", "device", "space", "model")
+DECODE_OPTIONS = ("steps", "device")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Configuration (plain python: no torch)
+# ------------------------------------------------------------------------------------------------------
+
+def default_encoder_channels(factor: int) -> list[int]:
+    """Widths of the encoder levels H/4 .. H/f (log2(f) - 1 of them)."""
+    return {8: [64, 128], 16: [64, 96, 192], 32: [64, 96, 160, 256]}[factor]
+
+
+def default_unet(space: str) -> dict:
+    if space == "latent":   # 32x32 latents of 256 crops: levels 32, 16, 8 (attention at 8x8)
+        return dict(base_channels=64, channel_mult=[1, 2, 4], num_res_blocks=1, attn_levels=[2])
+    return dict(base_channels=32, channel_mult=[1, 2, 4, 4], num_res_blocks=1, attn_levels=[3])
+
+
+def make_config(space: str = DEFAULT_SPACE, *, target_channels: int, target_factor: int, factor: int = 16,
+                latent_channels: int = 16, encoder_channels=None, encoder_res_blocks: int = 1,
+                cond_channels: int | None = None, prior_mixtures: int = 3, delta_min: float = 0.125,
+                delta_max: float = 8.0, delta_grid: int = 25, unet: dict | None = None) -> dict:
+    """A complete, JSON-able model configuration (what the manifest's `model_config` holds)."""
+    if space not in SPACES:
+        raise UsageError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+    if factor not in (8, 16, 32):
+        raise UsageError(f"factor must be 8, 16 or 32, got {factor}")
+    if factor % target_factor or factor < target_factor:
+        raise UsageError(f"latent stride {factor} must be a multiple of the target's stride {target_factor}")
+    enc = [int(c) for c in (encoder_channels or default_encoder_channels(factor))]
+    if len(enc) != int(math.log2(factor)) - 1:
+        raise UsageError(f"factor {factor} needs {int(math.log2(factor)) - 1} encoder widths, got {enc}")
+    if not (0 < delta_min < delta_max) or not 2 <= delta_grid <= 256:
+        raise UsageError("need 0 < delta_min < delta_max and 2 <= delta_grid <= 256")
+    if latent_channels < 1 or prior_mixtures < 1:
+        raise UsageError("latent_channels and prior_mixtures must be >= 1")
+    unet_cfg = {**default_unet(space), **(unet or {})}
+    for k in ("in_channels", "out_channels", "cond_channels", "cond_residual"):
+        unet_cfg.pop(k, None)
+    return {
+        "space": space, "factor": int(factor), "latent_channels": int(latent_channels),
+        "encoder_channels": enc, "encoder_res_blocks": int(encoder_res_blocks),
+        "cond_channels": int(cond_channels or (64 if space == "latent" else 32)),
+        "prior_mixtures": int(prior_mixtures), "target_channels": int(target_channels),
+        "target_factor": int(target_factor), "delta_min": float(delta_min), "delta_max": float(delta_max),
+        "delta_grid": int(delta_grid), "unet": unet_cfg,
+    }
+
+
+def delta_grid(config: dict) -> np.ndarray:
+    """The quantization steps of grid indices 0 .. G-1 as float32, from delta_max (index 0, lowest rate) down to
+    delta_min (highest rate), geometrically spaced (float64 geomspace, rounded to float32 once, stored)."""
+    return np.geomspace(config["delta_max"], config["delta_min"], config["delta_grid"]).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Integer tables of the factorized prior (export time; stored in the weights file)
+# ------------------------------------------------------------------------------------------------------
+
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def mixture_params64(logits, means, log_scales) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, means, scales) in float64 from the fp32 stored parameters, each (c, K)."""
+    lg = np.asarray(logits, dtype=np.float32).astype(np.float64)
+    w = np.exp(lg - lg.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    mu = np.asarray(means, dtype=np.float32).astype(np.float64)
+    s = np.exp(np.clip(np.asarray(log_scales, dtype=np.float32).astype(np.float64), -LOG_SCALE_CLAMP, LOG_SCALE_CLAMP))
+    return w, mu, s
+
+
+def build_tables(logits, means, log_scales, deltas, *, total: int = TABLE_TOTAL, tail: float = TAIL_MASS,
+                 max_support: int = MAX_SUPPORT) -> tuple[list[np.ndarray], np.ndarray]:
+    """Integer frequency tables of the discretized mixture-of-logistics prior for every Delta of the grid.
+
+    For grid index g with step D = float64(deltas[g]): support L_g = clip(ceil(R / D - 1/2), 1, max_support) with
+    R = max over channels and components of |mu| + s ln(1/tail); symbol q in -L_g .. L_g (stored at q + L_g)
+    has mass CDF((q + 1/2) D) - CDF((q - 1/2) D), CDF(x) = sum_k w_k sigmoid((x - mu_k) / s_k), with the tails
+    folded into the end bins (first edge -> 0, last edge -> 1); `quantize_table(mass, total)` makes the integers.
+    Returns (tables: one int32 array (c, 2 L_g + 1) per g, supports: int32 (G,))."""
+    w, mu, s = mixture_params64(logits, means, log_scales)
+    reach = float(np.max(np.abs(mu) + s * math.log(1.0 / tail)))
+    tables, supports = [], []
+    for d in np.asarray(deltas, dtype=np.float32).astype(np.float64):
+        L = int(min(max(math.ceil(reach / d - 0.5), 1), max_support))
+        edges = (np.arange(-L, L + 2, dtype=np.float64) - 0.5) * d                    # (2L + 2,)
+        cdf = (w[:, :, None] * _sigmoid64((edges[None, None, :] - mu[:, :, None]) / s[:, :, None])).sum(axis=1)
+        cdf[:, 0], cdf[:, -1] = 0.0, 1.0
+        mass = np.clip(np.diff(cdf, axis=1), 0.0, None)
+        tables.append(quantize_table(mass, total))
+        supports.append(L)
+    return tables, np.asarray(supports, dtype=np.int32)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Payload: the integer latent, channel by channel, raster order
+# ------------------------------------------------------------------------------------------------------
+
+def quantize(y: np.ndarray, delta: np.float32, support: int) -> np.ndarray:
+    """Encoder side: q = clip(rint(y / Delta), -L, L) (float32 division, round half to even), int64."""
+    q = np.rint(np.asarray(y, dtype=np.float32) / np.float32(delta))
+    return np.clip(q, -support, support).astype(np.int64)
+
+
+def dequantize(q: np.ndarray, delta: np.float32) -> np.ndarray:
+    return q.astype(np.float32) * np.float32(delta)
+
+
+def encode_latent(q: np.ndarray, tables: np.ndarray, support: int) -> bytes:
+    """q (c, h, w) -> payload: one RangeEncoder, channel i's h*w symbols (raster order) with table i."""
+    enc = Encoder()
+    for i in range(q.shape[0]):
+        enc.categorical(q[i].ravel() + support, tables[i])
+    return enc.finish()
+
+
+def decode_latent(data: bytes, shape: tuple[int, int, int], tables: np.ndarray, support: int) -> np.ndarray:
+    """Inverse of :func:`encode_latent`; a payload that is not exactly what the encoder writes for the decoded
+    symbols (truncated, extra or altered words) is corrupt."""
+    c, h, w = shape
+    dec = Decoder(data)
+    q = np.stack([dec.categorical(h * w, tables[i]).reshape(h, w) for i in range(c)]) - support
+    if not dec.maybe_exhausted() or encode_latent(q, tables, support) != bytes(data):
+        raise CorruptInputError("corrupt diffae payload: the range-coded latent does not decode cleanly")
+    return q
+
+
+# ------------------------------------------------------------------------------------------------------
+# Networks (torch is imported lazily: see _nets())
+# ------------------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _nets():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from diffcodec.autoencoder import ResBlock, _norm
+    from diffcodec.diffusion.unet import UNet
+
+    class AnalysisEncoder(nn.Module):
+        """pixel_unshuffle(4) -> conv -> [stride-2 conv, ResBlock x n] per level -> norm, SiLU, conv -> c channels.
+        No full-resolution convolutions (CPU-cheap); input padded to a multiple of f by the caller."""
+
+        def __init__(self, factor: int, latent_channels: int, channels: list[int], res_blocks: int):
+            super().__init__()
+            layers: list[nn.Module] = [nn.Conv2d(48, channels[0], 3, padding=1), nn.SiLU()]
+            for prev, ch in zip(channels, channels[1:]):
+                layers.append(nn.Conv2d(prev, ch, 3, stride=2, padding=1))
+                layers += [ResBlock(ch) for _ in range(res_blocks)]
+            layers += [_norm(channels[-1]), nn.SiLU(), nn.Conv2d(channels[-1], latent_channels, 3, padding=1)]
+            self.net = nn.Sequential(*layers)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(F.pixel_unshuffle(x, 4))
+
+    class MixturePrior(nn.Module):
+        """Per-channel mixture of K logistics: the factorized prior of the latent (continuous density)."""
+
+        def __init__(self, channels: int, mixtures: int):
+            super().__init__()
+            init = torch.linspace(-1.0, 1.0, mixtures) if mixtures > 1 else torch.zeros(1)
+            self.logits = nn.Parameter(torch.zeros(channels, mixtures))
+            self.means = nn.Parameter(init.repeat(channels, 1))
+            self.log_scales = nn.Parameter(torch.zeros(channels, mixtures))
+
+        def bits(self, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+            """-log2 of the mass of the bin [y - Delta/2, y + Delta/2] per element; y (B, c, h, w), delta (B,)."""
+            y = y.float()[:, :, None]
+            mu = self.means[None, :, :, None, None]
+            inv = torch.exp(-self.log_scales.clamp(-LOG_SCALE_CLAMP, LOG_SCALE_CLAMP))[None, :, :, None, None]
+            half = (delta.float() / 2).view(-1, 1, 1, 1, 1)
+            sign = torch.where(y > mu, -1.0, 1.0)         # evaluate in the lower tail: no cancellation
+            upper = torch.sigmoid(sign * (y + half - mu) * inv)
+            lower = torch.sigmoid(sign * (y - half - mu) * inv)
+            w = torch.softmax(self.logits, dim=-1)[None, :, :, None, None]
+            mass = (w * (upper - lower).abs()).sum(dim=2)
+            return -torch.log2(mass.clamp_min(1e-9))
+
+    class CondNet(nn.Module):
+        """y_hat (+ a constant channel holding the normalised log Delta) -> two 3x3 convs at the latent's
+        resolution -> nearest upsampling by `up` to the diffusion target's resolution."""
+
+        def __init__(self, latent_channels: int, channels: int, up: int):
+            super().__init__()
+            self.up = int(up)
+            self.net = nn.Sequential(nn.Conv2d(latent_channels + 1, channels, 3, padding=1), nn.SiLU(),
+                                     nn.Conv2d(channels, channels, 3, padding=1))
+
+        def forward(self, y_hat: torch.Tensor, log_delta: torch.Tensor) -> torch.Tensor:
+            b, _, h, w = y_hat.shape
+            ld = log_delta.to(y_hat.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
+            out = self.net(torch.cat([y_hat, ld], dim=1))
+            return F.interpolate(out, scale_factor=float(self.up), mode="nearest") if self.up > 1 else out
+
+    class DiffAENet(nn.Module):
+        """Encoder + prior + conditioning network + conditional UNet of one configuration (:func:`make_config`)."""
+
+        def __init__(self, config: dict):
+            super().__init__()
+            self.config = dict(config)
+            c = config["latent_channels"]
+            self.factor = config["factor"]
+            self.up = config["factor"] // config["target_factor"]
+            self.encoder = AnalysisEncoder(config["factor"], c, config["encoder_channels"],
+                                           config["encoder_res_blocks"])
+            self.prior = MixturePrior(c, config["prior_mixtures"])
+            self.cond = CondNet(c, config["cond_channels"], self.up)
+            tc = config["target_channels"]
+            self.unet = UNet.from_config({**config["unet"], "in_channels": tc, "out_channels": tc,
+                                          "cond_channels": config["cond_channels"]})
+            self._ld_mid = 0.5 * (math.log(config["delta_min"]) + math.log(config["delta_max"]))
+            self._ld_half = 0.5 * (math.log(config["delta_max"]) - math.log(config["delta_min"]))
+
+        def pad(self, x: torch.Tensor) -> torch.Tensor:
+            """Pad images (B, 3, H, W) on the right/bottom to a multiple of f (reflect; replicate when too small)."""
+            f = self.factor
+            ph, pw = (-x.shape[-2]) % f, (-x.shape[-1]) % f
+            if not (ph or pw):
+                return x
+            mode = "reflect" if (x.shape[-2] > ph and x.shape[-1] > pw) else "replicate"
+            return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            """Images in [-1, 1] (B, 3, H, W), any size -> y (B, c, ceil(H/f), ceil(W/f))."""
+            return self.encoder(self.pad(x))
+
+        def condition(self, y_hat: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+            ld = (torch.log(delta.float()) - self._ld_mid) / self._ld_half
+            return self.cond(y_hat, ld.to(y_hat.device))
+
+        def target_shape(self, h: int, w: int) -> tuple[int, int, int]:
+            """(C, h*up, w*up): the diffusion target's shape for a latent of h x w."""
+            return (self.config["target_channels"], h * self.up, w * self.up)
+
+    return {"AnalysisEncoder": AnalysisEncoder, "MixturePrior": MixturePrior, "CondNet": CondNet,
+            "DiffAENet": DiffAENet}
+
+
+def build_net(config: dict):
+    """A fresh :class:`DiffAENet` (torch module) for ``config``."""
+    return _nets()["DiffAENet"](config)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Export / load
+# ------------------------------------------------------------------------------------------------------
+
+def artifact_name(model_id: str) -> str:
+    return f"models/{model_id}"
+
+
+def export_tensors(net, config: dict) -> tuple[dict[str, np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    """Weights file content of ``net``: network weights in fp16 (`net.*`), the prior's parameters in fp32
+    (`net.prior.*`), the Delta grid (`deltas`, fp32), supports (`supports`, int32) and one integer table per grid
+    index (`tables.GG`, int32 (c, 2 L + 1)). Returns (tensors, tables, supports, deltas)."""
+    import torch
+
+    tensors: dict[str, np.ndarray] = {}
+    for k, v in net.state_dict().items():
+        dtype = torch.float32 if k.startswith("prior.") else torch.float16
+        arr = v.detach().to("cpu", dtype).contiguous().numpy()
+        if not np.isfinite(arr).all():
+            raise ModelError(f"weight {k} is not finite in {dtype}; cannot export")
+        tensors[f"net.{k}"] = arr
+    deltas = delta_grid(config)
+    tables, supports = build_tables(tensors["net.prior.logits"], tensors["net.prior.means"],
+                                    tensors["net.prior.log_scales"], deltas)
+    tensors["deltas"] = deltas
+    tensors["supports"] = supports
+    for g, t in enumerate(tables):
+        tensors[f"tables.{g:02d}"] = t.astype(np.int32)
+    return tensors, tables, supports, deltas
+
+
+def load_state(net, tensors: dict) -> None:
+    import torch
+
+    state = {k[4:]: torch.from_numpy(np.asarray(v, dtype=np.float32))
+             for k, v in tensors.items() if k.startswith("net.")}
+    net.load_state_dict(state, strict=True)
+
+
+@dataclass
+class DiffAEModel:
+    """A loaded diffae artifact (sha256-verified), ready to encode and decode."""
+
+    model_id: str
+    sha: str
+    manifest: dict
+    net: Any
+    schedule: Any
+    parameterization: str
+    deltas: np.ndarray          # float32 (G,)
+    supports: np.ndarray        # int (G,)
+    tables: list                # G int32 arrays (c, 2 L_g + 1)
+    presets: dict               # name -> grid index
+    device: Any
+    autoencoder: Any = None     # latent space: the frozen latent-ae (torch module)
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        return self.net.config
+
+    @property
+    def space(self) -> str:
+        return self.config["space"]
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        f = self.config["factor"]
+        return (self.config["latent_channels"], -(-height // f), -(-width // f))
+
+
+_LOADED: dict[tuple, DiffAEModel] = {}
+
+
+def load_model(model_id: str, device: str = "cpu") -> DiffAEModel:
+    """Load codebooks/models/<model_id> (and, for latent space, the autoencoder whose sha256 its manifest pins)."""
+    import torch
+
+    from diffcodec.diffusion.schedules import PARAMETERIZATIONS, NoiseSchedule
+
+    if not _MODEL_ID.match(model_id or ""):
+        raise UsageError(f"bad diffae model id {model_id!r}")
+    name = artifact_name(model_id)
+    weights, _ = artifacts.artifact_paths(name)
+    if not weights.is_file():
+        raise ModelError(f"diffae model {model_id!r} is not installed: missing {weights} (train it with "
+                         f"`diffcodec train diffae --name {name} ...` or set DIFFCODEC_CODEBOOKS)")
+    key = (str(weights.resolve()), weights.stat().st_mtime_ns, str(device), _autoencoder_stamp(name))
+    if key in _LOADED:
+        return _LOADED[key]
+    tensors, manifest, sha = artifacts.load_artifact(name)
+    if manifest.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"artifact {name!r} is not a diffae model ({manifest.get('format')!r})")
+    try:
+        config = manifest["model_config"]
+        net = build_net(config)
+        load_state(net, tensors)
+        schedule = NoiseSchedule.from_config(manifest["schedule"])
+        parameterization = manifest["parameterization"]
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"unknown parameterization {parameterization!r}")
+        deltas = np.asarray(tensors["deltas"], dtype=np.float32)
+        supports = np.asarray(tensors["supports"]).astype(np.int64)
+        tables = [np.asarray(tensors[f"tables.{g:02d}"], dtype=np.int32) for g in range(len(deltas))]
+        presets = {p: int(i) for p, i in zip(PRESETS, np.asarray(tensors["presets"]).tolist())}
+        c = config["latent_channels"]
+        for g, t in enumerate(tables):
+            if t.shape != (c, 2 * supports[g] + 1) or t.min() < 1:
+                raise ValueError(f"table {g} has shape {t.shape}")
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise ModelError(f"artifact {name!r} does not match its manifest: {e}") from None
+    net.to(device).eval()
+    net.requires_grad_(False)
+    if torch.device(device).type == "cpu":
+        net.unet.to(memory_format=torch.channels_last)
+    ae = _check_autoencoder(manifest, model_id, device) if config["space"] == "latent" else None
+    model = DiffAEModel(model_id, sha, manifest, net, schedule, parameterization, deltas, supports, tables, presets,
+                        torch.device(device), ae)
+    if len(_LOADED) >= 4:
+        _LOADED.clear()
+    _LOADED[key] = model
+    return model
+
+
+def _autoencoder_stamp(name: str):
+    """(path, mtime) of the autoencoder a latent-space model needs (part of the load cache key), or None."""
+    try:
+        manifest = artifacts.read_manifest(name)
+    except ModelError:
+        return None
+    if (manifest.get("model_config") or {}).get("space") != "latent":
+        return None
+    weights, _ = artifacts.artifact_paths(manifest.get("autoencoder") or "models/latent-ae")
+    return (str(weights), weights.stat().st_mtime_ns if weights.is_file() else None)
+
+
+def _check_autoencoder(manifest: dict, model_id: str, device):
+    from diffcodec.latent import load_latent_space
+
+    ae_name = manifest.get("autoencoder") or "models/latent-ae"
+    pinned = manifest.get("autoencoder_sha256")
+    space = load_latent_space(ae_name, device)
+    if space.sha256 != pinned:
+        raise ModelError(f"diffae model {model_id!r} was trained on autoencoder {ae_name} with sha256 "
+                         f"{str(pinned)[:16]}..., but the installed one is {space.sha256[:16]}...; install the "
+                         f"matching autoencoder or retrain the diffae model")
+    ae = space.autoencoder
+    ae.requires_grad_(False)
+    if ae.latent_channels != manifest["model_config"]["target_channels"] or \
+            ae.factor != manifest["model_config"]["target_factor"]:
+        raise ModelError(f"autoencoder {ae_name} does not have the latent shape diffae model {model_id!r} needs")
+    return ae
+
+
+# ------------------------------------------------------------------------------------------------------
+# Encoding and decoding with a loaded model
+# ------------------------------------------------------------------------------------------------------
+
+def analyse(model: DiffAEModel, rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> the encoder's float32 latent y (c, ceil(H/f), ceil(W/f)) on the CPU."""
+    import torch
+
+    from diffcodec.data import to_tensor
+
+    with torch.inference_mode():
+        y = model.net.encode(to_tensor(rgb[None]).to(model.device))
+    return y[0].float().cpu().numpy()
+
+
+def sample_targets(net, schedule, parameterization: str, y_hat, delta, steps: int, generator, *,
+                   eta: float = DEFAULT_ETA, callback=None):
+    """Diffusion decoding of a batch: y_hat (B, c, h, w) dequantized latents, delta (B,) their steps -> x0
+    (B, C, h*up, w*up) after `steps` strided DDIM steps from x_T drawn on the CPU from ``generator`` (pixel space:
+    x0 clamped to [-1, 1] at every step; latent space: not clamped)."""
+    import torch
+
+    from diffcodec.diffusion.samplers import (gaussian_noise_sampler, randn_cpu, sample_ddim, strided_timesteps,
+                                              x0_predictor)
+
+    clip = 1.0 if net.config["space"] == "pixel" else None
+    model_fn = x0_predictor(net.unet, schedule, parameterization, clip=clip)
+    with torch.inference_mode():
+        cond = net.condition(y_hat, delta)
+        x_T = randn_cpu((y_hat.shape[0], *net.target_shape(y_hat.shape[2], y_hat.shape[3])), generator, y_hat.device)
+        return sample_ddim(model_fn, x_T, strided_timesteps(schedule.T, steps), schedule,
+                           gaussian_noise_sampler(generator), eta=eta, cond=cond, callback=callback)
+
+
+def to_images(x0, space: str, autoencoder, height: int, width: int):
+    """Decoded diffusion targets -> images in [-1, 1] (B, 3, height, width)."""
+    import torch
+
+    with torch.inference_mode():
+        if space == "latent":
+            return autoencoder.decode(x0, height, width)
+        return x0[..., :height, :width].clamp(-1.0, 1.0)
+
+
+def synthesize(model: DiffAEModel, q: np.ndarray, g: int, height: int, width: int, steps: int, seed: int,
+               *, eta: float = DEFAULT_ETA) -> np.ndarray:
+    """Integer latent q (c, h, w) at grid index g -> uint8 (height, width, 3): condition on q * Delta_g, run
+    `steps` strided DDIM steps from seeded CPU noise, decode (latent space: with the autoencoder), crop."""
+    import torch
+
+    from diffcodec.data import to_uint8
+    from diffcodec.progress import bar
+
+    y_hat = torch.from_numpy(dequantize(q, model.deltas[g]))[None].to(model.device)
+    delta = torch.tensor([float(model.deltas[g])], dtype=torch.float32)
+    gen = torch.Generator().manual_seed(int(seed))
+    with bar(total=steps, desc="diffae", unit="step") as steps_bar:
+        x0 = sample_targets(model.net, model.schedule, model.parameterization, y_hat, delta, steps, gen, eta=eta,
+                            callback=lambda *_: steps_bar.update())
+    return to_uint8(to_images(x0, model.space, model.autoencoder, height, width))[0]
+
+
+def _file_bytes(model: DiffAEModel, params: dict, height: int, width: int, channels: int, payload: int) -> int:
+    from diffcodec import container
+
+    header = container.Header(method=METHOD, model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha),
+                              width=width, height=height, pixel_format=container.pixel_format_code(channels),
+                              params=params)
+    return len(container.write_container(header, [bytes(payload)]))
+
+
+def _check_int(name: str, v, lo: int, hi: int, err) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise err(f"diffae {name} must be an integer in {lo}..{hi}, got {v!r}")
+    return v
+
+
+def _resolve_device(device: str | None) -> str:
+    from diffcodec.api import resolve_device
+
+    return resolve_device(device or "auto")
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] not in (1, 3) or image.dtype != np.uint8:
+        raise UsageError("diffae codes uint8 images of shape (H, W, 1) or (H, W, 3)")
+    from diffcodec.data import gray_to_rgb
+
+    return gray_to_rgb(image)
+
+
+@register
+class DiffAECodec(Codec):
+    """Diffusion autoencoder: a learned f16 latent, entropy-coded under a factorized prior, decoded by a
+    conditional diffusion model in `latent-ae` space or pixel space (options: steps, seed, bpp, space, model,
+    device)."""
+
+    name = METHOD
+    presets = {
+        "low": f"about {PRESET_TARGET_BPP['low']} bpp (the model's manifest records the measured rate)",
+        "medium": f"about {PRESET_TARGET_BPP['medium']} bpp (default)",
+        "high": f"about {PRESET_TARGET_BPP['high']} bpp",
+    }
+    default_preset = DEFAULT_PRESET
+
+    def __init__(self):
+        self.last_info: dict = {}
+
+    def _model_id(self, params: dict) -> str:
+        space, model_id = params.get("space"), params.get("model")
+        if space is not None and space not in SPACES:
+            raise UsageError(f"diffae space must be one of {', '.join(SPACES)}, got {space!r}")
+        if model_id is None:
+            return SPACE_MODELS[space or DEFAULT_SPACE]
+        if not isinstance(model_id, str) or not _MODEL_ID.match(model_id):
+            raise UsageError(f"bad diffae model id {model_id!r}")
+        return model_id
+
+    def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
+        unknown = set(params) - set(ENCODE_PARAMS)
+        if unknown:
+            raise UsageError(f"diffae takes no parameter(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(ENCODE_PARAMS)})")
+        if preset is not None and preset not in PRESETS:
+            raise UsageError(f"unknown diffae preset {preset!r} (available: {', '.join(PRESETS)})")
+        bpp = params.get("bpp")
+        if bpp is not None and preset is not None:
+            raise UsageError("give a diffae preset or a target --bpp, not both")
+        steps = DEFAULT_STEPS if params.get("steps") is None else params["steps"]
+        seed = 0 if params.get("seed") is None else params["seed"]
+        _check_int("steps", steps, 1, MAX_STEPS, UsageError)
+        _check_int("seed", seed, 0, MAX_SEED, UsageError)
+        model = load_model(self._model_id(params), _resolve_device(params.get("device")))
+        if model.space == "latent" and params.get("space") == "pixel" or \
+                model.space == "pixel" and params.get("space") == "latent":
+            raise UsageError(f"diffae model {model.model_id!r} works in {model.space} space, not {params['space']}")
+        height, width, channels = image.shape
+        y = analyse(model, _to_rgb(image))
+
+        def coded(g: int) -> tuple[bytes, dict]:
+            q = quantize(y, model.deltas[g], int(model.supports[g]))
+            return encode_latent(q, model.tables[g], int(model.supports[g])), {"d": g, "n": steps, "s": seed}
+
+        if bpp is not None:
+            if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
+                raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+            best, smallest = None, None
+            for g in range(len(model.deltas)):      # increasing rate; keep the largest file within the target
+                payload, hp = coded(g)
+                size = _file_bytes(model, hp, height, width, channels, len(payload))
+                smallest = size if smallest is None else min(smallest, size)
+                if size * 8 <= bpp * height * width and (best is None or size >= best[0]):
+                    best = (size, payload, hp)
+            if best is None:
+                raise UsageError(f"--bpp {bpp:g} is below what diffae model {model.model_id!r} reaches for this "
+                                 f"{width}x{height} image (smallest file {smallest} bytes = "
+                                 f"{smallest * 8 / (height * width):.4f} bpp)")
+            _, payload, hp = best
+        else:
+            payload, hp = coded(model.presets[preset or DEFAULT_PRESET])
+        self.last_info = {"grid_index": hp["d"], "delta": float(model.deltas[hp["d"]]), "payload_bytes": len(payload)}
+        return Encoded(model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha), params=hp, chunks=[payload])
+
+    def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
+        """Options: steps (1..50, overrides the header's), device ('auto' | 'cpu' | 'cuda'; default 'auto')."""
+        unknown = set(options) - set(DECODE_OPTIONS)
+        if unknown:
+            raise UsageError(f"diffae decoding takes no option(s) {', '.join(sorted(unknown))}")
+        corrupt = lambda msg: CorruptInputError(f"corrupt diffae header: {msg}")  # noqa: E731
+        p = encoded.params
+        try:
+            g, steps, seed = p["d"], p["n"], p["s"]
+        except KeyError as e:
+            raise corrupt(f"parameter {e} missing") from None
+        _check_int("d", g, 0, 255, corrupt)
+        _check_int("n", steps, 1, MAX_STEPS, corrupt)
+        _check_int("s", seed, 0, MAX_SEED, corrupt)
+        if options.get("steps") is not None:
+            steps = _check_int("steps", options["steps"], 1, MAX_STEPS, UsageError)
+        if not _MODEL_ID.match(encoded.model):
+            raise corrupt(f"bad model id {encoded.model!r}")
+        if len(encoded.chunks) != 1:
+            raise CorruptInputError("diffae file must hold exactly one payload chunk")
+        model = load_model(encoded.model, _resolve_device(options.get("device")))
+        if artifacts.sha_prefix32(model.sha) != encoded.model_sha:
+            raise ModelError(f"file was encoded with a different diffae model {model.model_id!r} (sha256 prefix "
+                             f"{encoded.model_sha:08x}, installed {model.sha[:8]}); decode it with the model that "
+                             f"wrote it")
+        if g >= len(model.deltas):
+            raise corrupt(f"grid index {g} outside 0..{len(model.deltas) - 1}")
+        q = decode_latent(encoded.chunks[0], model.latent_shape(height, width), model.tables[g], int(model.supports[g]))
+        from diffcodec.data import rgb_to_channels
+
+        rgb = synthesize(model, q, g, height, width, steps, seed)
+        return rgb_to_channels(rgb, channels)
