@@ -44,6 +44,15 @@ def _norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(1, ch, eps=1e-6)
 
 
+def pad_to_multiple(x: torch.Tensor, f: int) -> torch.Tensor:
+    """Pad (B, C, H, W) on the right/bottom to multiples of ``f`` (reflect; replicate where too small)."""
+    ph, pw = (-x.shape[-2]) % f, (-x.shape[-1]) % f
+    if not (ph or pw):
+        return x
+    mode = "reflect" if (x.shape[-2] > ph and x.shape[-1] > pw) else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, residual (no time embedding: this is a plain autoencoder)."""
 
@@ -129,18 +138,10 @@ class Autoencoder(nn.Module):
         f = self.factor
         return (self.latent_channels, -(-height // f), -(-width // f))
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.factor
-        ph, pw = (-x.shape[-2]) % f, (-x.shape[-1]) % f
-        if not (ph or pw):
-            return x
-        mode = "reflect" if (x.shape[-2] > ph and x.shape[-1] > pw) else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
-
     # -------------------------------------------------------------------------------------------- passes
     def encode_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unscaled posterior (mean, logvar) of images ``x`` (B,3,H,W) in [-1, 1], any H, W."""
-        h = self.encoder(F.pixel_unshuffle(self._pad(x), 2))
+        h = self.encoder(F.pixel_unshuffle(pad_to_multiple(x, self.factor), 2))
         mean, logvar = h.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 

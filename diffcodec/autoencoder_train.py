@@ -15,7 +15,6 @@ Writes ``checkpoint.pt`` (atomic) and ``train_log.jsonl`` in ``out_dir`` as the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -34,13 +33,15 @@ from diffcodec.diffusion.train import (
     _device_description,
     _lr_at,
     _truncate_log,
+    config_dict,
+    load_checkpoint,
     psnr,
     resolve_device,
+    run_paths,
+    with_threads,
 )
-from diffcodec.errors import ModelError, UsageError
+from diffcodec.errors import UsageError
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "train_log.jsonl"
 CHECKPOINT_FORMAT = "diffcodec-ae-checkpoint-v1"
 
 
@@ -78,15 +79,7 @@ class AETrainConfig:
     num_threads: Optional[int] = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, Path):
-                v = str(v)
-            elif isinstance(v, (list, tuple)):
-                v = [str(x) if isinstance(x, Path) else x for x in v]
-            out[f.name] = v
-        return out
+        return config_dict(self)
 
 
 def ms_ssim_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -123,21 +116,11 @@ def evaluate_reconstruction(model: Autoencoder, images: torch.Tensor, batch: int
 def train_autoencoder(cfg: AETrainConfig) -> dict[str, Any]:
     if cfg.steps is None and cfg.max_minutes is None:
         raise UsageError("give steps or max_minutes (or both)")
-    threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
-        return _train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    return with_threads(cfg.num_threads, lambda: _train(cfg))
 
 
 def _train(cfg: AETrainConfig) -> dict[str, Any]:
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out_dir / CHECKPOINT_NAME, out_dir / LOG_NAME
-    if ckpt_path.exists() and not cfg.resume:
-        raise UsageError(f"{ckpt_path} exists: resume it (--resume) or choose another output folder")
+    ckpt_path, log_path = run_paths(cfg.out_dir, cfg.resume)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = Autoencoder.from_config(dict(cfg.model)).to(device)
@@ -148,14 +131,7 @@ def _train(cfg: AETrainConfig) -> dict[str, Any]:
 
     step, prior_wall, last_val = 0, 0.0, None
     if cfg.resume and ckpt_path.exists():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ModelError(f"cannot read checkpoint {ckpt_path}: {e}") from None
-        if ck.get("format") != CHECKPOINT_FORMAT:
-            raise ModelError(f"{ckpt_path} is not a {CHECKPOINT_FORMAT} checkpoint")
-        if ck["model_config"] != model.config:
-            raise UsageError(f"cannot resume {ckpt_path}: model config {ck['model_config']} != {model.config}")
+        ck = load_checkpoint(ckpt_path, CHECKPOINT_FORMAT, {"model_config": model.config})
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         ema.to(device)

@@ -18,3 +18,23 @@ def photo():
     """A real photograph bundled with scikit-image (offline), cropped to an odd size."""
     skimage_data = pytest.importorskip("skimage.data")
     return skimage_data.astronaut()[100:233, 150:317].copy()
+
+
+_KEEP = object()
+
+
+def rewrite_container(data: bytes, params=None, model_sha=None, payload=None, model=None, rng=_KEEP) -> bytes:
+    """The .ddc file ``data`` with header fields / the first payload replaced (for corrupt-stream tests)."""
+    from diffcodec import container
+
+    c = container.read_container(data)
+    h = c.header
+    if params is not None:
+        h.params = params
+    if rng is not _KEEP:
+        h.rng = rng
+    if model_sha is not None:
+        h.model_sha = model_sha
+    if model is not None:
+        h.model = model
+    return container.write_container(h, [c.payloads[0] if payload is None else payload])

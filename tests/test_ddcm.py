@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_image
+from conftest import synthetic_image, rewrite_container
 from diffcodec import api, artifacts, codebooks_rng, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import ddcm, get_codec
@@ -61,19 +61,6 @@ def _encode(img, **params):
     return container.write_container(header, enc.chunks), recon, codec.last_stats
 
 
-_KEEP = object()
-
-
-def _rewrite(data: bytes, params=None, model_sha=None, payload=None, rng=_KEEP) -> bytes:
-    c = container.read_container(data)
-    h = c.header
-    if params is not None:
-        h.params = params
-    if rng is not _KEEP:
-        h.rng = rng
-    if model_sha is not None:
-        h.model_sha = model_sha
-    return container.write_container(h, [c.payloads[0] if payload is None else payload])
 
 
 # ------------------------------------------------------------------------------------------------ pure parts
@@ -300,11 +287,11 @@ def test_corrupt_streams(prior):
     data, _, _ = _encode(img, k=64, steps=4, atoms=2)
     payload = container.read_container(data).payloads[0]
     with pytest.raises(CorruptInputError):
-        api.decode(_rewrite(data, payload=payload[:-4]))
+        api.decode(rewrite_container(data, payload=payload[:-4]))
     with pytest.raises(CorruptInputError):
-        api.decode(_rewrite(data, payload=b""))
+        api.decode(rewrite_container(data, payload=b""))
     with pytest.raises(CorruptInputError):
-        api.decode(_rewrite(data, payload=b"\xff" * len(payload)))   # value beyond the alphabet
+        api.decode(rewrite_container(data, payload=b"\xff" * len(payload)))   # value beyond the alphabet
     good = container.read_container(data).header.params
     bad_params = [
         {k: v for k, v in good.items() if k != "k"},
@@ -319,14 +306,14 @@ def test_corrupt_streams(prior):
     ]
     for params in bad_params:
         with pytest.raises(CorruptInputError):
-            api.decode(_rewrite(data, params=params))
+            api.decode(rewrite_container(data, params=params))
     for rng in (None, {"g": "philox-np"}, {"g": "philox-np", "s": -1}):
         with pytest.raises(CorruptInputError):
-            api.decode(_rewrite(data, rng=rng))
+            api.decode(rewrite_container(data, rng=rng))
     with pytest.raises(UnsupportedError):
-        api.decode(_rewrite(data, rng={"g": "mt19937", "s": 0}))
+        api.decode(rewrite_container(data, rng={"g": "mt19937", "s": 0}))
     with pytest.raises(UnsupportedError):
-        api.decode(_rewrite(data, params={**good, "sp": "latent"}))
+        api.decode(rewrite_container(data, params={**good, "sp": "latent"}))
 
 
 def test_wrong_model_is_a_model_error(prior):
@@ -415,7 +402,7 @@ def test_cli_encode_decode_generate(prior, tmp_path):
 
     bad = tmp_path / "bad.ddc"
     data = (tmp_path / "a.ddc").read_bytes()
-    bad.write_bytes(_rewrite(data, payload=container.read_container(data).payloads[0][:-4]))
+    bad.write_bytes(rewrite_container(data, payload=container.read_container(data).payloads[0][:-4]))
     p = _run(env, *cli, "decode", str(bad), "-o", str(tmp_path / "bad.png"))
     assert p.returncode == 3 and b"Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_image
+from conftest import synthetic_image, rewrite_container
 
 from diffcodec import api, artifacts, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
@@ -118,14 +118,6 @@ def _encode(img, **params):
     return container.write_container(header, enc.chunks), recon, codec.last_stats
 
 
-def _rewrite(data: bytes, params=None, payload=None, model=None) -> bytes:
-    c = container.read_container(data)
-    h = c.header
-    if params is not None:
-        h.params = params
-    if model is not None:
-        h.model = model
-    return container.write_container(h, [c.payloads[0] if payload is None else payload])
 
 
 def _user(img):
@@ -298,9 +290,9 @@ def test_latent_corrupt_streams(models):
     data, _, _ = _encode(synthetic_image(16, 24), space="latent", k=64, steps=4, atoms=2)
     payload = container.read_container(data).payloads[0]
     good = container.read_container(data).header.params
-    for bad in (_rewrite(data, payload=payload[:-4]), _rewrite(data, payload=payload + bytes(4)),
-                _rewrite(data, payload=b"\xff" * len(payload)), _rewrite(data, model="pixel-ddpm"),
-                _rewrite(data, params={**good, "n": 7}), _rewrite(data, params={**good, "b": "opq-16-8-8", "bs": 1})):
+    for bad in (rewrite_container(data, payload=payload[:-4]), rewrite_container(data, payload=payload + bytes(4)),
+                rewrite_container(data, payload=b"\xff" * len(payload)), rewrite_container(data, model="pixel-ddpm"),
+                rewrite_container(data, params={**good, "n": 7}), rewrite_container(data, params={**good, "b": "opq-16-8-8", "bs": 1})):
         with pytest.raises(CorruptInputError):
             api.decode(bad)
     with pytest.raises(CorruptInputError):
@@ -395,20 +387,20 @@ def test_base_corrupt_and_mismatched_streams(own_models):
     payload = container.read_container(data).payloads[0]
     good = container.read_container(data).header.params
     base, idx = ddcm.split_layers(payload)
-    for bad in (_rewrite(data, payload=payload[:-4]),                          # truncated indices
-                _rewrite(data, payload=payload[:len(payload) - len(idx) - 1]),    # truncated base
-                _rewrite(data, payload=b""),
-                _rewrite(data, payload=ddcm.join_layers(base + b"\0", idx)),    # not whole 32-bit words
-                _rewrite(data, payload=ddcm.join_layers(base, idx + bytes(4))),
-                _rewrite(data, payload=b"\xff" + payload[1:]),
-                _rewrite(data, model="pixel-ddpm"),
-                _rewrite(data, params={k: v for k, v in good.items() if k != "b"}),
-                _rewrite(data, params={**good, "b": "opq-99-8-8"}),
-                _rewrite(data, params={**good, "sp": "latent"})):
+    for bad in (rewrite_container(data, payload=payload[:-4]),                          # truncated indices
+                rewrite_container(data, payload=payload[:len(payload) - len(idx) - 1]),    # truncated base
+                rewrite_container(data, payload=b""),
+                rewrite_container(data, payload=ddcm.join_layers(base + b"\0", idx)),    # not whole 32-bit words
+                rewrite_container(data, payload=ddcm.join_layers(base, idx + bytes(4))),
+                rewrite_container(data, payload=b"\xff" + payload[1:]),
+                rewrite_container(data, model="pixel-ddpm"),
+                rewrite_container(data, params={k: v for k, v in good.items() if k != "b"}),
+                rewrite_container(data, params={**good, "b": "opq-99-8-8"}),
+                rewrite_container(data, params={**good, "sp": "latent"})):
         with pytest.raises(CorruptInputError):
             api.decode(bad)
     with pytest.raises(ModelError, match="opq-16-8-8"):                       # other opq codebook
-        api.decode(_rewrite(data, params={**good, "bs": (good["bs"] + 1) % 2**32}))
+        api.decode(rewrite_container(data, params={**good, "bs": (good["bs"] + 1) % 2**32}))
     _export_refiner(seed=1)                                                   # retrained refiner
     with pytest.raises(ModelError, match="different opq-refiner"):
         api.decode(data)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import synthetic_image
+from conftest import synthetic_image, rewrite_container
 from diffcodec import api, artifacts, container
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import diffae, get_codec
@@ -74,14 +74,6 @@ def _encode(img, **params):
     return api.encode(img, method="diffae", **params)
 
 
-def _rewrite(data: bytes, params=None, model_sha=None, payload=None) -> bytes:
-    c = container.read_container(data)
-    h = c.header
-    if params is not None:
-        h.params = params
-    if model_sha is not None:
-        h.model_sha = model_sha
-    return container.write_container(h, [c.payloads[0] if payload is None else payload])
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -176,7 +168,7 @@ def test_decode_is_deterministic_across_runs_and_processes(models, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout == a.tobytes()
     # another seed or step count is another (valid) decode of the same payload
-    c = api.decode(_rewrite(data, params={"d": api.info(data)["params"]["d"], "n": 3, "s": 8}), device="cpu")
+    c = api.decode(rewrite_container(data, params={"d": api.info(data)["params"]["d"], "n": 3, "s": 8}), device="cpu")
     assert c.shape == a.shape and not np.array_equal(c, a)
     assert api.decode(data, device="cpu", steps=1).shape == a.shape
 
@@ -228,14 +220,14 @@ def test_corrupt_and_truncated_streams(models):
     bad = [
         bytes(flipped),                                             # CRC
         data[:-3],                                                  # truncated file
-        _rewrite(data, payload=payload[:-4]),                       # truncated payload (valid CRC)
-        _rewrite(data, payload=payload + b"\x00\x00\x00\x01"),      # extra words
-        _rewrite(data, payload=payload[:-1]),                       # not whole words
-        _rewrite(data, payload=bytes(len(payload))),                # garbage of the right size
-        _rewrite(data, params={"d": 99, "n": 4, "s": 0}),           # grid index outside the model's grid
-        _rewrite(data, params={"d": 1, "n": 0, "s": 0}),            # steps out of range
-        _rewrite(data, params={"n": 4, "s": 0}),                    # missing parameter
-        _rewrite(data, params={"d": "x", "n": 4, "s": 0}),
+        rewrite_container(data, payload=payload[:-4]),                       # truncated payload (valid CRC)
+        rewrite_container(data, payload=payload + b"\x00\x00\x00\x01"),      # extra words
+        rewrite_container(data, payload=payload[:-1]),                       # not whole words
+        rewrite_container(data, payload=bytes(len(payload))),                # garbage of the right size
+        rewrite_container(data, params={"d": 99, "n": 4, "s": 0}),           # grid index outside the model's grid
+        rewrite_container(data, params={"d": 1, "n": 0, "s": 0}),            # steps out of range
+        rewrite_container(data, params={"n": 4, "s": 0}),                    # missing parameter
+        rewrite_container(data, params={"d": "x", "n": 4, "s": 0}),
     ]
     for i, b in enumerate(bad):
         with pytest.raises(CorruptInputError):
@@ -276,7 +268,7 @@ def test_other_model_or_autoencoder_is_a_model_error(models, tmp_path, monkeypat
 
     data = _encode(synthetic_image(16, 16))
     with pytest.raises(ModelError, match="different"):
-        api.decode(_rewrite(data, model_sha=container.read_container(data).header.model_sha ^ 1), device="cpu")
+        api.decode(rewrite_container(data, model_sha=container.read_container(data).header.model_sha ^ 1), device="cpu")
     copy = tmp_path / "codebooks"
     shutil.copytree(models["codebooks"], copy)
     monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(copy))

@@ -96,19 +96,9 @@ class TrainConfig:
     channels_last: bool = True                     # NHWC weights/activations (~20% faster convs on the CPU)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name in ("make_condition", "data_source"):
-                v = None if v is None else getattr(v, "description", None) or type(v).__qualname__
-            elif f.name == "val_data":
-                v = None if v is None else list(v.shape)
-            elif isinstance(v, Path):
-                v = str(v)
-            elif isinstance(v, (list, tuple)):
-                v = [str(x) if isinstance(x, Path) else x for x in v]
-            out[f.name] = v
-        return out
+        name = lambda v: None if v is None else getattr(v, "description", None) or type(v).__qualname__  # noqa: E731
+        return config_dict(self, {"make_condition": name, "data_source": name,
+                                  "val_data": lambda v: None if v is None else list(v.shape)})
 
 
 # ---------------------------------------------------------------------- helpers
@@ -222,24 +212,65 @@ def _check_config(cfg: TrainConfig) -> None:
 
 
 # ---------------------------------------------------------------------- training
-def train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or resume) a denoiser; returns a summary dict (steps, wall time, losses, validation, paths)."""
-    _check_config(cfg)
+def with_threads(num_threads: Optional[int], fn: Callable[[], Any]) -> Any:
+    """Run ``fn()`` with ``num_threads`` torch CPU threads (None: as is), restoring the count afterwards."""
     threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
     try:
-        return _train_denoiser(cfg)
+        return fn()
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
-    out_dir = Path(cfg.out_dir)
+def config_dict(cfg: Any, special: Optional[dict[str, Callable[[Any], Any]]] = None) -> dict[str, Any]:
+    """A training config dataclass as JSON-able values (paths as strings; ``special[name](value)`` where given)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if special and f.name in special:
+            v = special[f.name](v)
+        elif isinstance(v, Path):
+            v = str(v)
+        elif isinstance(v, (list, tuple)):
+            v = [str(x) if isinstance(x, Path) else x for x in v]
+        out[f.name] = v
+    return out
+
+
+def load_checkpoint(ckpt_path: Path, fmt: str, expected: dict[str, Any]) -> dict[str, Any]:
+    """Read a training checkpoint of format ``fmt`` and check that each ``expected`` key matches (resuming a
+    run with another model or schedule would silently train something else)."""
+    try:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(f"cannot read checkpoint {ckpt_path}: {e}") from None
+    if ck.get("format") != fmt:
+        raise ModelError(f"{ckpt_path} is not a {fmt} checkpoint")
+    for key, mine in expected.items():
+        if ck.get(key) != mine:
+            raise UsageError(f"cannot resume {ckpt_path}: its {key} {ck.get(key)!r} differs from {mine!r}")
+    return ck
+
+
+def run_paths(out_dir: Path | str, resume: bool) -> tuple[Path, Path]:
+    """(checkpoint, log) paths of a training run folder (created); refuses to overwrite a run not resumed."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out_dir / CHECKPOINT_NAME, out_dir / LOG_NAME
-    if ckpt_path.exists() and not cfg.resume:
-        raise UsageError(f"{ckpt_path} exists: resume it (resume=True) or choose another output folder")
+    if ckpt_path.exists() and not resume:
+        raise UsageError(f"{ckpt_path} exists: resume it (--resume) or choose another output folder")
+    return ckpt_path, log_path
+
+
+def train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) a denoiser; returns a summary dict (steps, wall time, losses, validation, paths)."""
+    _check_config(cfg)
+    return with_threads(cfg.num_threads, lambda: _train_denoiser(cfg))
+
+
+def _train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
+    ckpt_path, log_path = run_paths(cfg.out_dir, cfg.resume)
 
     device = resolve_device(cfg.device)
     use_bf16 = bool(cfg.bf16 and device.type == "cuda")
@@ -264,16 +295,8 @@ def _train_denoiser(cfg: TrainConfig) -> dict[str, Any]:
     step, prior_wall = 0, 0.0
     last_val: dict[str, Any] | None = None
     if cfg.resume and ckpt_path.exists():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ModelError(f"cannot read checkpoint {ckpt_path}: {e}") from None
-        if ck.get("format") != CHECKPOINT_FORMAT:
-            raise ModelError(f"{ckpt_path} is not a {CHECKPOINT_FORMAT} checkpoint")
-        for key, mine in (("model_config", model.config), ("schedule", schedule.config),
-                          ("parameterization", cfg.parameterization)):
-            if ck[key] != mine:
-                raise UsageError(f"cannot resume {ckpt_path}: its {key} {ck[key]!r} differs from {mine!r}")
+        ck = load_checkpoint(ckpt_path, CHECKPOINT_FORMAT, {"model_config": model.config, "schedule": schedule.config,
+                                                            "parameterization": cfg.parameterization})
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         ema.to(device)

@@ -51,7 +51,7 @@ DEFAULT_SPACE = "latent"
 # Decoder sampling steps written into the header when `--steps` is not given. x0-prediction + DDIM (eta 0):
 # 1 step is the conditional mean E[x0 | y] (best PSNR, blurriest); more steps add generated detail. Change it
 # after measuring a trained model (its manifest records validation PSNR per preset for DEFAULT_STEPS and 1).
-DEFAULT_STEPS = 4
+DEFAULT_STEPS = 2
 MAX_STEPS = 50
 DEFAULT_ETA = 0.0                   # DDIM eta; > 0 draws seeded CPU noise from the header's seed
 MAX_SEED = (1 << 64) - 1
@@ -286,12 +286,9 @@ def _nets():
 
         def pad(self, x: torch.Tensor) -> torch.Tensor:
             """Pad images (B, 3, H, W) on the right/bottom to a multiple of f (reflect; replicate when too small)."""
-            f = self.factor
-            ph, pw = (-x.shape[-2]) % f, (-x.shape[-1]) % f
-            if not (ph or pw):
-                return x
-            mode = "reflect" if (x.shape[-2] > ph and x.shape[-1] > pw) else "replicate"
-            return F.pad(x, (0, pw, 0, ph), mode=mode)
+            from diffcodec.autoencoder import pad_to_multiple
+
+            return pad_to_multiple(x, self.factor)
 
         def encode(self, x: torch.Tensor) -> torch.Tensor:
             """Images in [-1, 1] (B, 3, H, W), any size -> y (B, c, ceil(H/f), ceil(W/f))."""

@@ -52,15 +52,17 @@ from diffcodec.diffusion.train import (
     _device_description,
     _lr_at,
     _truncate_log,
+    config_dict,
+    load_checkpoint,
     psnr,
     resolve_device,
+    run_paths,
+    with_threads,
 )
-from diffcodec.errors import ModelError, UsageError
+from diffcodec.errors import UsageError
 from diffcodec.latent import LatentImageCache
 from diffcodec.methods import diffae
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "train_log.jsonl"
 CACHE_NAME = "latent_cache.pt"
 CHECKPOINT_FORMAT = "diffcodec-diffae-checkpoint-v1"
 DEFAULT_RATE_WEIGHT = {"latent": 0.5, "pixel": 0.05}
@@ -127,15 +129,7 @@ class DiffAETrainConfig:
             val_steps=tuple(self.val_steps or DEFAULT_VAL_STEPS[self.space]))
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, Path):
-                v = str(v)
-            elif isinstance(v, (list, tuple)):
-                v = [str(x) if isinstance(x, Path) else x for x in v]
-            out[f.name] = v
-        return out
+        return config_dict(self)
 
 
 def _check(cfg: DiffAETrainConfig) -> None:
@@ -235,21 +229,12 @@ def train_diffae(cfg: DiffAETrainConfig) -> dict[str, Any]:
     """Train (or resume) a diffae model; returns a summary (steps, wall time, losses, validation, export path)."""
     cfg = cfg.resolved()
     _check(cfg)
-    threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
-        return _train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    return with_threads(cfg.num_threads, lambda: _train(cfg))
 
 
 def _train(cfg: DiffAETrainConfig) -> dict[str, Any]:
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out_dir / CHECKPOINT_NAME, out_dir / LOG_NAME
-    if ckpt_path.exists() and not cfg.resume:
-        raise UsageError(f"{ckpt_path} exists: resume it (--resume) or choose another output folder")
+    ckpt_path, log_path = run_paths(out_dir, cfg.resume)
     device = resolve_device(cfg.device)
     use_bf16 = bool(cfg.bf16 and device.type == "cuda")
     show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
@@ -279,16 +264,9 @@ def _train(cfg: DiffAETrainConfig) -> dict[str, Any]:
 
     step, prior_wall, last_val = 0, 0.0, None
     if cfg.resume and ckpt_path.exists():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ModelError(f"cannot read checkpoint {ckpt_path}: {e}") from None
-        if ck.get("format") != CHECKPOINT_FORMAT:
-            raise ModelError(f"{ckpt_path} is not a {CHECKPOINT_FORMAT} checkpoint")
-        for key, mine in (("model_config", config), ("schedule", schedule.config),
-                          ("parameterization", cfg.parameterization), ("autoencoder_sha256", ae_sha)):
-            if ck.get(key) != mine:
-                raise UsageError(f"cannot resume {ckpt_path}: its {key} {ck.get(key)!r} differs from {mine!r}")
+        ck = load_checkpoint(ckpt_path, CHECKPOINT_FORMAT, {
+            "model_config": config, "schedule": schedule.config, "parameterization": cfg.parameterization,
+            "autoencoder_sha256": ae_sha})
         net.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         ema.to(device)
