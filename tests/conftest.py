@@ -38,3 +38,28 @@ def rewrite_container(data: bytes, params=None, model_sha=None, payload=None, mo
     if model is not None:
         h.model = model
     return container.write_container(h, [c.payloads[0] if payload is None else payload])
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread (bit-exact comparisons, and no oversubscription in CI)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def ddcm_encode_file(img, **params):
+    """ddcm-encode ``img`` on the CPU into a .ddc file: (file bytes, encoder reconstruction, encoder stats)."""
+    from diffcodec import container
+    from diffcodec.methods import get_codec
+
+    params.setdefault("device", "cpu")
+    codec = get_codec("ddcm")
+    enc, recon = codec.compress_with_reconstruction(img, **params)
+    h, w, c = img.shape if img.ndim == 3 else (*img.shape, 1)
+    header = container.Header(method="ddcm", model=enc.model, model_sha=enc.model_sha, width=w, height=h,
+                              pixel_format=container.pixel_format_code(c), params=enc.params, rng=enc.rng)
+    return container.write_container(header, enc.chunks), recon, codec.last_stats

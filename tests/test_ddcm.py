@@ -13,20 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_image, rewrite_container
+from conftest import synthetic_image, ddcm_encode_file, rewrite_container
 from diffcodec import api, artifacts, codebooks_rng, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
-from diffcodec.methods import ddcm, get_codec
+from diffcodec.methods import ddcm
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _export_tiny(seed: int = 0) -> None:
@@ -51,14 +46,7 @@ def prior(tmp_path, monkeypatch):
     return folder
 
 
-def _encode(img, **params):
-    params.setdefault("device", "cpu")
-    codec = get_codec("ddcm")
-    enc, recon = codec.compress_with_reconstruction(img, **params)
-    h, w, c = img.shape if img.ndim == 3 else (*img.shape, 1)
-    header = container.Header(method="ddcm", model=enc.model, model_sha=enc.model_sha, width=w, height=h,
-                              pixel_format=container.pixel_format_code(c), params=enc.params, rng=enc.rng)
-    return container.write_container(header, enc.chunks), recon, codec.last_stats
+_encode = ddcm_encode_file
 
 
 

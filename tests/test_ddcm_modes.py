@@ -14,23 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_image, rewrite_container
+from conftest import synthetic_image, ddcm_encode_file, rewrite_container
 
 from diffcodec import api, artifacts, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
-from diffcodec.methods import ddcm, get_codec
+from diffcodec.methods import ddcm
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = artifacts.codebooks_dir()          # resolved before any fixture points DIFFCODEC_CODEBOOKS elsewhere
 BASE_PRESETS = ("opq-16-8-8", "opq-32-8-8")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturb_out(model, seed):
@@ -108,14 +103,7 @@ def own_models(tmp_path, monkeypatch):
     return folder
 
 
-def _encode(img, **params):
-    params.setdefault("device", "cpu")
-    codec = get_codec("ddcm")
-    enc, recon = codec.compress_with_reconstruction(img, **params)
-    h, w, c = img.shape
-    header = container.Header(method="ddcm", model=enc.model, model_sha=enc.model_sha, width=w, height=h,
-                              pixel_format=container.pixel_format_code(c), params=enc.params, rng=enc.rng)
-    return container.write_container(header, enc.chunks), recon, codec.last_stats
+_encode = ddcm_encode_file
 
 
 

@@ -24,12 +24,7 @@ TINY = dict(latent_channels=4, encoder_channels=[8, 8, 48], cond_channels=8, del
             unet=dict(base_channels=12, channel_mult=[1, 2], attn_levels=[1], attn_head_channels=12))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train_cfg(root: Path, space: str, **kw):
