@@ -85,10 +85,13 @@ def cli():
 @click.option("--bpp", type=float, default=None,
               help="ddcm: choose steps/K/atoms (diffae: the quantization step) to land at or under this bpp "
               "(with --base: the base layer counts).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+              help="ddcm: arithmetic of the prior's network, stored in the file and replayed when decoding "
+              "(default auto: bf16 for pixel-space priors where the device has native bf16, else fp32).")
 @_device_option
 @_quiet_option
-def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, base, seed, bpp, device,
-           quiet):
+def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, base, seed, bpp, precision,
+           device, quiet):
     """Encode an image (PNG, JPEG, TIFF, BMP, WebP; '-' = stdin) into a .ddc file."""
     from diffcodec import api, images
 
@@ -103,7 +106,7 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
     t0 = time.perf_counter()
     arr = images.image_from_bytes(images.read_bytes(input), input)
     given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "base": base, "seed": seed,
-             "bpp": bpp}
+             "bpp": bpp, "precision": precision}
     params = {name: v for name, v in given.items() if v is not None}
     if method in ("ddcm", "diffae"):
         params["device"] = api.resolve_device(device)

@@ -49,6 +49,7 @@ MAX_SEED = 2**64 - 1
 MAX_STEP = 2**24 - 1
 MAX_INDEX = 2**32 - 1
 SHIFT_STRIDE = 4
+TILE_FLOATS = 1 << 16           # shift/mshift combining: rows per tile = TILE_FLOATS // (C W) (512 KiB float64)
 CHUNK_FLOATS = 1 << 22          # i.i.d. scoring: codewords per chunk = max(1, CHUNK_FLOATS // d) (32 MiB float64)
 
 
@@ -172,6 +173,36 @@ class ShiftCodebook(Codebook):
         f, oy, ox = self.offset(k)
         return np.roll(self.field(f), (oy, ox), axis=(1, 2))
 
+    def combine(self, indices, signs) -> np.ndarray:
+        """As :meth:`Codebook.combine`, bit for bit, ~3.5x faster at Kodak size: each field is extended
+        periodically to (C, 2H, 2W), so a rolled codeword is one plain slice of it, and the sum runs over row
+        tiles that stay in cache, every element still accumulating its terms in the normative order (a - z ==
+        a + (-z) exactly)."""
+        indices, signs = list(indices), list(signs)
+        if not indices or len(indices) != len(signs):
+            raise ValueError("need one sign per index and at least one index")
+        terms = [(self.offset(int(k)), s < 0) for k, s in zip(indices, signs)]
+        periodic = {f: np.tile(self.field(f), (1, 2, 2)) for f in sorted({t[0][0] for t in terms})}
+        c, h, w = self.shape
+        acc = np.empty(self.shape, dtype=np.float64)
+        rows = max(1, TILE_FLOATS // (c * w))
+        for y0 in range(0, h, rows):
+            y1 = min(h, y0 + rows)
+            tile = acc[:, y0:y1]
+            for j, ((f, oy, ox), negative) in enumerate(terms):
+                src = periodic[f][:, h + y0 - oy:h + y1 - oy, w - ox:2 * w - ox]
+                if j == 0:
+                    np.negative(src, out=tile) if negative else np.copyto(tile, src)
+                else:
+                    (np.subtract if negative else np.add)(tile, src, out=tile)
+        acc = self._modulate(acc)
+        if len(indices) > 1:
+            acc = acc / math.sqrt(len(indices))
+        return acc.astype(np.float32)
+
+    def _modulate(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
     def scores(self, r: np.ndarray) -> np.ndarray:
         """score(f, o) = sum_u g_f[u] r[u + o] (circular), for all o at once: irfft2(conj(G_f) R) summed over
         channels, sampled on the offset grid."""
@@ -216,6 +247,10 @@ class ModShiftCodebook(ShiftCodebook):
 
     def scores(self, r: np.ndarray) -> np.ndarray:
         return super().scores(np.asarray(r, dtype=np.float64).reshape(self.shape) * self.signs)
+
+    def _modulate(self, acc: np.ndarray) -> np.ndarray:
+        # sum_j s_j (D * z_j) == D * sum_j s_j z_j exactly: D is +-1 and rounding is symmetric under negation
+        return np.multiply(acc, self.signs, out=acc)
 
 
 CODEBOOKS: dict[str, type[Codebook]] = {"iid": IIDCodebook, "shift": ShiftCodebook, "mshift": ModShiftCodebook}

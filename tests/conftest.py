@@ -57,6 +57,7 @@ def ddcm_encode_file(img, **params):
     from diffcodec.methods import get_codec
 
     params.setdefault("device", "cpu")
+    params.setdefault("precision", "fp32")     # auto would depend on this machine's bf16 support
     codec = get_codec("ddcm")
     enc, recon = codec.compress_with_reconstruction(img, **params)
     h, w, c = img.shape if img.ndim == 3 else (*img.shape, 1)

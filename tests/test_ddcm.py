@@ -402,3 +402,63 @@ def test_cli_encode_decode_generate(prior, tmp_path):
     p = _run(env, *cli, "decode", str(tmp_path / "g.ddc"), "-o", str(tmp_path / "g2.png"))
     assert p.returncode == 0, p.stderr.decode()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g2.png")), sample)
+
+
+# ------------------------------------------------------------------------------------------------ precision
+
+
+def test_bf16_precision_is_recorded_and_replayed(prior):
+    img = synthetic_image(20, 28, 3)
+    data, recon, _ = _encode(img, k=32, steps=4, atoms=2, seed=1, precision="bf16")
+    params = api.info(data)["params"]
+    assert params["pr"] == "bf16"
+    assert np.array_equal(api.decode(data, device="cpu"), recon)
+    # the precision changes the process (the decoder must replay it, not run fp32): compare the final floats
+    p32 = ddcm.DDCMParams(4, 32, 2, seed=1)
+    p16 = ddcm.DDCMParams(4, 32, 2, seed=1, precision="bf16")
+    pri = ddcm.load_prior("pixel", "cpu")
+    x32, _ = ddcm.run_process(pri, p32, (3, 20, 28), lambda i, cb, x0: 0)
+    x16, _ = ddcm.run_process(pri, p16, (3, 20, 28), lambda i, cb, x0: 0)
+    assert x32.dtype == x16.dtype == torch.float32 and not torch.equal(x32, x16)
+    fp32_file = rewrite_container(data, params={k: v for k, v in params.items() if k != "pr"})
+    assert ddcm.DDCMParams.from_header(container.read_container(fp32_file).header.params,
+                                       {"g": "philox-np", "s": 1}).precision == "fp32"   # absent = fp32
+
+
+def test_precision_errors_and_auto(prior, monkeypatch):
+    img = synthetic_image(16, 16, 3)
+    with pytest.raises(UsageError, match="precision"):
+        api.encode(img, method="ddcm", k=16, steps=3, precision="fp16", device="cpu")
+    data, _, _ = _encode(img, k=16, steps=3, atoms=1)
+    params = api.info(data)["params"]
+    assert "pr" not in params
+    with pytest.raises(CorruptInputError, match="precision"):
+        api.decode(rewrite_container(data, params={**params, "pr": "fp16"}))
+    for native, expected in ((True, "bf16"), (False, None)):
+        monkeypatch.setattr(ddcm, "native_bf16", lambda device, native=native: native)
+        out = api.info(api.encode(img, method="ddcm", k=16, steps=3, device="cpu"))["params"]
+        assert out.get("pr") == expected
+
+
+@pytest.mark.parametrize("kind", ["shift", "mshift"])
+def test_fast_shift_combine_is_the_normative_sum_bit_for_bit(kind):
+    # the slice-wise accumulation must give exactly Codebook.combine's float64 order (the format's definition),
+    # across several fields (K > offsets per field), edge offsets, negative first terms and M = 1
+    rng = np.random.default_rng(0)
+    cb = codebooks_rng.make_codebook(kind, 7, 2, 1500, (2, 9, 13))
+    for m in (1, 2, 5, 40):
+        idx = sorted(rng.choice(1500, m, replace=False).tolist())
+        signs = [-1] + rng.choice([-1, 1], m - 1).tolist()
+        fast = cb.combine(idx, signs)
+        assert fast.tobytes() == codebooks_rng.Codebook.combine(cb, idx, signs).tobytes()
+
+
+def test_bpp_lands_close_under_the_target():
+    # any M (not a grid) below saturation; above it N grows one step at a time: within one step's bits
+    kw = {"n_coded": lambda n: n - 1, "model_id": "pixel-ddpm", "model_sha": 1}
+    for target in (0.03, 0.1, 0.2, 0.4):
+        p = ddcm.choose_params(target, 512, 768, 3, **kw)
+        bpp = ddcm.file_bytes(p, p.steps - 1, 512, 768, 3, "pixel-ddpm", 1) * 8 / (512 * 768)
+        step_bpp = ddcm.bits_per_step(p.k, p.atoms) / (512 * 768)
+        assert target - step_bpp - 0.001 <= bpp <= target, (target, p, bpp)
+    assert ddcm.choose_params(0.4, 512, 768, 3, max_steps=30, **kw).steps == 30    # bounded by the prior's T

@@ -79,10 +79,12 @@ PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M
 
 # --bpp search grids (see choose_params)
 STEPS_GRID = (2, 3, 5, 10, 15, 20, 30, 50, 100, 200)
+MAX_AUTO_STEPS = 200            # --bpp grows N up to this when the atoms are saturated
 K_GRID = (2, 4, 16, 64, 256, 1024, 4096, 16384)
-ATOMS_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+MAX_AUTO_ATOMS = 512           # --bpp picks any M in 1..min(K/2, 512): combining costs ~2 ms per atom at Kodak size
 
-ENCODE_PARAMS = ("k", "steps", "atoms", "codebook", "space", "base", "seed", "bpp", "device")
+ENCODE_PARAMS = ("k", "steps", "atoms", "codebook", "space", "base", "seed", "bpp", "device", "precision")
+PRECISIONS = ("fp32", "bf16")   # the prior's matmuls/convolutions; recorded in the header (`pr`), replayed by the decoder
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -387,6 +389,27 @@ def load_prior(space: str, device: str, base: str | None = None, missing=UsageEr
     return PixelPrior(SPACE_MODELS[space], device)
 
 
+def native_bf16(device) -> bool:
+    """Whether ``device`` runs bf16 matmuls/convolutions natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX
+    that oneDNN uses); elsewhere bf16 autocast works but is emulated and slow."""
+    import torch
+
+    dev = torch.device(device)
+    try:
+        if dev.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
+        return dev.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def auto_precision(prior: Prior) -> str:
+    """``--param precision=auto``: bf16 for the pixel-space priors (pixel-ddpm, opq-refiner) where the device
+    has native bf16 (measured on two Kodak crops: 1.45x faster end to end, -0.03..-0.06 dB), else fp32; the
+    latent prior stays fp32 (its network is small next to the autoencoder)."""
+    return "bf16" if prior.space == "pixel" and native_bf16(prior.device) else "fp32"
+
+
 def _resolve_device(device: str | None) -> str:
     from diffcodec.api import resolve_device
 
@@ -449,6 +472,7 @@ class DDCMParams:
     seed: int = 0
     base: str | None = None             # opq preset of the base layer (conditional ddcm), None: unconditional
     base_sha: int = 0                   # first 4 bytes of that opq codebook's sha256
+    precision: str = "fp32"             # fp32 | bf16 (bf16 autocast of the prior's network)
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -462,6 +486,8 @@ class DDCMParams:
             raise err(f"ddcm codebook must be one of {', '.join(codebooks_rng.CODEBOOKS)}, got {self.codebook!r}")
         if self.space not in SPACES:
             raise err(f"ddcm space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.precision not in PRECISIONS:
+            raise err(f"ddcm precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.base is not None:
             from diffcodec.methods.opq import PRESETS as OPQ_PRESETS
 
@@ -482,6 +508,8 @@ class DDCMParams:
         out = {"n": self.steps, "k": self.k, "m": self.atoms, "cb": self.codebook, "sp": self.space}
         if self.base is not None:
             out.update(b=self.base, bs=self.base_sha)
+        if self.precision != "fp32":
+            out["pr"] = self.precision
         return out
 
     def rng_spec(self) -> dict:
@@ -499,7 +527,8 @@ class DDCMParams:
                 raise CorruptInputError("corrupt ddcm header: parameter 'bs' without 'b'")
             base = params.get("b")
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
-                    space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0)
+                    space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
+                    precision=params.get("pr", "fp32"))
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         return p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))
@@ -531,13 +560,15 @@ def file_bytes(p: DDCMParams, n_coded: int, height: int, width: int, channels: i
 def choose_params(target_bpp: float, height: int, width: int, channels: int, *, n_coded: Callable[[int], int],
                   model_id: str, model_sha: int = 0, steps: int | None = None, k: int | None = None,
                   atoms: int | None = None, codebook: str = DEFAULT_CODEBOOK, space: str = DEFAULT_SPACE,
-                  seed: int = 0, base: str | None = None, base_sha: int = 0, base_bytes: int = 0) -> DDCMParams:
+                  seed: int = 0, base: str | None = None, base_sha: int = 0, base_bytes: int = 0,
+                  precision: str = "fp32", max_steps: int = MAX_STEPS) -> DDCMParams:
     """Pick (steps N, K, atoms M) so that the whole file lands at or under ``target_bpp``; values given by the
     caller stay fixed. Rule (fill with atoms first, then steps, then shrink):
 
-    1. N = steps or 20, K = k or 4096; take the largest M in ATOMS_GRID (M <= K/2, or M = atoms) that fits.
-    2. If it fits but M cannot grow (atoms fixed, or the grid's largest M fits) and N is free: the largest N in
-       STEPS_GRID >= N that still fits with that M.
+    1. N = steps or 20, K = k or 4096; take the largest M in 1..min(K/2, MAX_AUTO_ATOMS) (or M = atoms) that
+       fits (the file size grows with M there, so a bisection finds it).
+    2. If it fits but M cannot grow (atoms fixed, or M = min(K/2, MAX_AUTO_ATOMS) fits) and N is free: the
+       largest N in N..MAX_AUTO_STEPS (bounded by ``max_steps``, the prior's T) that still fits with that M.
     3. If nothing fits and N is free: the largest N in STEPS_GRID below it where some M fits (largest such M).
     4. If still nothing and K is free: the largest K in K_GRID below it at N = 2 (or the fixed N).
     5. With a base layer only (``base``, of ``base_bytes`` bytes, counted in every size): if still nothing and N
@@ -548,26 +579,37 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
     budget = target_bpp * height * width / 8.0   # bytes
 
     def size(n, kk, m):
-        p = DDCMParams(n, kk, m, codebook, space, seed, base, base_sha)
+        p = DDCMParams(n, kk, m, codebook, space, seed, base, base_sha, precision)
         return file_bytes(p, n_coded(n), height, width, channels, model_id, model_sha, base_bytes)
 
     def params(n, kk, m):
-        return DDCMParams(n, kk, m, codebook, space, seed, base, base_sha)
+        return DDCMParams(n, kk, m, codebook, space, seed, base, base_sha, precision)
+
+    def max_m(kk):
+        return max(1, min(kk // 2, MAX_AUTO_ATOMS))
 
     def best_m(n, kk):
-        ms = [atoms] if atoms is not None else [m for m in ATOMS_GRID if m == 1 or m <= kk // 2]
-        fit = [m for m in ms if m <= kk and size(n, kk, m) <= budget]
-        return max(fit) if fit else None
+        if atoms is not None:
+            return atoms if atoms <= kk and size(n, kk, atoms) <= budget else None
+        if size(n, kk, 1) > budget:
+            return None
+        lo, hi = 1, max_m(kk)              # size(lo) fits; find the largest fitting M
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if size(n, kk, mid) <= budget else (lo, mid - 1)
+        return lo
 
     n0, k0 = steps or DEFAULT_STEPS, k or DEFAULT_K
     m = best_m(n0, k0)
     if m is not None:
-        saturated = atoms is not None or m == max(x for x in ATOMS_GRID if x == 1 or x <= k0 // 2)
+        saturated = atoms is not None or m == max_m(k0)
         n = n0
         if saturated and steps is None:
-            for cand in (s for s in STEPS_GRID if s > n0):
-                if size(cand, k0, m) <= budget:
-                    n = cand
+            lo, hi = n0, max(n0, min(MAX_AUTO_STEPS, max_steps))     # size(lo) fits; bisect the largest N
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if size(mid, k0, m) <= budget else (lo, mid - 1)
+            n = lo
         return params(n, k0, m)
     if steps is None:
         for cand in sorted((s for s in STEPS_GRID if s < n0), reverse=True):
@@ -639,7 +681,8 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[
 
     from diffcodec.progress import bar
 
-    with torch.inference_mode():
+    dev = torch.device(prior.device)
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
         for i, t in enumerate(bar(ts, desc="ddcm", unit="step")):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             x = ddpm_step(prior.model_fn, x, t, t_prev, prior.schedule, sampler, cond=cond, step_index=i).x_prev
@@ -695,8 +738,13 @@ class DDCMCodec(Codec):
             if space != "pixel":
                 raise UsageError("--base (conditional ddcm) works in --space pixel only; a latent conditional "
                                  "prior does not exist yet")
+        precision = params.get("precision") or "auto"
+        if precision != "auto":
+            DDCMParams(precision=precision).check()
         DDCMParams(codebook=codebook, space=space, seed=seed).check()
         prior = load_prior(space, _resolve_device(params.get("device")), base=base)
+        if precision == "auto":
+            precision = auto_precision(prior)
         layer = code_base(image, base) if base is not None else None
         base_sha = 0 if layer is None else layer.sha
         bpp = params.get("bpp")
@@ -708,11 +756,13 @@ class DDCMCodec(Codec):
                               model_id=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha),
                               steps=params.get("steps"), k=params.get("k"), atoms=params.get("atoms"),
                               codebook=codebook, space=space, seed=seed, base=base, base_sha=base_sha,
-                              base_bytes=0 if layer is None else len(layer.data))
+                              base_bytes=0 if layer is None else len(layer.data), precision=precision,
+                              max_steps=prior.schedule.T)
         else:
             n0, k0, m0 = PRESETS[preset]
             get = lambda key, default: default if params.get(key) is None else params[key]
-            p = DDCMParams(get("steps", n0), get("k", k0), get("atoms", m0), codebook, space, seed, base, base_sha)
+            p = DDCMParams(get("steps", n0), get("k", k0), get("atoms", m0), codebook, space, seed, base, base_sha,
+                           precision)
             if params.get("k") is not None and params.get("atoms") is None:
                 p.atoms = min(p.atoms, max(1, p.k // 2))
         p.check()
