@@ -343,9 +343,10 @@ def _env(prior):
     return env
 
 
-def test_decode_is_identical_across_thread_counts(prior, tmp_path):
-    img = synthetic_image(24, 24)
-    data, recon, _ = _encode(img, k=32, steps=4, atoms=2)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_decode_is_identical_across_thread_counts(prior, tmp_path, precision):
+    img = synthetic_image(40, 56)
+    data, recon, _ = _encode(img, k=32, steps=4, atoms=2, precision=precision)
     src = tmp_path / "x.ddc"
     src.write_bytes(data)
     script = textwrap.dedent("""
