@@ -1,6 +1,6 @@
 """Seconds to assemble one ddcm step's noise (combine M atoms of an mshift codebook) at Kodak size, with the
-tiled slice accumulation ``ShiftCodebook.combine`` uses and with the plain per-codeword definition
-``Codebook.combine`` (both give the same bits: checked here), plus scoring all K codewords (one FFT).
+tiled slice accumulation ``ShiftCodebook._accumulate`` uses and with the plain per-codeword definition
+``combine(..., per_codeword=True)`` (both give the same bits: checked here), plus scoring all K codewords (one FFT).
 
     python benchmarks/ddcm_combine_speed.py [--shape 3,512,768] [--k 4096]
 """
@@ -37,7 +37,7 @@ def main() -> None:
         idx = sorted(rng.choice(args.k, m, replace=False).tolist())
         signs = rng.choice([-1, 1], m).tolist()
         fast, fast_s = timed(lambda: cb.combine(idx, signs))
-        plain, plain_s = timed(lambda: codebooks_rng.Codebook.combine(cb, idx, signs))
+        plain, plain_s = timed(lambda: cb.combine(idx, signs, per_codeword=True))
         rows.append({"atoms": m, "tiled_s": fast_s, "per_codeword_s": plain_s,
                      "identical": fast.tobytes() == plain.tobytes()})
     print(json.dumps({"shape": shape, "k": args.k, "score_all_s": score_s, "combine": rows}))

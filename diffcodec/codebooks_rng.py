@@ -102,24 +102,31 @@ class Codebook:
         """``<z_k, r>`` for every k (float64, shape (K,)); ``r`` has the codebook's shape."""
         raise NotImplementedError
 
-    def combine(self, indices, signs) -> np.ndarray:
+    def combine(self, indices, signs, *, per_codeword: bool = False) -> np.ndarray:
         """``sum_j signs[j] * z_{indices[j]} / sqrt(M)`` as float32 (C, H, W).
 
         Normative order: float64, accumulated over j in the given order (ascending indices) starting from
         the first term, each term's sign applied by negation, then divided by ``sqrt(M)`` (one correctly
         rounded float64 division), then rounded to float32. For M = 1 this is the codeword itself (times its
-        sign). Every operation is element-wise IEEE arithmetic, identical on every machine."""
+        sign). Every operation is element-wise IEEE arithmetic, identical on every machine. Kinds may sum faster
+        with the same bits; ``per_codeword`` forces the literal per-codeword sum (the reference they are tested
+        against)."""
         indices, signs = list(indices), list(signs)
         if not indices or len(indices) != len(signs):
             raise ValueError("need one sign per index and at least one index")
+        acc = (Codebook._accumulate if per_codeword else type(self)._accumulate)(self, indices, signs)
+        if len(indices) > 1:
+            acc = acc / math.sqrt(len(indices))
+        return acc.astype(np.float32)
+
+    def _accumulate(self, indices: list, signs: list) -> np.ndarray:
+        """The float64 sum ``sum_j signs[j] z_{indices[j]}`` in the normative order, codeword by codeword."""
         acc = None
         for k, s in zip(indices, signs):
             z = self.vector(int(k))
             z = -z if s < 0 else z
             acc = z.copy() if acc is None else acc + z
-        if len(indices) > 1:
-            acc = acc / math.sqrt(len(indices))
-        return acc.astype(np.float32)
+        return acc
 
 
 class IIDCodebook(Codebook):
@@ -173,14 +180,13 @@ class ShiftCodebook(Codebook):
         f, oy, ox = self.offset(k)
         return np.roll(self.field(f), (oy, ox), axis=(1, 2))
 
-    def combine(self, indices, signs) -> np.ndarray:
-        """As :meth:`Codebook.combine`, bit for bit, ~3.5x faster at Kodak size: each field is extended
-        periodically to (C, 2H, 2W), so a rolled codeword is one plain slice of it, and the sum runs over row
-        tiles that stay in cache, every element still accumulating its terms in the normative order (a - z ==
-        a + (-z) exactly)."""
-        indices, signs = list(indices), list(signs)
-        if not indices or len(indices) != len(signs):
-            raise ValueError("need one sign per index and at least one index")
+    def _accumulate(self, indices: list, signs: list) -> np.ndarray:
+        """The same sum bit for bit, 5x faster at Kodak size with 512 atoms: each field is extended periodically
+        to (C, 2H, 2W), so a rolled codeword is one plain slice of it, and the sum runs over row tiles that stay
+        in cache, every element still accumulating its terms in the normative order (a - z == a + (-z)
+        exactly)."""
+        if len(indices) == 1:          # one roll: cheaper than extending the field
+            return Codebook._accumulate(self, indices, signs)
         terms = [(self.offset(int(k)), s < 0) for k, s in zip(indices, signs)]
         periodic = {f: np.tile(self.field(f), (1, 2, 2)) for f in sorted({t[0][0] for t in terms})}
         c, h, w = self.shape
@@ -195,10 +201,7 @@ class ShiftCodebook(Codebook):
                     np.negative(src, out=tile) if negative else np.copyto(tile, src)
                 else:
                     (np.subtract if negative else np.add)(tile, src, out=tile)
-        acc = self._modulate(acc)
-        if len(indices) > 1:
-            acc = acc / math.sqrt(len(indices))
-        return acc.astype(np.float32)
+        return self._modulate(acc)
 
     def _modulate(self, acc: np.ndarray) -> np.ndarray:
         return acc

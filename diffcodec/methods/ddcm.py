@@ -588,16 +588,19 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
     def max_m(kk):
         return max(1, min(kk // 2, MAX_AUTO_ATOMS))
 
+    def largest_fitting(lo, hi, size_of):
+        """The largest v in lo..hi with size_of(v) within budget, given size_of(lo) is (sizes grow with v)."""
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if size_of(mid) <= budget else (lo, mid - 1)
+        return lo
+
     def best_m(n, kk):
         if atoms is not None:
             return atoms if atoms <= kk and size(n, kk, atoms) <= budget else None
         if size(n, kk, 1) > budget:
             return None
-        lo, hi = 1, max_m(kk)              # size(lo) fits; find the largest fitting M
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if size(n, kk, mid) <= budget else (lo, mid - 1)
-        return lo
+        return largest_fitting(1, max_m(kk), lambda m: size(n, kk, m))
 
     n0, k0 = steps or DEFAULT_STEPS, k or DEFAULT_K
     m = best_m(n0, k0)
@@ -605,11 +608,7 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
         saturated = atoms is not None or m == max_m(k0)
         n = n0
         if saturated and steps is None:
-            lo, hi = n0, max(n0, min(MAX_AUTO_STEPS, max_steps))     # size(lo) fits; bisect the largest N
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                lo, hi = (mid, hi) if size(mid, k0, m) <= budget else (lo, mid - 1)
-            n = lo
+            n = largest_fitting(n0, max(n0, min(MAX_AUTO_STEPS, max_steps)), lambda nn: size(nn, k0, m))
         return params(n, k0, m)
     if steps is None:
         for cand in sorted((s for s in STEPS_GRID if s < n0), reverse=True):
@@ -739,9 +738,8 @@ class DDCMCodec(Codec):
                 raise UsageError("--base (conditional ddcm) works in --space pixel only; a latent conditional "
                                  "prior does not exist yet")
         precision = params.get("precision") or "auto"
-        if precision != "auto":
-            DDCMParams(precision=precision).check()
-        DDCMParams(codebook=codebook, space=space, seed=seed).check()
+        DDCMParams(codebook=codebook, space=space, seed=seed,
+                   precision="fp32" if precision == "auto" else precision).check()
         prior = load_prior(space, _resolve_device(params.get("device")), base=base)
         if precision == "auto":
             precision = auto_precision(prior)
