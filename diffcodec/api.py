@@ -38,8 +38,8 @@ def _encode_array(arr: np.ndarray, method: str, preset: str | None, params: dict
     if preset is not None and preset not in codec.presets:
         raise UsageError(f"unknown {method} preset {preset!r} (available: {', '.join(codec.presets)})")
     recon = None
-    if hasattr(codec, "compress_with_reconstruction") and not params:
-        enc, recon = codec.compress_with_reconstruction(arr, preset)
+    if hasattr(codec, "compress_with_reconstruction"):
+        enc, recon = codec.compress_with_reconstruction(arr, preset, **params)
     else:
         enc = codec.compress(arr, preset, **params)
     height, width, channels = arr.shape

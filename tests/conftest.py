@@ -58,6 +58,7 @@ def ddcm_encode_file(img, **params):
 
     params.setdefault("device", "cpu")
     params.setdefault("precision", "fp32")     # auto would depend on this machine's bf16 support
+    params.setdefault("space", "pixel")        # the tiny test prior; the codec's default space is latent
     codec = get_codec("ddcm")
     enc, recon = codec.compress_with_reconstruction(img, **params)
     h, w, c = img.shape if img.ndim == 3 else (*img.shape, 1)

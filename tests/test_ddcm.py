@@ -217,11 +217,11 @@ def test_round_trip_is_the_encoder_reconstruction(prior, codebook, atoms, shape)
 
 def test_api_encode_and_presets(prior):
     img = synthetic_image(16, 20)
-    data = api.encode(img, method="ddcm", preset="n20-k4096-m1", steps=3, device="cpu")
+    data = api.encode(img, method="ddcm", preset="n20-k4096-m1", steps=3, space="pixel", device="cpu")
     assert api.info(data)["params"]["k"] == 4096 and api.info(data)["params"]["m"] == 1
     assert api.decode(data, device="cpu").shape == img.shape
     # a different seed is a different process
-    a = api.encode(img, method="ddcm", steps=3, k=16, seed=1, device="cpu")
+    a = api.encode(img, method="ddcm", steps=3, k=16, seed=1, space="pixel", device="cpu")
     assert api.decode(a, device="cpu").shape == img.shape
     with pytest.raises(UsageError):
         api.encode(img, method="ddcm", sharpen=1)
@@ -262,12 +262,12 @@ def test_index_histogram_is_flat(prior):
 def test_bpp_lands_at_or_under_target(prior):
     img = synthetic_image(24, 24)
     for target in (2.0, 4.0):
-        data = api.encode(img, method="ddcm", bpp=target, k=64, device="cpu")
+        data = api.encode(img, method="ddcm", bpp=target, k=64, space="pixel", device="cpu")
         meta = api.info(data)
         assert meta["bpp"] <= target
         assert meta["bpp"] > target / 3
     with pytest.raises(UsageError, match="below"):
-        api.encode(img, method="ddcm", bpp=0.01, device="cpu")
+        api.encode(img, method="ddcm", bpp=0.01, space="pixel", device="cpu")
 
 
 def test_corrupt_streams(prior):
@@ -315,9 +315,10 @@ def test_missing_prior_and_latent_space(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(tmp_path))
     img = synthetic_image(16, 16)
     with pytest.raises(ModelError, match="pixel-ddpm"):
-        api.encode(img, method="ddcm", device="cpu")
-    with pytest.raises(UsageError, match="latent"):
-        api.encode(img, method="ddcm", space="latent", device="cpu")
+        api.encode(img, method="ddcm", space="pixel", device="cpu")
+    for space in ("latent", None):                   # latent is the default space
+        with pytest.raises(UsageError, match="latent"):
+            api.encode(img, method="ddcm", space=space, device="cpu")
 
 
 def test_generate_round_trip(prior):
@@ -372,7 +373,8 @@ def test_cli_encode_decode_generate(prior, tmp_path):
     src = tmp_path / "in.png"
     Image.fromarray(synthetic_image(20, 24)).save(src)
     p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "a.ddc"), "--method", "ddcm", "--k", "16",
-             "--steps", "3", "--atoms", "2", "--codebook", "iid", "--seed", "5", "--device", "cpu", "--json")
+             "--steps", "3", "--atoms", "2", "--codebook", "iid", "--seed", "5", "--space", "pixel", "--device", "cpu",
+             "--json")
     assert p.returncode == 0, p.stderr.decode()
     assert b'"k": 16' in p.stdout and b'"cb": "iid"' in p.stdout
     p = _run(env, *cli, "decode", str(tmp_path / "a.ddc"), "-o", str(tmp_path / "a.png"))
@@ -380,11 +382,11 @@ def test_cli_encode_decode_generate(prior, tmp_path):
     assert np.asarray(Image.open(tmp_path / "a.png")).shape == (20, 24, 3)
 
     p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "b.ddc"), "--method", "ddcm", "--bpp", "2.5",
-             "--k", "64", "--device", "cpu", "--json")
+             "--k", "64", "--space", "pixel", "--device", "cpu", "--json")
     assert p.returncode == 0, p.stderr.decode()
     assert api.info((tmp_path / "b.ddc").read_bytes())["bpp"] <= 2.5
 
-    p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "c.ddc"), "--method", "ddcm", "--space", "latent")
+    p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "c.ddc"), "--method", "ddcm")   # latent default
     assert p.returncode == 2 and b"latent" in p.stderr and b"Traceback" not in p.stderr
     p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "d.ddc"), "--k", "16")   # opq: no ddcm options
     assert p.returncode == 2 and b"Traceback" not in p.stderr
@@ -429,7 +431,7 @@ def test_bf16_precision_is_recorded_and_replayed(prior):
 def test_precision_errors_and_auto(prior, monkeypatch):
     img = synthetic_image(16, 16, 3)
     with pytest.raises(UsageError, match="precision"):
-        api.encode(img, method="ddcm", k=16, steps=3, precision="fp16", device="cpu")
+        api.encode(img, method="ddcm", k=16, steps=3, precision="fp16", space="pixel", device="cpu")
     data, _, _ = _encode(img, k=16, steps=3, atoms=1)
     params = api.info(data)["params"]
     assert "pr" not in params
@@ -437,7 +439,7 @@ def test_precision_errors_and_auto(prior, monkeypatch):
         api.decode(rewrite_container(data, params={**params, "pr": "fp16"}))
     for native, expected in ((True, "bf16"), (False, None)):
         monkeypatch.setattr(ddcm, "native_bf16", lambda device, native=native: native)
-        out = api.info(api.encode(img, method="ddcm", k=16, steps=3, device="cpu"))["params"]
+        out = api.info(api.encode(img, method="ddcm", k=16, steps=3, space="pixel", device="cpu"))["params"]
         assert out.get("pr") == expected
 
 

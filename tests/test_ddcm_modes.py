@@ -136,7 +136,7 @@ def test_header_params_with_base():
     assert p.model_id == "opq-refiner"
     assert ddcm.DDCMParams.from_header(p.header(), p.rng_spec()) == p
     # without a base the map is the pixel-mode one, unchanged
-    assert ddcm.DDCMParams(4, 32, 2).header() == {"n": 4, "k": 32, "m": 2, "cb": "mshift", "sp": "pixel"}
+    assert ddcm.DDCMParams(4, 32, 2, space="pixel").header() == {"n": 4, "k": 32, "m": 2, "cb": "mshift", "sp": "pixel"}
     assert ddcm.DDCMParams(space="latent").model_id == "latent-ddpm"
     with pytest.raises(UsageError):
         ddcm.DDCMParams(base="opq-8-8-8").check()
@@ -150,8 +150,8 @@ def test_header_params_with_base():
 
 
 def test_bpp_rule_counts_the_base_layer():
-    kw = {"n_coded": lambda n: n - 1, "model_id": "opq-refiner", "model_sha": 1, "base": "opq-16-8-8",
-          "base_sha": 7}
+    kw = {"n_coded": lambda n: n - 1, "model_id": "opq-refiner", "model_sha": 1,
+          "template": ddcm.DDCMParams(space="pixel", base="opq-16-8-8", base_sha=7)}
     h = w = 64
     for base_bytes in (0, 100, 300):
         for bpp in (1.0, 2.0, 4.0):
@@ -165,7 +165,7 @@ def test_bpp_rule_counts_the_base_layer():
     bits = lambda p: ddcm.payload_bits([ddcm.alphabet(p.k, p.atoms)] * (p.steps - 1))
     assert bits(big) < bits(small)
     # the base alone fits but no coded step does: one refiner step, no index bits (smallest header: K = 2)
-    alone = ddcm.file_bytes(ddcm.DDCMParams(1, 2, 1, base="opq-16-8-8", base_sha=7), 0, h, w, 3,
+    alone = ddcm.file_bytes(ddcm.DDCMParams(1, 2, 1, space="pixel", base="opq-16-8-8", base_sha=7), 0, h, w, 3,
                             "opq-refiner", 1, 300)
     p = ddcm.choose_params(alone * 8 / (h * w), h, w, 3, base_bytes=300, **kw)
     assert p.steps == 1 and ddcm.file_bytes(p, 0, h, w, 3, "opq-refiner", 1, 300) == alone

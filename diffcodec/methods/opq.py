@@ -197,7 +197,10 @@ class OPQCodec(Codec):
             recon[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
         return grids, self._image(recon, height, width)
 
-    def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None) -> tuple[Encoded, np.ndarray]:
+    def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
+                                     **params) -> tuple[Encoded, np.ndarray]:
+        if params:
+            raise UsageError(f"opq takes no parameters besides --preset (got {', '.join(params)})")
         preset = preset or self.default_preset
         preset_bits(preset)
         books, sha = load_codebooks(preset)
@@ -209,9 +212,7 @@ class OPQCodec(Codec):
         return encoded, recon
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
-        if params:
-            raise UsageError(f"opq takes no parameters besides --preset (got {', '.join(params)})")
-        return self.compress_with_reconstruction(image, preset)[0]
+        return self.compress_with_reconstruction(image, preset, **params)[0]
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options: refine=True runs the diffusion refiner (steps=N, device='cpu'|'cuda', seed=0)."""
