@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# Kodak24 rate sweep of ddcm against JPEG/WebP/AVIF at matched file sizes: one `diffcodec bench` run per target
-# bpp (ddcm's --bpp picks the atoms M at N=20 steps, K=4096), per mode, then one table.
-# Usage: benchmarks/ddcm_kodak24.sh MODE [IMAGE_DIR] [OUTDIR] [BPP...]
-#   MODE: latent | pixel | base   (base = conditional ddcm on an opq-16-8-8 base layer with the opq-refiner)
+# Kodak24 rate sweep of ddcm against JPEG/WebP/AVIF at matched file sizes: one `diffcodec bench` run per rate
+# point, per mode, then one table.
+# Usage: benchmarks/ddcm_kodak24.sh MODE [IMAGE_DIR] [OUTDIR] [POINT...]
+#   MODE latent | pixel: POINT is a target bpp (--bpp picks the atoms M at N = 20 steps, K = 4096).
+#   MODE base: conditional ddcm on an opq-16-8-8 base layer with the opq-refiner; POINT is STEPS:ATOMS (K = 4096),
+#     so every image gets the same refinement bits on top of its own base layer (base sizes differ per image).
 set -euo pipefail
 mode="${1:?mode: latent | pixel | base}"
 images="${2:-../shared/data/kodak}"
 out="${3:-bench-out/ddcm-kodak24}"
 shift $(( $# < 3 ? $# : 3 ))
-targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(0.05 0.1 0.2 0.4)
+points=("$@")
 case "$mode" in
-  latent) extra=(--param space=latent) ;;
-  pixel)  extra=(--param space=pixel) ;;
-  base)   extra=(--param space=pixel --param base=opq-16-8-8) ;;
+  latent|pixel) [ ${#points[@]} -gt 0 ] || points=(0.05 0.1 0.2 0.4) ;;
+  base) [ ${#points[@]} -gt 0 ] || points=(3:16 3:128 3:512 5:1024) ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
-for bpp in "${targets[@]}"; do
+for point in "${points[@]}"; do
+  if [ "$mode" = base ]; then
+    rate=(--param base=opq-16-8-8 --param steps="${point%%:*}" --param atoms="${point##*:}")
+    name="n${point%%:*}-m${point##*:}"
+  else
+    rate=(--param space="$mode" --param bpp="$point" --param steps=20)
+    name="bpp$point"
+  fi
   diffcodec bench "$images" --method ddcm -p n20-k4096-m64 --vs jpeg --vs webp --vs avif --report-images 2 --quiet \
-    "${extra[@]}" --param bpp="$bpp" --param steps=20 --param k=4096 -o "$out/$mode-bpp$bpp"
+    "${rate[@]}" --param k=4096 -o "$out/$mode-$name"
 done
-python "$(dirname "$0")/summarize_benches.py" "$out/$mode"-bpp* | tee "$out/$mode-table.md"
+python "$(dirname "$0")/summarize_benches.py" "$out/$mode"-* | tee "$out/$mode-table.md"

@@ -369,6 +369,19 @@ def test_base_bpp_accounting(models):
         api.encode(img, method="ddcm", base="opq-16-8-8", bpp=low, device="cpu")
 
 
+def test_base_mode_defaults_to_few_steps(models):
+    # measured: the conditional refiner does best with N = 3-5 steps at equal bits (benchmarks/ddcm_steps.py)
+    img = synthetic_image(32, 32)
+    p = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", device="cpu"))["params"]
+    assert (p["n"], p["k"], p["m"]) == ddcm.PRESETS[ddcm.BASE_DEFAULT_PRESET]
+    alone = len(api.encode(img, method="ddcm", base="opq-16-8-8", steps=1, device="cpu"))    # no index bits
+    bpp = lambda extra_bytes: (alone + extra_bytes) * 8 / (32 * 32)
+    p = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(14), k=64, device="cpu"))["params"]
+    assert p["n"] == ddcm.BASE_DEFAULT_STEPS and p["m"] < 32                  # atoms fill first
+    p = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(200), k=64, device="cpu"))["params"]
+    assert p["n"] > ddcm.BASE_DEFAULT_STEPS and p["m"] == 32                 # then steps grow
+
+
 def test_base_corrupt_and_mismatched_streams(own_models):
     img = synthetic_image(16, 24)
     data, _, _ = _encode(img, base="opq-16-8-8", k=64, steps=4, atoms=2)
