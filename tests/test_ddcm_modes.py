@@ -382,6 +382,21 @@ def test_base_mode_defaults_to_few_steps(models):
     assert p["n"] > ddcm.BASE_DEFAULT_STEPS and p["m"] == 32                 # then steps grow
 
 
+def test_bpp_alone_picks_the_mode(models):
+    # --bpp with neither --space nor --base: conditional on the AUTO_BASE layer where it fits, else latent
+    img = synthetic_image(32, 32)
+    alone = len(api.encode(img, method="ddcm", base=ddcm.AUTO_BASE, steps=1, device="cpu"))
+    high = api.info(api.encode(img, method="ddcm", bpp=(alone + 40) * 8 / 1024, k=64, device="cpu"))
+    assert high["params"]["b"] == ddcm.AUTO_BASE and high["params"]["sp"] == "pixel" and high["model"] == "opq-refiner"
+    low = api.info(api.encode(img, method="ddcm", bpp=(alone - 8) * 8 / 1024, k=64, device="cpu"))
+    assert "b" not in low["params"] and low["params"]["sp"] == "latent" and low["bpp"] <= (alone - 8) * 8 / 1024
+    explicit = api.info(api.encode(img, method="ddcm", space="latent", bpp=(alone + 40) * 8 / 1024, k=64,
+                                   device="cpu"))
+    assert "b" not in explicit["params"]                                    # a given --space is kept
+    no_bpp = api.info(api.encode(img, method="ddcm", k=64, steps=3, device="cpu"))
+    assert no_bpp["params"]["sp"] == "latent" and "b" not in no_bpp["params"]
+
+
 def test_base_corrupt_and_mismatched_streams(own_models):
     img = synthetic_image(16, 24)
     data, _, _ = _encode(img, base="opq-16-8-8", k=64, steps=4, atoms=2)

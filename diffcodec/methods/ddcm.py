@@ -78,6 +78,7 @@ PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M
     "n20-k4096-m256": (20, 4096, 256),
     "n3-k4096-m512": (3, 4096, 512),
 }
+AUTO_BASE = "opq-16-8-8"        # with --bpp and neither --space nor --base: conditional on this base where it fits
 BASE_DEFAULT_PRESET = "n3-k4096-m512"   # with --base; measured at equal bits on 6 Kodak images (ddcm_steps.py):
 BASE_DEFAULT_STEPS = 3                  # N = 3-5 best for the conditional refiner, N = 20 0.2 dB worse, 5x slower
 
@@ -88,7 +89,7 @@ K_GRID = (2, 4, 16, 64, 256, 1024, 4096, 16384)
 MAX_AUTO_ATOMS = 512           # --bpp picks any M in 1..min(K/2, 512): combining costs ~2 ms per atom at Kodak size
 
 ENCODE_PARAMS = ("k", "steps", "atoms", "codebook", "space", "base", "seed", "bpp", "device", "precision")
-PRECISIONS = ("fp32", "bf16")   # the prior's matmuls/convolutions; recorded in the header (`pr`), replayed by the decoder
+PRECISIONS = ("fp32", "bf16")   # the prior's matmuls/convolutions; in the header (`pr`), replayed by the decoder
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -561,6 +562,10 @@ def file_bytes(p: DDCMParams, n_coded: int, height: int, width: int, channels: i
     return len(container.write_container(header, [bytes(size)]))
 
 
+class BelowBaseLayerError(UsageError):
+    """--bpp is under the size of the base layer alone (the automatic mode then falls back to the latent space)."""
+
+
 def choose_params(target_bpp: float, height: int, width: int, channels: int, *, n_coded: Callable[[int], int],
                   model_id: str, model_sha: int = 0, steps: int | None = None, k: int | None = None,
                   atoms: int | None = None, template: DDCMParams | None = None, base_bytes: int = 0,
@@ -569,8 +574,8 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
     caller stay fixed, the other fields (codebook, space, seed, base, precision) come from ``template``.
     Rule (fill with atoms first, then steps, then shrink):
 
-    1. N = steps or 20 (3 with a base layer), K = k or 4096; take the largest M in 1..min(K/2, MAX_AUTO_ATOMS) (or M = atoms) that
-       fits (the file size grows with M there, so a bisection finds it).
+    1. N = steps or 20 (3 with a base layer), K = k or 4096; take the largest M in 1..min(K/2, MAX_AUTO_ATOMS)
+       (or M = atoms) that fits (the file size grows with M there, so a bisection finds it).
     2. If it fits but M cannot grow (atoms fixed, or M = min(K/2, MAX_AUTO_ATOMS) fits) and N is free: the
        largest N in N..MAX_AUTO_STEPS (bounded by ``max_steps``, the prior's T) that still fits with that M.
     3. If nothing fits and N is free: the largest N in STEPS_GRID below it where some M fits (largest such M).
@@ -635,10 +640,10 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
                     return params(1, kk, m1)
         alone = min(size(1, kk, m1) for kk in ks) if ks else size(1, k0, m1)
         if alone > budget:
-            raise UsageError(f"--bpp {target_bpp:g} is below the base layer alone: --base {base} takes {base_bytes} "
-                             f"bytes, the file with no ddcm index {alone} bytes = "
-                             f"{alone * 8 / (height * width):.4f} bpp for this {width}x{height} image; choose a "
-                             f"smaller --base preset or a higher --bpp")
+            raise BelowBaseLayerError(
+                f"--bpp {target_bpp:g} is below the base layer alone: --base {base} takes {base_bytes} bytes, the "
+                f"file with no ddcm index {alone} bytes = {alone * 8 / (height * width):.4f} bpp for this "
+                f"{width}x{height} image; choose a smaller --base preset or a higher --bpp")
     smallest = size(steps or STEPS_GRID[0], k or K_GRID[0], atoms or 1)
     with_base = f", with the {base_bytes}-byte {base} base layer" if base is not None else ""
     raise UsageError(f"--bpp {target_bpp:g} is below what ddcm can reach for a {width}x{height} image "
@@ -726,10 +731,22 @@ class DDCMCodec(Codec):
     # ---------------------------------------------------------------- encoding
     def _params(self, image: np.ndarray, preset: str | None,
                 params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+        """The mode and parameters of an encode. With ``bpp`` and neither ``space`` nor ``base`` the mode is
+        automatic: conditional on an AUTO_BASE layer where that layer fits under the target (measured best
+        there), else the latent space."""
         unknown = set(params) - set(ENCODE_PARAMS)
         if unknown:
             raise UsageError(f"ddcm takes no parameter(s) {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(ENCODE_PARAMS)})")
+        if params.get("bpp") is not None and params.get("space") is None and params.get("base") is None:
+            try:
+                return self._mode_params(image, preset, {**params, "base": AUTO_BASE})
+            except BelowBaseLayerError:
+                pass
+        return self._mode_params(image, preset, params)
+
+    def _mode_params(self, image: np.ndarray, preset: str | None,
+                     params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
         preset = preset or (BASE_DEFAULT_PRESET if params.get("base") is not None else self.default_preset)
         if preset not in PRESETS:
             raise UsageError(f"unknown ddcm preset {preset!r} (available: {', '.join(PRESETS)})")
