@@ -2,7 +2,7 @@
 # Kodak24 rate sweep of ddcm against JPEG/WebP/AVIF at matched file sizes: one `diffcodec bench` run per rate
 # point, per mode, then one table.
 # Usage: benchmarks/ddcm_kodak24.sh MODE [IMAGE_DIR] [OUTDIR] [POINT...]
-#   MODE latent | pixel: POINT is a target bpp (--bpp picks the atoms M at N = 20 steps, K = 4096).
+#   MODE latent | pixel: POINT is a target bpp (--bpp picks the atoms M at N = $STEPS steps, default 20, K = 4096).
 #   MODE base: conditional ddcm on an opq base layer with the opq-refiner; POINT is [OPQ_PRESET/]STEPS:ATOMS
 #     (K = 4096, base opq-16-8-8 unless named), so every image gets the same refinement bits on top of its own
 #     base layer (base sizes differ per image).
@@ -28,8 +28,8 @@ for point in "${points[@]}"; do
     rate=(--param bpp="$point")
     name="bpp$point"
   else
-    rate=(--param space="$mode" --param bpp="$point" --param steps=20)
-    name="bpp$point"
+    rate=(--param space="$mode" --param bpp="$point" --param steps="${STEPS:-20}")
+    name="bpp$point"; [ "${STEPS:-20}" = 20 ] || name="n$STEPS-$name"
   fi
   diffcodec bench "$images" --method ddcm -p n20-k4096-m64 --vs jpeg --vs webp --vs avif --report-images 2 --quiet \
     "${rate[@]}" --param k=4096 -o "$out/$mode-$name"

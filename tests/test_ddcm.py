@@ -172,7 +172,8 @@ def test_payload_is_exact_and_rejects_damage():
 
 
 def test_bpp_grid_rule_is_monotone():
-    kw = {"n_coded": lambda n: n - 1, "model_id": "pixel-ddpm", "model_sha": 1}
+    kw = {"n_coded": lambda n: n - 1, "model_id": "pixel-ddpm", "model_sha": 1,
+          "template": ddcm.DDCMParams(space="pixel")}
     sizes = []
     for bpp in (0.02, 0.05, 0.1, 0.3, 1.0):
         p = ddcm.choose_params(bpp, 256, 256, 3, **kw)
@@ -458,9 +459,19 @@ def test_fast_shift_combine_is_the_normative_sum_bit_for_bit(kind):
         assert np.array_equal(fast, (literal / math.sqrt(m) if m > 1 else literal).astype(np.float32))
 
 
+def test_bpp_first_steps_depend_on_the_mode():
+    kw = {"n_coded": lambda n: n - 1, "model_id": "m", "model_sha": 1}
+    first = lambda template, **more: ddcm.choose_params(0.02, 256, 256, 3, template=template, **kw, **more).steps
+    assert first(ddcm.DDCMParams(space="pixel")) == ddcm.DEFAULT_STEPS == 20
+    assert first(ddcm.DDCMParams(space="latent")) == ddcm.LATENT_DEFAULT_STEPS == 50
+    assert first(ddcm.DDCMParams(space="latent"), max_steps=40) == 40              # bounded by the prior's T
+    assert first(ddcm.DDCMParams(space="pixel", base="opq-16-8-8")) == ddcm.BASE_DEFAULT_STEPS == 3
+
+
 def test_bpp_lands_close_under_the_target():
     # any M (not a grid) below saturation; above it N grows one step at a time: within one step's bits
-    kw = {"n_coded": lambda n: n - 1, "model_id": "pixel-ddpm", "model_sha": 1}
+    kw = {"n_coded": lambda n: n - 1, "model_id": "pixel-ddpm", "model_sha": 1,
+          "template": ddcm.DDCMParams(space="pixel")}
     for target in (0.03, 0.1, 0.2, 0.4):
         p = ddcm.choose_params(target, 512, 768, 3, **kw)
         bpp = ddcm.file_bytes(p, p.steps - 1, 512, 768, 3, "pixel-ddpm", 1) * 8 / (512 * 768)

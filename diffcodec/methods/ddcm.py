@@ -79,8 +79,11 @@ PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M
     "n3-k4096-m512": (3, 4096, 512),
 }
 AUTO_BASE = "opq-16-8-8"        # with --bpp and neither --space nor --base: conditional on this base where it fits
-BASE_DEFAULT_PRESET = "n3-k4096-m512"   # with --base; measured at equal bits on 6 Kodak images (ddcm_steps.py):
-BASE_DEFAULT_STEPS = 3                  # N = 3-5 best for the conditional refiner, N = 20 0.2 dB worse, 5x slower
+BASE_DEFAULT_PRESET = "n3-k4096-m512"   # the preset with --base (few steps: see below)
+# --bpp's first N per mode (default_steps), measured at equal bits: latent N = 50 is +0.25 dB / +0.015 MS-SSIM
+# over N = 20 on Kodak24; the conditional refiner is best at N = 3-5 (N = 20: 0.05-0.2 dB worse, 5x slower)
+LATENT_DEFAULT_STEPS = 50
+BASE_DEFAULT_STEPS = 3
 
 # --bpp search grids (see choose_params)
 STEPS_GRID = (2, 3, 5, 10, 15, 20, 30, 50, 100, 200)
@@ -562,6 +565,14 @@ def file_bytes(p: DDCMParams, n_coded: int, height: int, width: int, channels: i
     return len(container.write_container(header, [bytes(size)]))
 
 
+def default_steps(p: DDCMParams) -> int:
+    """The step count --bpp starts from, per mode (measured at equal bits, benchmarks/ddcm_steps.py): the
+    conditional refiner does best with few steps, the unconditional priors with many."""
+    if p.base is not None:
+        return BASE_DEFAULT_STEPS
+    return LATENT_DEFAULT_STEPS if p.space == "latent" else DEFAULT_STEPS
+
+
 class BelowBaseLayerError(UsageError):
     """--bpp is under the size of the base layer alone (the automatic mode then falls back to the latent space)."""
 
@@ -574,7 +585,7 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
     caller stay fixed, the other fields (codebook, space, seed, base, precision) come from ``template``.
     Rule (fill with atoms first, then steps, then shrink):
 
-    1. N = steps or 20 (3 with a base layer), K = k or 4096; take the largest M in 1..min(K/2, MAX_AUTO_ATOMS)
+    1. N = steps or :func:`default_steps`, K = k or 4096; take the largest M in 1..min(K/2, MAX_AUTO_ATOMS)
        (or M = atoms) that fits (the file size grows with M there, so a bisection finds it).
     2. If it fits but M cannot grow (atoms fixed, or M = min(K/2, MAX_AUTO_ATOMS) fits) and N is free: the
        largest N in N..MAX_AUTO_STEPS (bounded by ``max_steps``, the prior's T) that still fits with that M.
@@ -612,7 +623,7 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
             return None
         return largest_fitting(1, max_m(kk), lambda m: size(n, kk, m))
 
-    n0, k0 = steps or (DEFAULT_STEPS if base is None else BASE_DEFAULT_STEPS), k or DEFAULT_K
+    n0, k0 = steps or min(default_steps(template), max_steps), k or DEFAULT_K
     m = best_m(n0, k0)
     if m is not None:
         saturated = atoms is not None or m == max_m(k0)
