@@ -383,11 +383,16 @@ def test_base_mode_defaults_to_few_steps(models):
 
 
 def test_bpp_alone_picks_the_mode(models):
-    # --bpp with neither --space nor --base: conditional on the AUTO_BASE layer where it fits, else latent
+    # --bpp with neither --space nor --base: conditional on the largest AUTO_BASES layer that fits, else latent
     img = synthetic_image(32, 32)
-    alone = len(api.encode(img, method="ddcm", base=ddcm.AUTO_BASE, steps=1, device="cpu"))
-    high = api.info(api.encode(img, method="ddcm", bpp=(alone + 40) * 8 / 1024, k=64, device="cpu"))
-    assert high["params"]["b"] == ddcm.AUTO_BASE and high["params"]["sp"] == "pixel" and high["model"] == "opq-refiner"
+    small, big = ddcm.AUTO_BASES[-1], ddcm.AUTO_BASES[0]
+    alone = len(api.encode(img, method="ddcm", base=small, steps=1, device="cpu"))
+    alone_big = len(api.encode(img, method="ddcm", base=big, steps=1, device="cpu"))
+    assert alone_big > alone + 8
+    high = api.info(api.encode(img, method="ddcm", bpp=(alone + alone_big) // 2 * 8 / 1024, k=64, device="cpu"))
+    assert high["params"]["b"] == small and high["params"]["sp"] == "pixel" and high["model"] == "opq-refiner"
+    higher = api.info(api.encode(img, method="ddcm", bpp=(alone_big + 40) * 8 / 1024, k=64, device="cpu"))
+    assert higher["params"]["b"] == big
     low = api.info(api.encode(img, method="ddcm", bpp=(alone - 8) * 8 / 1024, k=64, device="cpu"))
     assert "b" not in low["params"] and low["params"]["sp"] == "latent" and low["bpp"] <= (alone - 8) * 8 / 1024
     explicit = api.info(api.encode(img, method="ddcm", space="latent", bpp=(alone + 40) * 8 / 1024, k=64,

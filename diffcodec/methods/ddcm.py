@@ -78,7 +78,10 @@ PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M
     "n20-k4096-m256": (20, 4096, 256),
     "n3-k4096-m512": (3, 4096, 512),
 }
-AUTO_BASE = "opq-16-8-8"        # with --bpp and neither --space nor --base: conditional on this base where it fits
+# With --bpp and neither --space nor --base: conditional on the largest of these bases that fits, else latent.
+# Measured on Kodak24 at 0.4 bpp: where opq-32-8-8 (+ 3 steps) fits it beats opq-16-8-8 + many coded steps on
+# MS-SSIM on every such image, with fewer bits (RESULTS.md); opq-64-16-16 is not measured in this role.
+AUTO_BASES = ("opq-32-8-8", "opq-16-8-8")
 BASE_DEFAULT_PRESET = "n3-k4096-m512"   # the preset with --base (few steps: see below)
 # --bpp's first N per mode (default_steps), measured at equal bits: latent N = 50 is +0.25 dB / +0.015 MS-SSIM
 # over N = 20 on Kodak24; the conditional refiner is best at N = 3-5 (N = 20: 0.05-0.2 dB worse, 5x slower)
@@ -743,17 +746,18 @@ class DDCMCodec(Codec):
     def _params(self, image: np.ndarray, preset: str | None,
                 params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
         """The mode and parameters of an encode. With ``bpp`` and neither ``space`` nor ``base`` the mode is
-        automatic: conditional on an AUTO_BASE layer where that layer fits under the target (measured best
+        automatic: conditional on the largest AUTO_BASES layer that fits under the target (measured best
         there), else the latent space."""
         unknown = set(params) - set(ENCODE_PARAMS)
         if unknown:
             raise UsageError(f"ddcm takes no parameter(s) {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(ENCODE_PARAMS)})")
         if params.get("bpp") is not None and params.get("space") is None and params.get("base") is None:
-            try:
-                return self._mode_params(image, preset, {**params, "base": AUTO_BASE})
-            except BelowBaseLayerError:
-                pass
+            for base in AUTO_BASES:
+                try:
+                    return self._mode_params(image, preset, {**params, "base": base})
+                except BelowBaseLayerError:
+                    pass
         return self._mode_params(image, preset, params)
 
     def _mode_params(self, image: np.ndarray, preset: str | None,
