@@ -77,7 +77,7 @@ def cli():
 @click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default=None,
               help="ddcm: codebook kind (default mshift).")
 @click.option("--space", type=click.Choice(["pixel", "latent"]), default=None,
-              help="ddcm: space (default latent; with --bpp and no --space/--base, conditional on opq-16-8-8 where that base fits); diffae: decoder space (default latent).")
+              help="ddcm: space (default latent; with --bpp and no --space/--base, conditional on the largest opq base that fits); diffae: decoder space (default latent).")
 @click.option("--base", default=None, metavar="PRESET",
               help="ddcm: conditional mode, an opq base layer (e.g. opq-16-8-8) + refiner-guided codebook steps.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None,
