@@ -8,7 +8,7 @@
 #     base layer (base sizes differ per image).
 #   MODE auto: the default mode (no --space/--base; --bpp picks conditional or latent); POINT is a target bpp.
 set -euo pipefail
-mode="${1:?mode: latent | pixel | base}"
+mode="${1:?mode: latent | pixel | base | auto}"
 images="${2:-../shared/data/kodak}"
 out="${3:-bench-out/ddcm-kodak24}"
 shift $(( $# < 3 ? $# : 3 ))
@@ -31,7 +31,7 @@ for point in "${points[@]}"; do
     rate=(--param space="$mode" --param bpp="$point" --param steps="${STEPS:-20}")
     name="bpp$point"; [ "${STEPS:-20}" = 20 ] || name="n$STEPS-$name"
   fi
-  diffcodec bench "$images" --method ddcm -p n20-k4096-m64 --vs jpeg --vs webp --vs avif --report-images 2 --quiet \
+  diffcodec bench "$images" --method ddcm --vs jpeg --vs webp --vs avif --report-images 2 --quiet \
     "${rate[@]}" --param k=4096 -o "$out/$mode-$name"
 done
 python "$(dirname "$0")/summarize_benches.py" "$out/$mode"-*/ | tee "$out/$mode-table.md"

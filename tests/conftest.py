@@ -65,3 +65,43 @@ def ddcm_encode_file(img, **params):
     header = container.Header(method="ddcm", model=enc.model, model_sha=enc.model_sha, width=w, height=h,
                               pixel_format=container.pixel_format_code(c), params=enc.params, rng=enc.rng)
     return container.write_container(header, enc.chunks), recon, codec.last_stats
+
+
+
+_DECODE_SCRIPT = """
+import sys, torch
+torch.set_num_threads(int(sys.argv[2]))
+from diffcodec import api
+out = api.decode(open(sys.argv[1], "rb").read(), device="cpu")
+sys.stdout.buffer.write(out.tobytes())
+"""
+
+
+def check_decode_in_fresh_processes(data: bytes, recon, codebooks, folder) -> None:
+    """Decode the .ddc bytes ``data`` in new Python processes (models from ``codebooks``), standing in for
+    "another machine" when no GPU is lent: with the encoder's one thread the pixels are exactly the encoder's
+    reconstruction ``recon``; with two threads the networks' float sums run in another order (about 2e-7
+    relative), so a few pixels may move by a level, never more than 2 (the choices are in the file: the
+    rounding does not compound into other picks)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    src = Path(folder) / "cross-process.ddc"
+    src.write_bytes(data)
+    env = dict(os.environ, DIFFCODEC_CODEBOOKS=str(codebooks), OMP_NUM_THREADS="2")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    recon = np.asarray(recon)
+    for threads in (1, 2):
+        p = subprocess.run([sys.executable, "-c", _DECODE_SCRIPT, str(src), str(threads)], capture_output=True,
+                           env=env, cwd=root, check=False)
+        assert p.returncode == 0, p.stderr.decode()
+        out = np.frombuffer(p.stdout, np.uint8)
+        assert out.size == recon.size
+        if threads == 1:
+            assert p.stdout == recon.tobytes()
+        else:
+            diff = np.abs(out.astype(int) - recon.reshape(-1).astype(int))
+            assert diff.max() <= 2 and diff.mean() < 0.1, (diff.max(), diff.mean())

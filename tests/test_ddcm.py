@@ -6,14 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_image, ddcm_encode_file, rewrite_container
+from conftest import check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, synthetic_image
 from diffcodec import api, artifacts, codebooks_rng, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import ddcm
@@ -346,24 +345,10 @@ def _env(prior):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_decode_is_identical_across_thread_counts(prior, tmp_path, precision):
+def test_decode_in_other_processes_and_thread_counts(prior, tmp_path, precision):
     img = synthetic_image(40, 56)
     data, recon, _ = _encode(img, k=32, steps=4, atoms=2, precision=precision)
-    src = tmp_path / "x.ddc"
-    src.write_bytes(data)
-    script = textwrap.dedent("""
-        import sys, torch
-        torch.set_num_threads(int(sys.argv[2]))
-        from diffcodec import api
-        out = api.decode(open(sys.argv[1], "rb").read(), device="cpu")
-        sys.stdout.buffer.write(out.tobytes())
-    """)
-    outs = []
-    for threads in (1, 2):
-        p = _run(_env(prior), "-c", script, str(src), str(threads))
-        assert p.returncode == 0, p.stderr.decode()
-        outs.append(p.stdout)
-    assert outs[0] == outs[1] == recon.tobytes()
+    check_decode_in_fresh_processes(data, recon, prior, tmp_path)
 
 
 def test_cli_encode_decode_generate(prior, tmp_path):

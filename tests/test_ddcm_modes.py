@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_image, ddcm_encode_file, rewrite_container
+from conftest import check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, synthetic_image
 
 from diffcodec import api, artifacts, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
@@ -22,7 +22,7 @@ from diffcodec.methods import ddcm
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = artifacts.codebooks_dir()          # resolved before any fixture points DIFFCODEC_CODEBOOKS elsewhere
-BASE_PRESETS = ("opq-16-8-8", "opq-32-8-8")
+BASE_PRESETS = ddcm.AUTO_BASES               # every base the automatic mode may pick
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -274,6 +274,30 @@ def test_missing_latent_models_are_named(tmp_path, monkeypatch, models):
         api.encode(img, method="ddcm", base="opq-16-8-8", device="cpu")
 
 
+@pytest.mark.parametrize("mode", [{"space": "latent"}, {"base": "opq-16-8-8"},
+                                  {"base": "opq-32-8-8", "precision": "bf16"}])
+def test_decode_in_other_processes_and_thread_counts(models, tmp_path, mode):
+    """The default modes (latent, conditional) in fresh processes: exact with the encoder's thread count, within
+    a level or two with another (the cross-machine check a CPU-only CI can make)."""
+    img = synthetic_image(27, 45)
+    data, recon, _ = _encode(img, k=64, steps=4, atoms=3, seed=5, **mode)
+    check_decode_in_fresh_processes(data, recon, models, tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", [{"space": "latent"}, {"base": "opq-16-8-8"}])
+def test_gpu_encoded_file_decodes_on_the_cpu(models, mode):
+    """Cross-device: a file encoded on the GPU decodes on the CPU (and back) to nearly the same image; the
+    indices are explicit, so only float rounding of the networks differs, never the codebooks."""
+    img = synthetic_image(32, 48)
+    data, recon, _ = _encode(img, k=64, steps=4, atoms=3, device="cuda", **mode)
+    on_cpu = api.decode(data, device="cpu").astype(np.float64)
+    assert np.abs(on_cpu - _user(recon)).mean() < 1.0
+    data_cpu, recon_cpu, _ = _encode(img, k=64, steps=4, atoms=3, **mode)
+    on_gpu = api.decode(data_cpu, device="cuda").astype(np.float64)
+    assert np.abs(on_gpu - _user(recon_cpu)).mean() < 1.0
+
+
 def test_latent_corrupt_streams(models):
     data, _, _ = _encode(synthetic_image(16, 24), space="latent", k=64, steps=4, atoms=2)
     payload = container.read_container(data).payloads[0]
@@ -380,22 +404,28 @@ def test_base_mode_defaults_to_few_steps(models):
     assert p["n"] == ddcm.BASE_DEFAULT_STEPS and p["m"] < 32                  # atoms fill first
     p = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(200), k=64, device="cpu"))["params"]
     assert p["n"] > ddcm.BASE_DEFAULT_STEPS and p["m"] == 32                 # then steps grow
+    big = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(2000), k=64, device="cpu"))
+    assert big["params"]["n"] == ddcm.BASE_MAX_AUTO_STEPS and big["params"]["m"] == 32   # up to a cap (CPU time)
+    assert big["bpp"] < bpp(2000)
 
 
 def test_bpp_alone_picks_the_mode(models):
     # --bpp with neither --space nor --base: conditional on the largest AUTO_BASES layer that fits, else latent
     img = synthetic_image(32, 32)
-    small, big = ddcm.AUTO_BASES[-1], ddcm.AUTO_BASES[0]
-    alone = len(api.encode(img, method="ddcm", base=small, steps=1, device="cpu"))
-    alone_big = len(api.encode(img, method="ddcm", base=big, steps=1, device="cpu"))
-    assert alone_big > alone + 8
-    high = api.info(api.encode(img, method="ddcm", bpp=(alone + alone_big) // 2 * 8 / 1024, k=64, device="cpu"))
-    assert high["params"]["b"] == small and high["params"]["sp"] == "pixel" and high["model"] == "opq-refiner"
-    higher = api.info(api.encode(img, method="ddcm", bpp=(alone_big + 40) * 8 / 1024, k=64, device="cpu"))
-    assert higher["params"]["b"] == big
-    low = api.info(api.encode(img, method="ddcm", bpp=(alone - 8) * 8 / 1024, k=64, device="cpu"))
-    assert "b" not in low["params"] and low["params"]["sp"] == "latent" and low["bpp"] <= (alone - 8) * 8 / 1024
-    explicit = api.info(api.encode(img, method="ddcm", space="latent", bpp=(alone + 40) * 8 / 1024, k=64,
+    alone = {b: len(api.encode(img, method="ddcm", base=b, steps=1, device="cpu")) for b in ddcm.AUTO_BASES}
+    by_size = sorted(ddcm.AUTO_BASES, key=alone.get)
+    assert by_size == list(reversed(ddcm.AUTO_BASES))                      # listed largest first
+    for small, big in zip(by_size, by_size[1:]):
+        assert alone[big] > alone[small] + 8
+        between = (alone[small] + alone[big]) // 2 * 8 / 1024
+        got = api.info(api.encode(img, method="ddcm", bpp=between, k=64, device="cpu"))
+        assert got["params"]["b"] == small and got["params"]["sp"] == "pixel" and got["model"] == "opq-refiner"
+    top = api.info(api.encode(img, method="ddcm", bpp=(alone[by_size[-1]] + 40) * 8 / 1024, k=64, device="cpu"))
+    assert top["params"]["b"] == by_size[-1]
+    floor = alone[by_size[0]]
+    low = api.info(api.encode(img, method="ddcm", bpp=(floor - 8) * 8 / 1024, k=64, device="cpu"))
+    assert "b" not in low["params"] and low["params"]["sp"] == "latent" and low["bpp"] <= (floor - 8) * 8 / 1024
+    explicit = api.info(api.encode(img, method="ddcm", space="latent", bpp=(floor + 40) * 8 / 1024, k=64,
                                    device="cpu"))
     assert "b" not in explicit["params"]                                    # a given --space is kept
     no_bpp = api.info(api.encode(img, method="ddcm", k=64, steps=3, device="cpu"))

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import synthetic_image
+from conftest import rewrite_container, synthetic_image
 from diffcodec import api, artifacts, metrics
-from diffcodec.errors import ModelError
+from diffcodec.errors import CorruptInputError, ModelError
 from diffcodec.methods import opq
 
 
@@ -123,3 +123,22 @@ def test_training_command_backend_writes_loadable_codebooks(tmp_path, monkeypatc
     img = synthetic_image(30, 30, seed=9)
     data, recon = api.encode_with_reconstruction(img, method="opq", preset="opq-16-8-8")
     assert np.array_equal(api.decode(data), recon)
+
+
+@pytest.mark.parametrize("damage", ["one trailing word", "three trailing words", "last word changed",
+                                    "last word dropped", "first word changed"])
+def test_damaged_payload_is_corrupt(damage):
+    """A range decoder reads any words as some symbols (constriction's exhaustion check misses one trailing
+    word): the decoder re-encodes what it read and refuses a payload that is not exactly that coding."""
+    from diffcodec import container
+
+    data = api.encode(synthetic_image(50, 70), method="opq", preset="opq-16-8-8")
+    payload = container.read_container(data).payloads[0]
+    bad = {"one trailing word": payload + bytes(4),
+           "three trailing words": payload + bytes.fromhex("12345678") * 3,
+           "last word changed": payload[:-4] + bytes(b ^ 0x5A for b in payload[-4:]),
+           "last word dropped": payload[:-4],
+           "first word changed": bytes([payload[0] ^ 1]) + payload[1:]}[damage]
+    with pytest.raises(CorruptInputError):
+        api.decode(rewrite_container(data, payload=bad))
+    assert api.decode(rewrite_container(data, payload=payload)).shape == (50, 70, 3)

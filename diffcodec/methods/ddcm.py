@@ -80,8 +80,9 @@ PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M
 }
 # With --bpp and neither --space nor --base: conditional on the largest of these bases that fits, else latent.
 # Measured on Kodak24 at 0.4 bpp: where opq-32-8-8 (+ 3 steps) fits it beats opq-16-8-8 + many coded steps on
-# MS-SSIM on every such image, with fewer bits (RESULTS.md); opq-64-16-16 is not measured in this role.
-AUTO_BASES = ("opq-32-8-8", "opq-16-8-8")
+# MS-SSIM on every such image, with fewer bits (RESULTS.md). opq-64-16-16 + 3 steps: +0.70 dB / +0.003 MS-SSIM
+# over its plain decode. opq-128-32-32 is left out: the opq-refiner was not trained on it.
+AUTO_BASES = ("opq-64-16-16", "opq-32-8-8", "opq-16-8-8")
 BASE_DEFAULT_PRESET = "n3-k4096-m512"   # the preset with --base (few steps: see below)
 # --bpp's first N per mode (default_steps), measured at equal bits: latent N = 50 is +0.25 dB / +0.015 MS-SSIM
 # over N = 20 on Kodak24; the conditional refiner is best at N = 3-5 (N = 20: 0.05-0.2 dB worse, 5x slower)
@@ -91,6 +92,9 @@ BASE_DEFAULT_STEPS = 3
 # --bpp search grids (see choose_params)
 STEPS_GRID = (2, 3, 5, 10, 15, 20, 30, 50, 100, 200)
 MAX_AUTO_STEPS = 200            # --bpp grows N up to this when the atoms are saturated
+BASE_MAX_AUTO_STEPS = 10        # ... and up to this with a base layer: a refiner step is a full-size pixel UNet pass
+                                # (~1.5 s on a CPU at 768x512); at +0.1 bpp N = 10 is 0.09 dB / 0.001 MS-SSIM
+                                # below N = 20 (measured). Past it the file lands under the target
 K_GRID = (2, 4, 16, 64, 256, 1024, 4096, 16384)
 MAX_AUTO_ATOMS = 512           # --bpp picks any M in 1..min(K/2, 512): combining costs ~2 ms per atom at Kodak size
 
@@ -591,7 +595,8 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
     1. N = steps or :func:`default_steps`, K = k or 4096; take the largest M in 1..min(K/2, MAX_AUTO_ATOMS)
        (or M = atoms) that fits (the file size grows with M there, so a bisection finds it).
     2. If it fits but M cannot grow (atoms fixed, or M = min(K/2, MAX_AUTO_ATOMS) fits) and N is free: the
-       largest N in N..MAX_AUTO_STEPS (bounded by ``max_steps``, the prior's T) that still fits with that M.
+       largest N in N..MAX_AUTO_STEPS (BASE_MAX_AUTO_STEPS with a base layer; bounded by ``max_steps``, the
+       prior's T) that still fits with that M.
     3. If nothing fits and N is free: the largest N in STEPS_GRID below it where some M fits (largest such M).
     4. If still nothing and K is free: the largest K in K_GRID below it at N = 2 (or the fixed N).
     5. With a base layer only (``base``, of ``base_bytes`` bytes, counted in every size): if still nothing and N
@@ -632,7 +637,8 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
         saturated = atoms is not None or m == max_m(k0)
         n = n0
         if saturated and steps is None:
-            n = largest_fitting(n0, max(n0, min(MAX_AUTO_STEPS, max_steps)), lambda nn: size(nn, k0, m))
+            grow_to = BASE_MAX_AUTO_STEPS if base is not None else MAX_AUTO_STEPS
+            n = largest_fitting(n0, max(n0, min(grow_to, max_steps)), lambda nn: size(nn, k0, m))
         return params(n, k0, m)
     if steps is None:
         for cand in sorted((s for s in STEPS_GRID if s < n0), reverse=True):
@@ -904,7 +910,7 @@ def generate(height: int = 64, width: int = 64, *, k: int = DEFAULT_K, steps: in
     (height, width, 3)."""
     from diffcodec import container
 
-    p = DDCMParams(steps, k, atoms, codebook, space, seed).check()
+    p = DDCMParams(steps=steps, k=k, atoms=atoms, codebook=codebook, space=space, seed=seed).check()
     if not (1 <= height <= container.MAX_DIMENSION and 1 <= width <= container.MAX_DIMENSION):
         raise UsageError(f"--size must be 1..{container.MAX_DIMENSION} pixels, got {width}x{height}")
     prior = load_prior(space, _resolve_device(device))

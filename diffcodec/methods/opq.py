@@ -232,9 +232,17 @@ class OPQCodec(Codec):
             raise CorruptInputError("opq file must hold exactly one payload chunk")
         dec = Decoder(encoded.chunks[0])
         gh, gw = -(-height // PATCH), -(-width // PATCH)
+        grids = [decode_indices(dec, gh, gw, books[c].ctx_freq) for c in range(channels)]
+        # A range decoder reads garbage as some symbols: the payload must be exactly the coding of what it
+        # decodes to (catches trailing and altered words; re-encoding costs a few ms).
+        check = Encoder()
+        for c, grid in enumerate(grids):
+            encode_indices(check, grid, books[c].ctx_freq)
+        if check.finish() != bytes(encoded.chunks[0]):
+            raise CorruptInputError("corrupt opq payload: it is not the exact coding of the indices it decodes to "
+                                    "(altered, truncated or trailing data)")
         planes = np.empty((channels, height, width), dtype=np.float32)
-        for c in range(channels):
-            grid = decode_indices(dec, gh, gw, books[c].ctx_freq)
+        for c, grid in enumerate(grids):
             planes[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
         image = self._image(planes, height, width)
         if options.get("refine"):
