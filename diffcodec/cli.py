@@ -120,6 +120,9 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
     else:
         _say(f"{input} -> {output}: {method} {meta['model']}, {meta['width']}x{meta['height']}, "
              f"{meta['file_bytes']:,} bytes, {meta['bpp']:.3f} bpp, {elapsed:.2f} s", quiet)
+    if bpp is not None and meta["bpp"] < 0.9 * bpp:    # --bpp is "at or under": say when it is far under
+        _say(f"note: {meta['bpp']:.3f} bpp is well under --bpp {bpp:g}: that is the most {method}'s --bpp search "
+             f"spends on this image", quiet)
 
 
 @cli.command()

@@ -479,6 +479,12 @@ def test_cli_modes(models, tmp_path):
     out = run("info", str(tmp_path / "b.ddc")).stdout.decode()
     assert "ddcm mode" in out and "base layer opq-16-8-8" in out
     assert "space latent" in run("info", str(tmp_path / "l.ddc")).stdout.decode()
+    p = run("encode", str(src), "-o", str(tmp_path / "far.ddc"), "--method", "ddcm", "--base", "opq-16-8-8", "--k", "64",
+            "--bpp", "40", "--device", "cpu")            # base-layer files stop at N = BASE_MAX_AUTO_STEPS
+    assert p.returncode == 0 and b"well under --bpp 40" in p.stderr, p.stderr.decode()
+    p = run("encode", str(src), "-o", str(tmp_path / "near.ddc"), "--method", "ddcm", "--space", "latent", "--k", "64",
+            "--bpp", "4", "--device", "cpu")
+    assert p.returncode == 0 and b"well under" not in p.stderr, p.stderr.decode()
     p = run("encode", str(src), "-o", str(tmp_path / "x.ddc"), "--method", "ddcm", "--base", "opq-1-2-3")
     assert p.returncode == 2 and b"opq-16-8-8" in p.stderr and b"Traceback" not in p.stderr
     p = run("generate", "--method", "ddcm", "--space", "latent", "--k", "8", "--steps", "2", "--size", "16",
