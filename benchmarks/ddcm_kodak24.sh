@@ -31,7 +31,9 @@ for point in "${points[@]}"; do
     rate=(--param space="$mode" --param bpp="$point" --param steps="${STEPS:-20}")
     name="bpp$point"; [ "${STEPS:-20}" = 20 ] || name="n$STEPS-$name"
   fi
-  diffcodec bench "$images" --method ddcm --vs jpeg --vs webp --vs avif --report-images 2 --quiet \
+  # -p names one preset (without it bench runs every preset); the --param values override its N, K, M, so the
+  # per-run summary.md is labelled with that preset's name while the folder name and summary.json say what ran
+  diffcodec bench "$images" --method ddcm -p n20-k4096-m64 --vs jpeg --vs webp --vs avif --report-images 2 --quiet \
     "${rate[@]}" --param k=4096 -o "$out/$mode-$name"
 done
 python "$(dirname "$0")/summarize_benches.py" "$out/$mode"-*/ | tee "$out/$mode-table.md"

@@ -450,7 +450,9 @@ def test_bpp_first_steps_depend_on_the_mode():
     assert first(ddcm.DDCMParams(space="pixel")) == ddcm.DEFAULT_STEPS == 20
     assert first(ddcm.DDCMParams(space="latent")) == ddcm.LATENT_DEFAULT_STEPS == 50
     assert first(ddcm.DDCMParams(space="latent"), max_steps=40) == 40              # bounded by the prior's T
-    assert first(ddcm.DDCMParams(space="pixel", base="opq-16-8-8")) == ddcm.BASE_DEFAULT_STEPS == 3
+    base = ddcm.DDCMParams(space="pixel", base="opq-16-8-8")
+    assert ddcm.choose_params(0.1, 256, 256, 3, template=base, **kw).steps == ddcm.BASE_DEFAULT_STEPS == 3
+    assert first(base) == 1          # 0.02 bpp buys N = 3 too few atoms: one free refiner step instead
 
 
 def test_bpp_lands_close_under_the_target():

@@ -409,6 +409,20 @@ def test_base_mode_defaults_to_few_steps(models):
     assert big["bpp"] < bpp(2000)
 
 
+def test_base_bpp_takes_the_free_step_over_a_few_atoms(models):
+    # measured: with K = 4096, N = 3 needs more than 64 atoms to beat one free refiner step (N = 1, no bits)
+    img = synthetic_image(32, 32)
+    alone = len(api.encode(img, method="ddcm", base="opq-16-8-8", steps=1, device="cpu"))
+    bpp = lambda extra_bytes: (alone + extra_bytes) * 8 / (32 * 32)
+    step = lambda m: ddcm.payload_bytes([ddcm.alphabet(4096, m)] * 2)       # N = 3: two coded steps
+    few = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(step(48)), device="cpu"))
+    assert (few["params"]["n"], few["params"]["m"]) == (1, 1) and few["file_bytes"] <= alone   # no index bits
+    more = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(step(80)), device="cpu"))
+    assert more["params"]["n"] == ddcm.BASE_DEFAULT_STEPS and more["params"]["m"] > 64
+    pinned = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(step(48)), k=4096, device="cpu"))
+    assert pinned["params"]["n"] == ddcm.BASE_DEFAULT_STEPS                # a given K (or N, M) keeps the rule out
+
+
 def test_bpp_alone_picks_the_mode(models):
     # --bpp with neither --space nor --base: conditional on the largest AUTO_BASES layer that fits, else latent
     img = synthetic_image(32, 32)

@@ -1,11 +1,7 @@
 """diffae: diffusion-autoencoder codec and its training, with tiny models trained for a few steps in a temp folder."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import synthetic_image, rewrite_container
+from conftest import check_decode_in_fresh_processes, rewrite_container, synthetic_image
 from diffcodec import api, artifacts, container
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import diffae, get_codec
 
-ROOT = Path(__file__).resolve().parent.parent
 # widths with >= 2 channels per GroupNorm group, so that a 1x1 image (one latent cell) still normalises
 TINY = dict(latent_channels=4, encoder_channels=[8, 8, 48], cond_channels=8, delta_grid=8,
             unet=dict(base_channels=12, channel_mult=[1, 2], attn_levels=[1], attn_head_channels=12))
@@ -149,19 +144,7 @@ def test_decode_is_deterministic_across_runs_and_processes(models, tmp_path):
     assert api.info(data)["params"]["s"] == 7
     a, b = api.decode(data, device="cpu"), api.decode(data, device="cpu")
     assert np.array_equal(a, b)
-    src = tmp_path / "x.ddc"
-    src.write_bytes(data)
-    script = textwrap.dedent("""
-        import sys, torch
-        torch.set_num_threads(2)
-        from diffcodec import api
-        sys.stdout.buffer.write(api.decode(open(sys.argv[1], "rb").read(), device="cpu").tobytes())
-    """)
-    env = dict(os.environ, DIFFCODEC_CODEBOOKS=str(models["codebooks"]), OMP_NUM_THREADS="2")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-c", script, str(src)], env=env, capture_output=True, timeout=120)
-    assert p.returncode == 0, p.stderr.decode()
-    assert p.stdout == a.tobytes()
+    check_decode_in_fresh_processes(data, a, models["codebooks"], tmp_path)
     # another seed or step count is another (valid) decode of the same payload
     c = api.decode(rewrite_container(data, params={"d": api.info(data)["params"]["d"], "n": 3, "s": 8}), device="cpu")
     assert c.shape == a.shape and not np.array_equal(c, a)
