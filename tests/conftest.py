@@ -67,6 +67,16 @@ def ddcm_encode_file(img, **params):
     return container.write_container(header, enc.chunks), recon, codec.last_stats
 
 
+def subprocess_env(codebooks, threads: int = 2) -> dict:
+    """The environment of a child Python process that imports this checkout's diffcodec with the models in
+    ``codebooks`` and an OpenMP team of ``threads``."""
+    import os
+    from pathlib import Path
+
+    env = dict(os.environ, DIFFCODEC_CODEBOOKS=str(codebooks), OMP_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
 
 _DECODE_SCRIPT = """
 import sys, torch
@@ -83,7 +93,6 @@ def check_decode_in_fresh_processes(data: bytes, recon, codebooks, folder) -> No
     reconstruction ``recon``; with two threads the networks' float sums run in another order (about 2e-7
     relative), so a few pixels may move by a level, never more than 2 (the choices are in the file: the
     rounding does not compound into other picks)."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -91,8 +100,7 @@ def check_decode_in_fresh_processes(data: bytes, recon, codebooks, folder) -> No
     root = Path(__file__).resolve().parent.parent
     src = Path(folder) / "cross-process.ddc"
     src.write_bytes(data)
-    env = dict(os.environ, DIFFCODEC_CODEBOOKS=str(codebooks), OMP_NUM_THREADS="2")
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    env = subprocess_env(codebooks)
     recon = np.asarray(recon)
     for threads in (1, 2):
         p = subprocess.run([sys.executable, "-c", _DECODE_SCRIPT, str(src), str(threads)], capture_output=True,

@@ -2,7 +2,6 @@
 
 import itertools
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, synthetic_image
+from conftest import (check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, subprocess_env,
+                      synthetic_image)
 from diffcodec import api, artifacts, codebooks_rng, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import ddcm
@@ -338,12 +338,6 @@ def _run(env, *args, **kw):
     return subprocess.run([sys.executable, *args], capture_output=True, env=env, cwd=kw.get("cwd", ROOT), check=False)
 
 
-def _env(prior):
-    env = dict(os.environ, DIFFCODEC_CODEBOOKS=str(prior), OMP_NUM_THREADS="2")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_decode_in_other_processes_and_thread_counts(prior, tmp_path, precision):
     img = synthetic_image(40, 56)
@@ -354,7 +348,7 @@ def test_decode_in_other_processes_and_thread_counts(prior, tmp_path, precision)
 def test_cli_encode_decode_generate(prior, tmp_path):
     from PIL import Image
 
-    env = _env(prior)
+    env = subprocess_env(prior)
     cli = ("-m", "diffcodec")
     src = tmp_path / "in.png"
     Image.fromarray(synthetic_image(20, 24)).save(src)

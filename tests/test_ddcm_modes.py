@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, synthetic_image
+from conftest import (check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, subprocess_env,
+                      synthetic_image)
 
 from diffcodec import api, artifacts, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
@@ -477,8 +478,7 @@ def test_base_corrupt_and_mismatched_streams(own_models):
 def test_cli_modes(models, tmp_path):
     from PIL import Image
 
-    env = dict(os.environ, DIFFCODEC_CODEBOOKS=str(models), OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = subprocess_env(models, threads=1)
     run = lambda *a: subprocess.run([sys.executable, "-m", "diffcodec", *a], capture_output=True, env=env,
                                     cwd=ROOT, check=False)
     src = tmp_path / "in.png"

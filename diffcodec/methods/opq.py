@@ -148,6 +148,14 @@ def encode_indices(enc: Encoder, grid: np.ndarray, ctx_freq: np.ndarray) -> None
         enc.categorical_per_symbol(grid[rows, cols, m], ctx_freq[m][ctx])
 
 
+def encode_grids(grids: list[np.ndarray], books: list[ChannelCodebook]) -> bytes:
+    """The payload: every channel's index grid in channel order, in one range coder."""
+    enc = Encoder()
+    for grid, book in zip(grids, books):
+        encode_indices(enc, grid, book.ctx_freq)
+    return enc.finish()
+
+
 def decode_indices(dec: Decoder, gh: int, gw: int, ctx_freq: np.ndarray) -> np.ndarray:
     m_count = ctx_freq.shape[0]
     grid = np.zeros((gh, gw, m_count), dtype=np.int64)
@@ -205,10 +213,8 @@ class OPQCodec(Codec):
         preset_bits(preset)
         books, sha = load_codebooks(preset)
         grids, recon = self._quantize(image, books)
-        enc = Encoder()
-        for c, grid in enumerate(grids):
-            encode_indices(enc, grid, books[c].ctx_freq)
-        encoded = Encoded(model=preset.removeprefix("opq-"), model_sha=artifacts.sha_prefix32(sha), chunks=[enc.finish()])
+        encoded = Encoded(model=preset.removeprefix("opq-"), model_sha=artifacts.sha_prefix32(sha),
+                          chunks=[encode_grids(grids, books)])
         return encoded, recon
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
@@ -235,10 +241,7 @@ class OPQCodec(Codec):
         grids = [decode_indices(dec, gh, gw, books[c].ctx_freq) for c in range(channels)]
         # A range decoder reads garbage as some symbols: the payload must be exactly the coding of what it
         # decodes to (catches trailing and altered words; re-encoding costs a few ms).
-        check = Encoder()
-        for c, grid in enumerate(grids):
-            encode_indices(check, grid, books[c].ctx_freq)
-        if check.finish() != bytes(encoded.chunks[0]):
+        if encode_grids(grids, books) != bytes(encoded.chunks[0]):
             raise CorruptInputError("corrupt opq payload: it is not the exact coding of the indices it decodes to "
                                     "(altered, truncated or trailing data)")
         planes = np.empty((channels, height, width), dtype=np.float32)
