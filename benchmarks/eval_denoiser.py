@@ -19,7 +19,7 @@ import torch
 
 from diffcodec.data import list_images, load_image_rgb, to_uint8
 from diffcodec.diffusion.samplers import gaussian_noise_sampler, sample_ddpm, strided_timesteps, x0_predictor
-from diffcodec.diffusion.train import load_denoiser
+from diffcodec.diffusion.models import load_denoiser
 from diffcodec.metrics import psnr
 
 SIGMAS = (15, 25, 50)

@@ -112,9 +112,9 @@ def default_image_dir() -> Path | None:
 # ----------------------------------------------------------------------------------------------- helpers
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    from diffcodec.images import write_bytes_atomic
+    from diffcodec import atomic
 
-    write_bytes_atomic(str(path), data)
+    atomic.write_bytes(path, data)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

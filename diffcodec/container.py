@@ -35,6 +35,9 @@ __all__ = [
     "Header",
     "Chunk",
     "Container",
+    "Encoded",
+    "frame",
+    "framed_size",
     "write_container",
     "read_container",
     "MAX_DIMENSION",
@@ -105,6 +108,18 @@ class Header:
 
 
 @dataclass
+class Encoded:
+    """What a codec produces for one image: the method-specific header fields and the payload chunks.
+    :func:`frame` turns it into a file; :attr:`Container.encoded` gives it back."""
+
+    model: str                      # stable model id within the method, e.g. "32-8-8"
+    model_sha: int                  # first 4 bytes of the model file's sha256, big-endian (0: none)
+    params: dict[str, Any] = field(default_factory=dict)  # everything else the decoder needs
+    rng: dict[str, Any] | None = None                     # seeded-generator spec (header `rng` map)
+    chunks: list[bytes] = field(default_factory=list)     # payload bitstreams ('D' chunks)
+
+
+@dataclass
 class Chunk:
     type: str
     data: bytes
@@ -122,6 +137,12 @@ class Container:
     @property
     def payloads(self) -> list[bytes]:
         return [c.data for c in self.chunks if c.type == CHUNK_DATA]
+
+    @property
+    def encoded(self) -> Encoded:
+        """The codec's view of this file (what :func:`frame` was given)."""
+        h = self.header
+        return Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng, chunks=self.payloads)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -271,6 +292,12 @@ def _encode_header(h: Header) -> bytes:
     return msgpack.packb(arr, use_bin_type=True)
 
 
+def _plain_header(header: Header) -> Header:
+    return Header(header.method, header.model, _plain(header.model_sha), _plain(header.width),
+                  _plain(header.height), _plain(header.pixel_format), _plain(header.frames),
+                  _plain(header.params), _plain(header.rng))
+
+
 def write_container(header: Header, payloads: list[bytes], metadata: dict[str, str] | None = None) -> bytes:
     """Serialise one `.ddc` file: signature, H, m (if metadata is non-empty), then one D chunk per payload.
 
@@ -279,9 +306,7 @@ def write_container(header: Header, payloads: list[bytes], metadata: dict[str, s
     """
     if not isinstance(header, Header):
         raise TypeError(f"header must be a Header, got {type(header).__name__}")
-    h = Header(header.method, header.model, _plain(header.model_sha), _plain(header.width),
-               _plain(header.height), _plain(header.pixel_format), _plain(header.frames),
-               _plain(header.params), _plain(header.rng))
+    h = _plain_header(header)
     _check_header(h, UsageError, UsageError)
     payloads = list(payloads)
     if len(payloads) != h.frames:
@@ -296,6 +321,33 @@ def write_container(header: Header, payloads: list[bytes], metadata: dict[str, s
             raise TypeError(f"payload {i} must be bytes, got {type(p).__name__}")
         parts.append(_encode_chunk(CHUNK_DATA, bytes(p)))
     return b"".join(parts)
+
+
+def _image_header(method: str, encoded: Encoded, width: int, height: int, channels: int) -> Header:
+    return Header(method=method, model=encoded.model, model_sha=encoded.model_sha, width=width, height=height,
+                  pixel_format=pixel_format_code(channels), frames=max(1, len(encoded.chunks)),
+                  params=encoded.params, rng=encoded.rng)
+
+
+def frame(method: str, encoded: Encoded, width: int, height: int, channels: int,
+          metadata: dict[str, str] | None = None) -> bytes:
+    """The one place a codec's output becomes a `.ddc` file: header from ``encoded``'s fields and the image
+    geometry, one D chunk per payload."""
+    return write_container(_image_header(method, encoded, width, height, channels), encoded.chunks, metadata)
+
+
+def framed_size(method: str, encoded: Encoded, width: int, height: int, channels: int,
+                payload_sizes: list[int] | None = None) -> int:
+    """Exact size of :func:`frame`'s file without building it; ``payload_sizes`` (default: the lengths of
+    ``encoded.chunks``) lets a rate search price payloads it has not coded. The overhead is this minus the
+    payload bytes."""
+    sizes = [len(c) for c in encoded.chunks] if payload_sizes is None else list(payload_sizes)
+    enc = Encoded(encoded.model, encoded.model_sha, encoded.params, encoded.rng, [b""] * len(sizes))
+    h = _plain_header(_image_header(method, enc, width, height, channels))
+    _check_header(h, UsageError, UsageError)
+    header = _encode_header(h)
+    return (len(SIGNATURE) + len(_encode_chunk(CHUNK_HEADER, header))
+            + sum(1 + len(_encode_varint(n)) + n + 4 for n in sizes))
 
 
 # ----------------------------------------------------------------------------------------------------

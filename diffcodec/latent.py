@@ -76,7 +76,7 @@ def load_latent_space(name: str = AUTOENCODER_NAME, device: str | torch.device =
 def load_latent_prior(name: str = PRIOR_NAME, device: str | torch.device = "cpu"):
     """The latent diffusion prior: ``(model, schedule, parameterization, manifest)``; its manifest's
     ``autoencoder_sha256`` names the autoencoder whose latents it models."""
-    from diffcodec.diffusion.train import load_denoiser
+    from diffcodec.diffusion.models import load_denoiser
 
     return load_denoiser(name, device)
 

@@ -1,6 +1,6 @@
 """Regenerate the golden .ddc test vectors in formats/golden/ (run only when a format change is intended).
 
-Each vector is a small generated image (diffcodec.sample.sample_image, so no data files are needed),
+Each vector is a small generated image (diffcodec.testimage.synthetic_image, so no data files are needed),
 encoded with one method/preset. golden.json records, per file: how the source image is made, the sha256 of
 the .ddc bytes and the sha256 of the decoded pixels (uint8, C order, with the shape). tests/test_golden.py
 decodes every file on every CI run, so a change that breaks old files fails.
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from diffcodec import api
-from diffcodec.sample import sample_image
+from diffcodec.testimage import synthetic_image
 
 HERE = Path(__file__).resolve().parent / "golden"
 
@@ -31,7 +31,7 @@ VECTORS = [
 
 
 def source_image(height: int, width: int, seed: int, gray: bool) -> np.ndarray:
-    img = sample_image(height, width, seed)
+    img = synthetic_image(height, width, seed)
     return img[..., 1] if gray else img
 
 

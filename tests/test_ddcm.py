@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _export_tiny(seed: int = 0) -> None:
     from diffcodec.diffusion import NoiseSchedule, UNet
-    from diffcodec.diffusion.train import export_denoiser
+    from diffcodec.diffusion.models import export_denoiser
 
     torch.manual_seed(seed)
     model = UNet(base_channels=8, channel_mult=(1, 2), attn_levels=())

@@ -49,7 +49,7 @@ def _export_autoencoder(seed: int = 0) -> str:
 
 def _export_latent_prior(ae_sha: str, seed: int = 0, parameterization: str = "v") -> None:
     from diffcodec.diffusion import NoiseSchedule, UNet
-    from diffcodec.diffusion.train import export_denoiser
+    from diffcodec.diffusion.models import export_denoiser
 
     torch.manual_seed(seed)
     # base 12: GroupNorm keeps 3 channels per group, so even a 1x1 latent level normalises
@@ -61,7 +61,7 @@ def _export_latent_prior(ae_sha: str, seed: int = 0, parameterization: str = "v"
 
 def _export_refiner(seed: int = 0) -> None:
     from diffcodec.diffusion import NoiseSchedule, UNet
-    from diffcodec.diffusion.train import export_denoiser
+    from diffcodec.diffusion.models import export_denoiser
 
     torch.manual_seed(seed)
     model = UNet(cond_channels=3, cond_residual=True, base_channels=8, channel_mult=(1, 2), attn_levels=())

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_image
-from diffcodec import images
+from diffcodec import atomic, images
 from diffcodec.errors import CorruptInputError, UsageError
 
 
@@ -109,7 +109,7 @@ def test_output_paths_and_atomic_write(tmp_path):
     with pytest.raises(UsageError, match="unknown output image type"):
         images.output_format("x.jpg")
     out = tmp_path / "o.bin"
-    images.write_bytes_atomic(str(out), b"abc")
+    atomic.write_bytes(str(out), b"abc")
     assert out.read_bytes() == b"abc"
     assert [p for p in os.listdir(tmp_path) if p.startswith(".diffcodec-")] == []
 

@@ -23,7 +23,7 @@ def codebooks(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_refiner(codebooks):
     from diffcodec.diffusion import NoiseSchedule, UNet
-    from diffcodec.diffusion.train import export_denoiser
+    from diffcodec.diffusion.models import export_denoiser
     from diffcodec.methods.opq_refine import REFINER_NAME
 
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""Diffusion engine: noise schedules, a small UNet, samplers with injected noise, EMA and the training loop.
+"""Diffusion engine: noise schedules, a small UNet, samplers with injected noise, EMA, and loading of shipped
+denoisers (training lives in :mod:`diffcodec.training`).
 
     >>> from diffcodec.diffusion import UNet, NoiseSchedule, x0_predictor, sample_ddpm, strided_timesteps
     >>> model, schedule, param, manifest = load_denoiser("denoisers/NAME")
@@ -21,13 +22,7 @@ from diffcodec.diffusion.samplers import (
     x0_predictor,
 )
 from diffcodec.diffusion.schedules import LOSS_WEIGHTINGS, PARAMETERIZATIONS, SCHEDULES, NoiseSchedule
-from diffcodec.diffusion.train import (
-    TrainConfig,
-    evaluate_x0_psnr,
-    export_denoiser,
-    load_denoiser,
-    train_denoiser,
-)
+from diffcodec.diffusion.models import export_denoiser, load_denoiser
 from diffcodec.diffusion.unet import UNet, count_parameters, timestep_embedding
 
 __all__ = [
@@ -37,12 +32,10 @@ __all__ = [
     "PARAMETERIZATIONS",
     "SCHEDULES",
     "StepOutput",
-    "TrainConfig",
     "UNet",
     "count_parameters",
     "ddim_step",
     "ddpm_step",
-    "evaluate_x0_psnr",
     "export_denoiser",
     "gaussian_noise_sampler",
     "load_denoiser",
@@ -51,6 +44,5 @@ __all__ = [
     "sample_ddpm",
     "strided_timesteps",
     "timestep_embedding",
-    "train_denoiser",
     "x0_predictor",
 ]

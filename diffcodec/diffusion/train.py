@@ -41,12 +41,12 @@ from diffcodec.data import ImageFolderCrops, validation_crops
 from diffcodec.diffusion.ema import EMA
 from diffcodec.diffusion.schedules import LOSS_WEIGHTINGS, PARAMETERIZATIONS, NoiseSchedule
 from diffcodec.diffusion.unet import UNet
+from diffcodec.diffusion.models import ARTIFACT_FORMAT, export_denoiser, load_denoiser  # noqa: F401
 from diffcodec.errors import ModelError, UsageError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.jsonl"
 CHECKPOINT_FORMAT = "diffcodec-train-checkpoint-v1"
-ARTIFACT_FORMAT = "diffcodec-denoiser-v1"
 
 
 @dataclass
@@ -500,66 +500,3 @@ def _truncate_log(log_path: Path, step: int) -> None:
     tmp = log_path.with_name(log_path.name + ".tmp")
     tmp.write_text("".join(k + "\n" for k in keep))
     os.replace(tmp, log_path)
-
-
-# ---------------------------------------------------------------------- shipped weights
-def export_denoiser(
-    name: str,
-    model: UNet,
-    schedule: NoiseSchedule,
-    parameterization: str,
-    manifest: dict[str, Any] | None = None,
-) -> Path:
-    """Save ``model``'s weights as fp16 safetensors artifact ``name`` (relative to the codebooks folder); the model
-    config, schedule config and parameterization go into both the safetensors metadata and the manifest (the
-    manifest's copy is the one :func:`load_denoiser` uses). ``manifest`` adds fields (command, data, steps,
-    wall time, device, validation, license, ...). Returns the weights path."""
-    tensors = {k: v.detach().to("cpu", torch.float16).contiguous().numpy() for k, v in model.state_dict().items()}
-    for k, v in tensors.items():
-        if not np.isfinite(v).all():
-            raise ModelError(f"weight {k} is not finite in fp16; cannot export")
-    info = {
-        "kind": "denoiser",
-        "format": ARTIFACT_FORMAT,
-        "model_config": model.config,
-        "schedule": schedule.config,
-        "parameterization": parameterization,
-        "params": model.num_parameters(),
-        "dtype": "float16",
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    full = {**info, **(manifest or {})}
-    for key in ("command", "data", "steps", "wall_time_s", "device", "validation", "license"):
-        full.setdefault(key, None)
-    from diffcodec.artifacts import save_artifact
-
-    metadata = {"format": ARTIFACT_FORMAT, "model_config": json.dumps(model.config),
-                "schedule": json.dumps(schedule.config), "parameterization": parameterization}
-    return save_artifact(name, tensors, full, metadata=metadata)
-
-
-def load_denoiser(
-    name: str, device: str | torch.device = "cpu", *, channels_last: bool = True
-) -> tuple[UNet, NoiseSchedule, str, dict[str, Any]]:
-    """Load a shipped denoiser (sha256-verified by :func:`diffcodec.artifacts.load_artifact`), fp16 -> fp32, in
-    eval mode: ``(model, schedule, parameterization, manifest)``. ``channels_last`` stores the weights NHWC,
-    which makes the convolutions ~20% faster on the CPU (outputs are the same up to float rounding)."""
-    from diffcodec.artifacts import load_artifact
-
-    tensors, manifest, _sha = load_artifact(name)
-    if manifest.get("format") != ARTIFACT_FORMAT:
-        raise ModelError(f"artifact {name!r} is not a denoiser ({manifest.get('format')!r})")
-    try:
-        model = UNet.from_config(manifest["model_config"])
-        schedule = NoiseSchedule.from_config(manifest["schedule"])
-        parameterization = manifest["parameterization"]
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"unknown parameterization {parameterization!r}")
-        state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
-        model.load_state_dict(state, strict=True)
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise ModelError(f"artifact {name!r} does not match its manifest: {e}") from None
-    model.to(device).eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model, schedule, parameterization, manifest

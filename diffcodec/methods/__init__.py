@@ -1,43 +1,77 @@
-"""Method registry: stable method names -> codec classes (the CompressAI `models` registry idea).
+"""The codec contract and the method registry (stable method names -> codec classes, the CompressAI `models`
+registry idea).
 
 A codec turns a uint8 image into an :class:`Encoded` (model id, coding parameters, payload chunks);
-:mod:`diffcodec.api` wraps that in the `.ddc` container. Method names and model ids are part of the
-file format: never rename one, add a new one instead.
+:func:`diffcodec.container.frame` wraps that in the `.ddc` container. Callers never name a method to decide
+what to do: they ask the codec (:attr:`Codec.encode_options`, :attr:`Codec.decode_options`,
+:attr:`Codec.can_generate`, :meth:`Codec.describe`). Method names and model ids are part of the file format:
+never rename one, add a new one instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from diffcodec.container import Encoded
 from diffcodec.errors import UnsupportedError, UsageError
 
-
-@dataclass
-class Encoded:
-    """What a codec produces for one image, before container framing."""
-
-    model: str                      # stable model id within the method, e.g. "32-8-8"
-    model_sha: int                  # first 4 bytes of the model file's sha256, big-endian (0: none)
-    params: dict[str, Any] = field(default_factory=dict)  # everything else the decoder needs
-    rng: dict[str, Any] | None = None                     # seeded-generator spec (header `rng` map)
-    chunks: list[bytes] = field(default_factory=list)     # payload bitstreams ('D' chunks)
+__all__ = ["Codec", "Encoded", "available", "get_codec", "register"]
 
 
 class Codec:
-    """Base class: `compress()` / `decompress()` over uint8 arrays of shape (H, W, C), C in {1, 3}."""
+    """Base class: `compress()` / `decompress()` over uint8 arrays of shape (H, W, C), C in {1, 3}.
+
+    A subclass declares what it accepts; the CLI and the API pass exactly those options and nothing else."""
 
     name: ClassVar[str]
-    presets: ClassVar[dict[str, str]]   # preset name -> one-line description
+    presets: ClassVar[dict[str, str]]        # preset name -> one-line description
     default_preset: ClassVar[str]
+    encode_options: ClassVar[dict[str, str]] = {}   # option -> one-line description (besides the preset)
+    decode_options: ClassVar[dict[str, str]] = {}
+    header_keys: ClassVar[dict[str, str]] = {}      # the header `params` / `rng` keys it writes -> meaning
+    can_generate: ClassVar[bool] = False            # whether :meth:`generate` exists (compressed generation)
 
+    # ---------------------------------------------------------------- what a codec accepts
+    @classmethod
+    def takes_device(cls) -> bool:
+        """Whether the codec runs a network (and so takes ``device`` when encoding)."""
+        return "device" in cls.encode_options
+
+    def check_encode_options(self, params: dict[str, Any]) -> None:
+        unknown = set(params) - set(self.encode_options)
+        if unknown:
+            raise UsageError(f"{self.name} takes no parameter(s) {', '.join(sorted(unknown))}"
+                             + (f" (known: {', '.join(self.encode_options)})" if self.encode_options else ""))
+
+    def check_decode_options(self, options: dict[str, Any]) -> None:
+        """Raise UsageError for options this codec does not decode with (also for combinations it refuses)."""
+        unknown = set(options) - set(self.decode_options)
+        if unknown:
+            raise UsageError(f"{self.name} decoding takes no option(s) {', '.join(sorted(unknown))}")
+
+    # ---------------------------------------------------------------- coding
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         raise NotImplementedError
 
+    def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
+                                     **params) -> tuple[Encoded, np.ndarray | None]:
+        """The encoding and the encoder's own reconstruction (uint8, shaped like the input) when the method
+        knows it without decoding; None otherwise."""
+        return self.compress(image, preset, **params), None
+
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         raise NotImplementedError
+
+    def generate(self, height: int, width: int, **options) -> tuple[Encoded, np.ndarray]:
+        """Compressed generation: a sample and the encoding that decodes to it (``can_generate`` codecs)."""
+        raise UsageError(f"{self.name} cannot generate")
+
+    def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:
+        """What `diffcodec info` adds about a file of this method without decoding it (``summary``: one line for
+        people); {} when there is nothing to add. Must not raise on malformed values."""
+        return {}
 
 
 _REGISTRY: dict[str, type[Codec]] = {}
@@ -49,10 +83,9 @@ def register(cls: type[Codec]) -> type[Codec]:
 
 
 def _load_builtin() -> None:
-    # Imported lazily so that `diffcodec info` on a file does not pay for torch/faiss imports.
-    from diffcodec.methods import opq  # noqa: F401
-    from diffcodec.methods import ddcm  # noqa: F401
-    from diffcodec.methods import diffae  # noqa: F401
+    # Imported lazily so that `import diffcodec` does not pay for the codecs; the codec modules themselves
+    # import torch and faiss only inside functions.
+    from diffcodec.methods import ddcm, diffae, opq  # noqa: F401
 
 
 def available() -> dict[str, type[Codec]]:

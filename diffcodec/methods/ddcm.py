@@ -304,7 +304,7 @@ def _load_unet(model_id: str, device, *, channels: int | None, cond_channels: in
     """(schedule, x0-predictor, manifest) of denoiser `models/<model_id>` (``loaded``: its load_denoiser tuple),
     checked to map ``channels`` to ``channels`` with ``cond_channels`` condition channels."""
     from diffcodec.diffusion.samplers import x0_predictor
-    from diffcodec.diffusion.train import load_denoiser
+    from diffcodec.diffusion.models import load_denoiser
 
     model, schedule, parameterization, manifest = loaded or load_denoiser(f"models/{model_id}", device)
     io_ok = model.in_channels == model.out_channels and (channels is None or model.in_channels == channels)

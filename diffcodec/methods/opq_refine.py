@@ -46,7 +46,7 @@ def refine(image: np.ndarray, steps: int | None = None, device: str = "cpu", see
     import torch
 
     from diffcodec.diffusion.samplers import randn_cpu, sample_ddim, strided_timesteps, x0_predictor
-    from diffcodec.diffusion.train import load_denoiser
+    from diffcodec.diffusion.models import load_denoiser
     from diffcodec.progress import bar
 
     steps = DEFAULT_STEPS if steps is None else steps

@@ -1,11 +1,11 @@
-"""A procedurally generated sample photo-like image, so demos and docs need no data files."""
+"""A procedurally generated photo-like test image, so demos and docs need no data files."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def sample_image(height: int = 384, width: int = 512, seed: int = 0) -> np.ndarray:
+def synthetic_image(height: int = 384, width: int = 512, seed: int = 0) -> np.ndarray:
     """Sky gradient, hills, a sun, textured ground and a few sharp edges: uint8 (H, W, 3)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
