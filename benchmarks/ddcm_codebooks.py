@@ -90,7 +90,8 @@ def main() -> None:
             rows.append(row)
             (out / f"{kind}-m{m}.json").write_text(json.dumps(res["images"], indent=1))
     (out / "summary.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
-    print("| codebook | M | payload bpp | PSNR | MS-SSIM | enc s | dec s | chi2 p (64 bins) | 6 - H(bins) | neg. signs |")
+    print("| codebook | M | payload bpp | PSNR | MS-SSIM | enc s | dec s | chi2 p (64 bins) | 6 - H(bins) "
+          "| neg. signs |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['codebook']} | {r['atoms']} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.3f} | "

@@ -36,8 +36,8 @@ def main() -> None:
     for m in (1, 64, 512):
         idx = sorted(rng.choice(args.k, m, replace=False).tolist())
         signs = rng.choice([-1, 1], m).tolist()
-        fast, fast_s = timed(lambda: cb.combine(idx, signs))
-        plain, plain_s = timed(lambda: cb.combine(idx, signs, per_codeword=True))
+        fast, fast_s = timed(lambda idx=idx, signs=signs: cb.combine(idx, signs))
+        plain, plain_s = timed(lambda idx=idx, signs=signs: cb.combine(idx, signs, per_codeword=True))
         rows.append({"atoms": m, "tiled_s": fast_s, "per_codeword_s": plain_s,
                      "identical": fast.tobytes() == plain.tobytes()})
     print(json.dumps({"shape": shape, "k": args.k, "score_all_s": score_s, "combine": rows}))

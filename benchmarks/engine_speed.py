@@ -35,15 +35,19 @@ def main() -> None:
     x0 = torch.randn(16, 3, 64, 64, device=dev)
     res = {"device": str(dev), "threads": torch.get_num_threads(), "params": model.num_parameters()}
     times = []
-    for i in range(args.train_steps + 2):
-        sync(); t0 = time.perf_counter()
+    for _ in range(args.train_steps + 2):
+        sync()
+        t0 = time.perf_counter()
         t = torch.randint(0, sched.T, (16,), device=dev)
         noise = torch.randn_like(x0)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             out = model(sched.q_sample(x0, t, noise), sched.model_time(t).to(dev))
         loss = (out.float() - noise).pow(2).mean()
-        opt.zero_grad(); loss.backward(); opt.step()
-        sync(); times.append(time.perf_counter() - t0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sync()
+        times.append(time.perf_counter() - t0)
     step = sorted(times[2:])[len(times[2:]) // 2]
     res.update({"train_step_s_median": round(step, 3), "train_images_per_s": round(16 / step, 1)})
     model.eval()
@@ -52,9 +56,11 @@ def main() -> None:
         times = []
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             for _ in range(args.forward_runs + 1):
-                sync(); t0 = time.perf_counter()
+                sync()
+                t0 = time.perf_counter()
                 model(x, torch.full((1,), 0.5, device=dev))
-                sync(); times.append(time.perf_counter() - t0)
+                sync()
+                times.append(time.perf_counter() - t0)
         res[name] = round(sorted(times[1:])[len(times[1:]) // 2], 3)
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if dev.type == "cuda":

@@ -2,7 +2,8 @@
 
 For sigma = 15, 25, 50 (8-bit units): PSNR of the noisy input, of the model's one-shot x0 prediction, of the
 best Gaussian filter (oracle-tuned blur width), and of BM3D (the `bm3d` package, if installed). Also writes a
-grid of unconditional samples (ancestral DDPM, strided steps) to docs/pixel-ddpm-samples.png. Kodak is evaluation-only: never trained on.
+grid of unconditional samples (ancestral DDPM, strided steps) to docs/pixel-ddpm-samples.png. Kodak is
+evaluation-only: never trained on.
 
     python benchmarks/eval_denoiser.py [KODAK_DIR] --out benchmarks/results/pixel-ddpm
 """
@@ -18,8 +19,8 @@ import numpy as np
 import torch
 
 from diffcodec.data import list_images, load_image_rgb, to_uint8
-from diffcodec.diffusion.samplers import gaussian_noise_sampler, sample_ddpm, strided_timesteps, x0_predictor
 from diffcodec.diffusion.models import load_denoiser
+from diffcodec.diffusion.samplers import gaussian_noise_sampler, sample_ddpm, strided_timesteps, x0_predictor
 from diffcodec.metrics import psnr
 
 SIGMAS = (15, 25, 50)
@@ -106,7 +107,8 @@ def main() -> None:
     from PIL import Image
 
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(args.samples_png)
-    results["samples"] = {"png": args.samples_png, "n": args.samples, "size": args.sample_size, "steps": args.sample_steps,
+    results["samples"] = {"png": args.samples_png, "n": args.samples, "size": args.sample_size,
+                          "steps": args.sample_steps,
                           "sampler": "ancestral DDPM, strided", "seconds": round(sample_s, 1)}
     results["model"] = {"sha256": manifest.get("sha256"), "steps": manifest.get("steps"),
                         "parameterization": param, "crop": args.crop, "images": args.images}

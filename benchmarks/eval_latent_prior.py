@@ -22,9 +22,9 @@ import torch
 
 from diffcodec.data import list_images, load_image_rgb, to_tensor, to_uint8
 from diffcodec.diffusion.samplers import gaussian_noise_sampler, sample_ddpm, strided_timesteps, x0_predictor
-from diffcodec.diffusion.train import psnr
 from diffcodec.latent import load_latent_prior, load_latent_space
 from diffcodec.metrics import psnr as psnr_u8
+from diffcodec.training.denoiser import psnr
 
 TIMESTEPS = (50, 150, 300, 500, 750)
 

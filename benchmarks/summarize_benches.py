@@ -17,7 +17,8 @@ def rows(folder: Path):
     mine = [e for e in s["settings"] if e["codec"] == "diffcodec"]
     for e in mine:
         label = folder.name if len(mine) == 1 else f"{folder.name}/{e['setting']}"
-        base = {b["codec"]: b for b in s["settings"] if b["codec"] != "diffcodec" and b["setting"] == f"@{e['setting']}"}
+        base = {b["codec"]: b for b in s["settings"]
+                if b["codec"] != "diffcodec" and b["setting"] == f"@{e['setting']}"}
         yield label, s, e, base
 
 
@@ -32,7 +33,7 @@ def main(folders: list[str]) -> None:
         f"{b} bpp / PSNR / MS-SSIM (over)" for b in baselines) + " |"
     print(head)
     print("|" + "---|" * (7 + len(baselines)))
-    for label, s, e, base in out:
+    for label, _, e, base in out:
         cells = [label, str(e["n_images"]), f"{e['mean_bpp']:.4f}", f"{e['mean_psnr']:.2f}",
                  f"{e['mean_ms_ssim']:.4f}", f"{e['mean_encode_s']:.1f}", f"{e['mean_decode_s']:.1f}"]
         for b in baselines:

@@ -10,44 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from diffcodec import container, images
+from diffcodec.device import DEVICES, resolve_device  # noqa: F401  (part of the API)
 from diffcodec.errors import CorruptInputError, UsageError
-from diffcodec.methods import Encoded, available, get_codec
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'. Methods without a network ignore it."""
-    if device not in DEVICES:
-        raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except ImportError:
-        has_cuda = False
-    if device == "cuda" and not has_cuda:
-        raise UsageError("--device cuda asked for, but no CUDA GPU is available")
-    return "cuda" if has_cuda else "cpu"
+from diffcodec.methods import Codec, available, get_codec
 
 
 def _encode_array(arr: np.ndarray, method: str, preset: str | None, params: dict) -> tuple[bytes, np.ndarray | None]:
     codec = get_codec(method)
     if preset is not None and preset not in codec.presets:
         raise UsageError(f"unknown {method} preset {preset!r} (available: {', '.join(codec.presets)})")
-    recon = None
-    if hasattr(codec, "compress_with_reconstruction"):
-        enc, recon = codec.compress_with_reconstruction(arr, preset, **params)
-    else:
-        enc = codec.compress(arr, preset, **params)
+    codec.check_encode_options(params)
+    encoded, recon = codec.compress_with_reconstruction(arr, preset, **params)
     height, width, channels = arr.shape
-    header = container.Header(
-        method=method, model=enc.model, model_sha=enc.model_sha, width=width, height=height,
-        pixel_format=container.pixel_format_code(channels), params=enc.params, rng=enc.rng,
-    )
-    return container.write_container(header, enc.chunks), recon
+    return container.frame(method, encoded, width, height, channels), recon
 
 
 def encode(image, method: str = "opq", preset: str | None = None, **params) -> bytes:
@@ -79,8 +54,8 @@ def decode(data: bytes, **options) -> np.ndarray:
     c = read(data)
     h = c.header
     codec = get_codec(h.method, for_decoding=True)
-    encoded = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng, chunks=c.payloads)
-    out = codec.decompress(encoded, h.height, h.width, h.pixel.channels, **options)
+    codec.check_decode_options(options)
+    out = codec.decompress(c.encoded, h.height, h.width, h.pixel.channels, **options)
     if out.shape != (h.height, h.width, h.pixel.channels):
         raise CorruptInputError(f"decoded image has shape {out.shape}, header says {h.height}x{h.width}")
     return _user_shape(out)
@@ -114,16 +89,34 @@ def info(data: bytes) -> dict:
         "compression_ratio": pixels * h.pixel.channels * h.pixel.bit_depth / 8 / total,
         "metadata": c.metadata,
     }
-    if h.method == "ddcm":   # mode (space, base layer) and the payload's split into base and index bytes
-        from diffcodec.methods.ddcm import describe
-
-        meta["ddcm"] = describe(h.params, c.payloads)
+    codec = available().get(h.method)
+    details = codec().describe(h.params, c.payloads) if codec is not None else {}
+    if details:         # e.g. ddcm: the mode and the payload's split into base-layer and index bytes
+        meta[h.method] = details
     return meta
 
 
+def codec_of(data: bytes) -> Codec:
+    """The codec that decodes these `.ddc` bytes (ask it what it takes: ``decode_options``)."""
+    return get_codec(read(data).header.method, for_decoding=True)
+
+
+def generate(method: str, height: int, width: int, **options) -> tuple[bytes, np.ndarray]:
+    """Compressed generation (methods whose codec ``can_generate``): the `.ddc` bytes of a sample and the sample
+    (uint8 (height, width, 3)); decoding the bytes reproduces it."""
+    codec = get_codec(method)
+    if not codec.can_generate:
+        able = [name for name, cls in sorted(available().items()) if cls.can_generate]
+        raise UsageError(f"{method} cannot generate (methods that can: {', '.join(able) or 'none'})")
+    encoded, sample = codec.generate(height, width, **options)
+    return container.frame(method, encoded, width, height, 3), sample
+
+
 def methods() -> dict[str, dict]:
-    """Every method with its presets and default preset."""
+    """Every method with its presets, default preset and the options it takes."""
     return {
-        name: {"presets": dict(cls.presets), "default_preset": cls.default_preset, "doc": (cls.__doc__ or "").strip()}
+        name: {"presets": dict(cls.presets), "default_preset": cls.default_preset, "doc": (cls.__doc__ or "").strip(),
+               "encode_options": dict(cls.encode_options), "decode_options": dict(cls.decode_options),
+               "can_generate": cls.can_generate}
         for name, cls in sorted(available().items())
     }

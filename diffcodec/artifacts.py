@@ -18,10 +18,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from diffcodec import atomic
 from diffcodec.errors import ModelError
 
 
-def codebooks_dir() -> Path:
+def artifacts_dir() -> Path:
+    """The folder of shipped artifacts (codebooks and networks alike; on disk it keeps the name `codebooks/`)."""
     env = os.environ.get("DIFFCODEC_CODEBOOKS")
     if env:
         return Path(env)
@@ -47,7 +49,7 @@ def sha_prefix32(sha_hex: str) -> int:
 
 def artifact_paths(name: str) -> tuple[Path, Path]:
     """`name` is relative to the codebooks folder, without extension, e.g. 'opq/opq-32-8-8'."""
-    base = codebooks_dir() / name
+    base = artifacts_dir() / name
     return base.with_suffix(".safetensors"), base.with_suffix(".json")
 
 
@@ -92,25 +94,22 @@ def load_artifact(name: str) -> tuple[dict, dict, str]:
 
 
 def save_artifact(name: str, tensors: dict, manifest: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
-    """Write NAME.safetensors and NAME.json (with the sha256 filled in); returns the weights path."""
-    from safetensors.numpy import save_file
-
+    """Write NAME.safetensors and NAME.json (with the sha256 filled in), each atomically; returns the weights
+    path."""
     weights_path, manifest_path = artifact_paths(name)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights_path.with_suffix(".safetensors.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, weights_path)
+    atomic.save_safetensors(tensors, weights_path, metadata=metadata)
     manifest = dict(manifest)
     manifest["file"] = weights_path.name
     manifest["bytes"] = weights_path.stat().st_size
     manifest["sha256"] = sha256_file(weights_path)
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    atomic.write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return weights_path
 
 
 def list_artifacts() -> list[dict[str, Any]]:
     """Every manifest under the codebooks folder, with its name ('opq/opq-32-8-8')."""
-    root = codebooks_dir()
+    root = artifacts_dir()
     out = []
     for manifest_path in sorted(root.rglob("*.json")):
         name = str(manifest_path.relative_to(root).with_suffix(""))

@@ -19,6 +19,7 @@ def write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> No
     parent = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".diffcodec-", suffix=".tmp", dir=parent)
     try:
+        os.chmod(tmp, _mode_for(path))   # mkstemp makes 0600; users expect what cp or cwebp would leave
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -38,6 +39,16 @@ def write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> No
             os.close(dfd)
     except OSError:
         pass
+
+
+def _mode_for(path: str) -> int:
+    """An overwritten file keeps its permission bits; a new one gets 0666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

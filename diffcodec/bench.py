@@ -1,11 +1,24 @@
 """Benchmark runner: diffcodec presets against Pillow baselines at matched file sizes, with a report.
 
-For every image and every preset, :func:`run_bench` encodes with diffcodec (through :mod:`diffcodec.api` only),
-decodes, measures the real file size and the metrics of :mod:`diffcodec.metrics`, then encodes every baseline at
-the largest quality whose file does not exceed the diffcodec file (:func:`diffcodec.baselines.encode_at_size`).
+:func:`run_bench` takes a :class:`BenchConfig` and runs four named steps in order:
+
+1. inputs: :meth:`BenchConfig.check` (files, baselines, extra decode settings) and :func:`codec_under_test`, which
+   asks the codec (``diffcodec.methods.get_codec``) for its presets, whether it takes a device, and whether the
+   encode parameters replace the preset; it never names a method;
+2. :func:`measure_codec`: per image and setting, encode with diffcodec (through :mod:`diffcodec.api` only),
+   decode, measure the real file size and the metrics of :mod:`diffcodec.metrics`, and decode the same file
+   again with every extra decode setting;
+3. :func:`measure_baselines`: encode every baseline at the largest quality whose file does not exceed the
+   diffcodec file (:func:`diffcodec.baselines.encode_at_size`);
+4. :func:`write_outputs`: results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png and report.html
+   (their text and bytes come from :mod:`diffcodec.bench_report`).
 
 Conventions:
 
+- A setting is labelled by its preset ("default" when the codec picks it) followed by the encode parameters
+  used (``"n20-k4096-m64 space=latent"``). When the codec says the parameters replace the preset entirely
+  (``params_override_preset(params)``, e.g. a target ``bpp``), the method runs once at its default preset and
+  the label is the parameters alone (``"bpp=0.1 k=4096"``).
 - bpp is 8 * (file size in bytes) / pixels, from the complete file (container header included);
   ``payload_bpp`` counts only the payload when ``diffcodec.api.info(data)`` reports ``payload_bytes``.
 - Means in the summary are arithmetic means over images of the per-image values (per-image PSNR averaged,
@@ -17,48 +30,48 @@ Conventions:
   in the summary). It is left empty for baseline rows.
 - Report crops are ``crop_size`` x ``crop_size`` from the image centre (top = (H - size) // 2,
   left = (W - size) // 2; the whole side when the image is smaller), for the first ``report_images`` images.
-- ``device`` ("auto", "cpu", "cuda"; see ``api.resolve_device``) is recorded in the summary. It is passed on as
-  ``device=`` only to a codec that declares a ``device`` parameter (its ``compress`` for encoding, its
-  ``decompress`` for decoding, or an injected encode/decode function), never with "auto": ``api.encode``
-  forwards unknown keyword arguments to the method, and a method without one (opq) rejects them.
+- ``device`` ("auto", "cpu", "cuda"; see :func:`diffcodec.device.resolve_device`) is recorded in the summary.
+  It is passed on as ``device=`` only where the codec takes one (``Codec.takes_device()`` for encoding,
+  ``"device" in Codec.decode_options`` for decoding; an injected encode/decode function that declares a
+  ``device`` parameter), never with "auto".
 
-Output files (all written atomically: temporary file + rename): results.csv, summary.json, summary.md,
-rd_psnr.png, rd_msssim.png, report.html and crops/*.png.
+Every file (crops/*.png too) is written with :mod:`diffcodec.atomic` (temporary file + rename); the progress
+bar is :func:`diffcodec.progress.bar`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import html
 import io
 import json
-import math
 import os
 import platform
 import re
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from diffcodec import atomic, progress
 from diffcodec import baselines as _baselines
 from diffcodec import metrics as _metrics
+from diffcodec.bench_report import (
+    CODEC,
+    csv_text,
+    format_markdown_table,
+    json_clean,
+    rd_plot_png,
+    report_html,
+    summarize,
+)
 from diffcodec.errors import DiffcodecError, UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-CSV_COLUMNS = [
-    "image", "codec", "setting", "bytes", "bpp", "payload_bpp", "psnr", "psnr_y", "ssim", "ms_ssim",
-    "encode_s", "decode_s", "compression_ratio", "matched_to", "over_target", "peak_rss_mb",
-    # extra columns
-    "width", "height", "quality", "search_s",
-]
-
-CODEC = "diffcodec"
+OUTPUT_FILES = ["results.csv", "summary.json", "summary.md", "rd_psnr.png", "rd_msssim.png", "report.html", "crops/"]
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -111,16 +124,6 @@ def default_image_dir() -> Path | None:
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    from diffcodec import atomic
-
-    atomic.write_bytes(path, data)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _png_bytes(img: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -143,45 +146,6 @@ def center_crop_box(height: int, width: int, size: int) -> tuple[int, int, int, 
     """(top, left, crop_height, crop_width) of the centred size x size crop (clipped to the image)."""
     ch, cw = min(size, height), min(size, width)
     return (height - ch) // 2, (width - cw) // 2, ch, cw
-
-
-def _finite_or_none(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _json_clean(obj: Any) -> Any:
-    """Replace NaN/inf by None (strict JSON has neither)."""
-    if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        obj = obj.item()
-    return _finite_or_none(obj)
-
-
-def _mean(values: list[Any]) -> float | None:
-    """Mean of the non-NaN, non-None values; inf if any is +inf (lossless PSNR); None if none are left."""
-    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return None
-    return float(sum(vals) / len(vals))
-
-
-def _fmt_csv(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return ""
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return f"{v:.6g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.4e}"
-    return str(v)
 
 
 def _safe_name(s: str) -> str:
@@ -221,12 +185,89 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-# ----------------------------------------------------------------------------------------------- the run
+# ----------------------------------------------------------------------------------------------- configuration
 
-def _resolve_presets(method: str, presets: Sequence[str] | None) -> list[str]:
-    from diffcodec.methods import get_codec
+@dataclass
+class BenchConfig:
+    """What one benchmark runs: the options of ``diffcodec bench``.
 
-    known = dict(get_codec(method).presets)
+    `presets` empty means every preset of the method; named ones are checked against the codec's list (when the
+    real API is used). `extra_settings`: ``[{"label": str, "decode_options": dict}, ...]``: every diffcodec file
+    is decoded again with those options and recorded as setting ``<setting>+<label>``. `encode_params` go to
+    every encode (e.g. ``{"space": "latent"}`` for ddcm) and into the setting labels. `command` (a string or
+    an argv list) is stored in the summary."""
+
+    images: Sequence[str | os.PathLike]
+    method: str
+    outdir: str | os.PathLike
+    presets: Sequence[str] = ()
+    baselines: Sequence[str] = ()
+    device: str = "auto"
+    encode_params: dict[str, Any] = field(default_factory=dict)
+    extra_settings: Sequence[dict] = ()
+    report_images: int = 6
+    crop_size: int = 256
+    command: str | Sequence[str] | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.images = [Path(p) for p in self.images]
+        self.outdir = Path(self.outdir)
+        self.presets, self.baselines = list(self.presets or ()), list(self.baselines or ())
+        self.encode_params = dict(self.encode_params or {})
+        self.extra_settings = list(self.extra_settings or ())
+
+    def check(self) -> None:
+        """UsageError for anything that would fail later (before any file is written)."""
+        if not self.images:
+            raise UsageError("no images to benchmark")
+        for p in map(Path, self.images):
+            if not p.is_file():
+                raise UsageError(f"no such image file: {str(p)!r}")
+        if self.crop_size < 1:
+            raise UsageError(f"crop size must be positive, got {self.crop_size}")
+        for b in self.baselines:
+            _baselines.get_baseline(b)    # UsageError listing the available ones
+        for e in self.extra_settings:
+            if not isinstance(e, dict) or not isinstance(e.get("label"), str) or not e["label"]:
+                raise UsageError(f"extra setting needs a non-empty 'label': {e!r}")
+            if not isinstance(e.get("decode_options", {}), dict):
+                raise UsageError(f"extra setting 'decode_options' must be a dict: {e!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One rate point of the codec under test: what `encode` gets and how its rows are labelled."""
+
+    preset: str | None       # None: the codec's default
+    label: str               # the `setting` column
+
+
+@dataclass
+class CodecUnderTest:
+    """How the bench calls diffcodec: ``encode(image, method, preset, **encode_kwargs)``,
+    ``decode(data, **decode_kwargs)``, ``info(data)`` (optional: payload_bpp), at each of `settings`."""
+
+    method: str
+    settings: list[Setting]
+    encode: Callable[..., bytes]
+    decode: Callable[..., np.ndarray]
+    info: Callable[[bytes], dict] | None = None
+    encode_kwargs: dict[str, Any] = field(default_factory=dict)
+    decode_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def setting_label(preset: str | None, params: dict[str, Any], preset_overridden: bool = False) -> str:
+    """``"<preset> k=v ..."`` (``"default"`` for None); just the parameters when they replace the preset."""
+    used = " ".join(f"{k}={v}" for k, v in params.items())
+    if preset_overridden and used:
+        return used
+    name = "default" if preset is None else preset
+    return f"{name} {used}" if used else name
+
+
+def _resolve_presets(codec: Any, method: str, presets: Sequence[str] | None) -> list[str]:
+    known = dict(codec.presets)
     if not presets:
         return list(known)
     unknown = [p for p in presets if p not in known]
@@ -236,221 +277,6 @@ def _resolve_presets(method: str, presets: Sequence[str] | None) -> list[str]:
             f"(available: {', '.join(known)})"
         )
     return list(presets)
-
-
-def run_bench(
-    images: Sequence[str | os.PathLike],
-    method: str,
-    presets: Sequence[str],
-    baselines: Sequence[str],
-    outdir: str | os.PathLike,
-    *,
-    quiet: bool = False,
-    crop_size: int = 256,
-    extra_settings: list[dict] | None = None,
-    device: str = "auto",
-    report_images: int = 6,
-    command: str | Sequence[str] | None = None,
-    encode_fn: Callable[..., bytes] | None = None,
-    decode_fn: Callable[..., np.ndarray] | None = None,
-    info_fn: Callable[[bytes], dict] | None = None,
-    encode_params: dict[str, Any] | None = None,
-) -> dict:
-    """Benchmark `method` at each preset against `baselines` on `images`; write the report into `outdir`.
-
-    `presets` empty means every preset of the method (``diffcodec.methods.get_codec(method).presets``); named
-    presets are checked against that list before anything runs (only when the real API is used).
-    `extra_settings`: ``[{"label": str, "decode_options": dict}, ...]``: the same diffcodec file is decoded
-    again with ``api.decode(data, **decode_options)`` and recorded as setting ``<preset>+<label>``.
-    `encode_fn(image, method, preset, **params)`, `decode_fn(data, **options)` and `info_fn(data)` default to
-    ``diffcodec.api.encode`` / ``decode`` / ``info`` (imported here, lazily); `command` is stored in the
-    summary. `encode_params` are passed to every encode (e.g. ``{"space": "latent"}`` for ddcm) and recorded in
-    the summary. Returns the summary (as in summary.json).
-    """
-    t_start = time.perf_counter()
-    outdir = Path(outdir)
-    image_paths = [Path(p) for p in images]
-    if not image_paths:
-        raise UsageError("no images to benchmark")
-    for p in image_paths:
-        if not p.is_file():
-            raise UsageError(f"no such image file: {str(p)!r}")
-    if crop_size < 1:
-        raise UsageError(f"crop size must be positive, got {crop_size}")
-    baseline_names = list(baselines)
-    for b in baseline_names:
-        _baselines.get_baseline(b)    # UsageError listing the available ones
-    extras = list(extra_settings or [])
-    for e in extras:
-        if not isinstance(e, dict) or not isinstance(e.get("label"), str) or not e["label"]:
-            raise UsageError(f"extra setting needs a non-empty 'label': {e!r}")
-        if not isinstance(e.get("decode_options", {}), dict):
-            raise UsageError(f"extra setting 'decode_options' must be a dict: {e!r}")
-
-    want_device = device not in (None, "", "auto")
-    if encode_fn is None or decode_fn is None:
-        from diffcodec import api
-        from diffcodec.methods import get_codec
-
-        encode_fn = encode_fn or api.encode
-        decode_fn = decode_fn or api.decode
-        if info_fn is None:
-            info_fn = getattr(api, "info", None)
-        preset_list: list[str | None] = list(_resolve_presets(method, presets))
-        codec = get_codec(method)
-        enc_dev = want_device and _takes_device(getattr(codec, "compress", None))
-        dec_dev = want_device and _takes_device(getattr(codec, "decompress", None))
-    else:   # injected codec (tests, experiments): presets are taken as given, info only if injected too
-        preset_list = list(presets) if presets else [None]
-        enc_dev = want_device and _takes_device(encode_fn)
-        dec_dev = want_device and _takes_device(decode_fn)
-    setting_names = [p if p is not None else "default" for p in preset_list]
-    enc_kw = {**(encode_params or {}), **({"device": device} if enc_dev else {})}
-    dec_kw = {"device": device} if dec_dev else {}
-
-    # Load torch and the metric code before the first measurement, so that every image's peak_rss_mb includes
-    # the same runtime (the metrics need torch whether or not the codec does); recorded as rss_start_mb.
-    _metrics.compare(np.zeros((16, 16, 3), np.uint8), np.ones((16, 16, 3), np.uint8))
-    rss_start = peak_rss_mb()
-
-    outdir.mkdir(parents=True, exist_ok=True)
-    crops_dir = outdir / "crops"
-    crops_dir.mkdir(exist_ok=True)
-
-    rows: list[dict[str, Any]] = []
-    gallery: list[dict[str, Any]] = []     # per reported image: name + list of (codec, setting, png, row)
-
-    from tqdm import tqdm
-
-    show_progress = (not quiet) and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    bar = tqdm(image_paths, disable=not show_progress, file=sys.stderr, unit="img", desc="bench")
-    for idx, path in enumerate(bar):
-        img = load_rgb(path)
-        h, w = img.shape[:2]
-        channels = img.shape[2] if img.ndim == 3 else 1
-        name = path.name
-        report_this = idx < report_images
-        crop = center_crop_box(h, w, crop_size)
-        entries: list[tuple[str, str, str, dict | None]] = []
-
-        def save_crop(arr: np.ndarray, codec: str, setting: str) -> str:
-            top, left, ch, cw = crop
-            fname = f"{idx:03d}_{_safe_name(path.stem)}_{_safe_name(codec)}_{_safe_name(setting)}.png"
-            _atomic_write_bytes(crops_dir / fname, _png_bytes(arr[top:top + ch, left:left + cw]))
-            return f"crops/{fname}"
-
-        if report_this:
-            entries.append(("original", "", save_crop(img, "original", "original"), None))
-
-        def base_row(codec: str, setting: str, nbytes: int) -> dict[str, Any]:
-            return {
-                "image": name, "codec": codec, "setting": setting, "bytes": nbytes,
-                "bpp": _metrics.bpp(nbytes, h, w), "payload_bpp": None,
-                "compression_ratio": _metrics.compression_ratio(nbytes, h, w, channels),
-                "matched_to": "", "over_target": None, "peak_rss_mb": None,
-                "width": w, "height": h, "quality": None, "search_s": None,
-            }
-
-        for preset, setting in zip(preset_list, setting_names):
-            if show_progress:
-                bar.set_postfix_str(f"{name} {setting}")
-            t0 = time.perf_counter()
-            data = encode_fn(img, method, preset, **enc_kw)
-            enc_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            dec = decode_fn(data, **dec_kw)
-            dec_s = time.perf_counter() - t0
-            rss = peak_rss_mb()
-            dec = _check_decoded(dec, img, f"{CODEC} {setting} on {name}")
-
-            row = base_row(CODEC, setting, len(data))
-            if info_fn is not None:
-                try:
-                    inf = info_fn(data)
-                    pb = inf.get("payload_bytes") if isinstance(inf, dict) else None
-                    if pb is not None:
-                        row["payload_bpp"] = _metrics.bpp(int(pb), h, w)
-                except (DiffcodecError, KeyError, TypeError, ValueError):
-                    pass   # info is optional: no payload_bpp then
-            row.update(_metrics.compare(img, dec))
-            row.update(encode_s=enc_s, decode_s=dec_s, peak_rss_mb=rss)
-            rows.append(row)
-            if report_this:
-                entries.append((CODEC, setting, save_crop(dec, CODEC, setting), row))
-
-            for e in extras:
-                xs = f"{setting}+{e['label']}"
-                t0 = time.perf_counter()
-                dec2 = decode_fn(data, **{**dec_kw, **e.get("decode_options", {})})
-                dec2_s = time.perf_counter() - t0
-                dec2 = _check_decoded(dec2, img, f"{CODEC} {xs} on {name}")
-                row2 = dict(row)
-                row2.update(setting=xs)
-                row2.update(_metrics.compare(img, dec2))
-                row2.update(decode_s=dec2_s, peak_rss_mb=peak_rss_mb())
-                rows.append(row2)
-                if report_this:
-                    entries.append((CODEC, xs, save_crop(dec2, CODEC, xs), row2))
-
-            for bname in baseline_names:
-                b = _baselines.get_baseline(bname)
-                t0 = time.perf_counter()
-                res = _baselines.encode_at_size(bname, img, len(data))
-                search_s = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                b.encode(img, res.quality)           # one timed encode at the chosen quality
-                benc_s = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                bdec = b.decode(res.data, channels=channels)
-                bdec_s = time.perf_counter() - t0
-                bdec = _check_decoded(bdec, img, f"{bname} on {name}")
-                brow = base_row(bname, res.setting, res.bytes)
-                brow.update(_metrics.compare(img, bdec))
-                brow.update(encode_s=benc_s, decode_s=bdec_s, matched_to=setting, over_target=res.over_target,
-                            quality=res.quality, search_s=search_s)
-                rows.append(brow)
-                if report_this:
-                    entries.append((bname, f"{res.setting} @{setting}",
-                                    save_crop(bdec, bname, f"{res.setting}_at_{setting}"), brow))
-        if report_this:
-            gallery.append({"image": name, "size": (h, w), "crop": crop, "entries": entries})
-    bar.close()
-
-    _write_csv(outdir / "results.csv", rows)
-    settings = summarize(rows, setting_names, [e["label"] for e in extras], baseline_names)
-    summary: dict[str, Any] = {
-        "method": method,
-        "presets": setting_names,
-        "encode_params": dict(encode_params or {}),
-        "baselines": baseline_names,
-        "extra_settings": extras,
-        "images": [str(p) for p in image_paths],
-        "n_images": len(image_paths),
-        "crop": {"size": crop_size, "position": "centre"},
-        "device": device,
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(command) if isinstance(command, (list, tuple)) else command,
-        "machine": machine_info(),
-        "rss_start_mb": rss_start,
-        "notes": {
-            "means": "arithmetic mean over images of per-image values; NaN (MS-SSIM on images <= 160 px) skipped",
-            "bpp": "8 * file bytes / pixels, whole file; payload_bpp from api.info payload_bytes",
-            "baselines": "largest file not exceeding the diffcodec file; setting '@P' = matched to preset P",
-            "peak_rss_mb": "process peak RSS so far after each diffcodec encode+decode (high-water mark, "
-                           "includes torch and the metrics; rss_start_mb is the level before the first image)",
-        },
-        "settings": settings,
-    }
-    _atomic_write_text(outdir / "summary.md", format_markdown_table(summary))
-    _plot_rd(outdir / "rd_psnr.png", settings, "mean_psnr", "PSNR (RGB) [dB]", "Rate-distortion: PSNR")
-    _plot_rd(outdir / "rd_msssim.png", settings, "mean_ms_ssim", "MS-SSIM [0..1]", "Rate-distortion: MS-SSIM")
-    summary["wall_s"] = time.perf_counter() - t_start
-    _write_report(outdir / "report.html", summary, gallery)
-    summary["wall_s"] = time.perf_counter() - t_start
-    summary["files"] = ["results.csv", "summary.json", "summary.md", "rd_psnr.png", "rd_msssim.png",
-                        "report.html", "crops/"]
-    _atomic_write_text(outdir / "summary.json", json.dumps(_json_clean(summary), indent=2) + "\n")
-    return _json_clean(summary)
 
 
 def _takes_device(fn: Any) -> bool:
@@ -463,208 +289,247 @@ def _takes_device(fn: Any) -> bool:
         return False
 
 
-def _check_decoded(dec: Any, img: np.ndarray, what: str) -> np.ndarray:
-    dec = np.asarray(dec)
-    if dec.shape != img.shape or dec.dtype != np.uint8:
-        raise DiffcodecError(
-            f"{what}: decoded image is {dec.dtype} {dec.shape}, expected uint8 {img.shape}"
-        )
-    return dec
+def codec_under_test(config: BenchConfig, encode_fn: Callable[..., bytes] | None = None,
+                     decode_fn: Callable[..., np.ndarray] | None = None,
+                     info_fn: Callable[[bytes], dict] | None = None) -> CodecUnderTest:
+    """The settings and calls of a run. By default ``diffcodec.api.encode`` / ``decode`` / ``info`` (imported
+    here, lazily), with the codec's answers about presets, devices and options. With `encode_fn` and
+    `decode_fn` injected (tests, experiments) presets are taken as given ([None] when none), `info_fn` is used
+    only if injected too, and ``device`` goes to a function that declares it."""
+    params = dict(config.encode_params)
+    want_device = config.device not in (None, "", "auto")
+    if encode_fn is None or decode_fn is None:
+        from diffcodec import api
+        from diffcodec.methods import get_codec
+
+        encode_fn, decode_fn = encode_fn or api.encode, decode_fn or api.decode
+        if info_fn is None:
+            info_fn = getattr(api, "info", None)
+        codec = get_codec(config.method)
+        presets: list[str | None] = list(_resolve_presets(codec, config.method, config.presets))
+        enc_dev = want_device and codec.takes_device()
+        dec_dev = want_device and "device" in codec.decode_options
+        enc_kw = {**params, **({"device": config.device} if enc_dev else {})}
+        dec_kw = {"device": config.device} if dec_dev else {}
+        codec.check_encode_options(enc_kw)
+        for e in config.extra_settings:
+            codec.check_decode_options({**dec_kw, **e.get("decode_options", {})})
+        # optional codec hook: whether these parameters fix everything a preset would set (a target bpp ...)
+        overrides = getattr(codec, "params_override_preset", None)
+        overridden = bool(params) and callable(overrides) and bool(overrides(params))
+    else:
+        presets = list(config.presets) if config.presets else [None]
+        enc_kw = {**params, **({"device": config.device} if want_device and _takes_device(encode_fn) else {})}
+        dec_kw = {"device": config.device} if want_device and _takes_device(decode_fn) else {}
+        overridden = False
+    if overridden:       # the parameters fix everything a preset would: one run at the codec's default
+        presets = [None]
+    settings = [Setting(p, setting_label(p, params, overridden)) for p in presets]
+    return CodecUnderTest(config.method, settings, encode_fn, decode_fn, info_fn, enc_kw, dec_kw)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(CSV_COLUMNS)
-    for r in rows:
-        wr.writerow([_fmt_csv(r.get(c)) for c in CSV_COLUMNS])
-    _atomic_write_text(path, buf.getvalue())
+# ----------------------------------------------------------------------------------------------- measurements
 
+@dataclass
+class ImageCase:
+    """One input image of the run, its rows' common columns and (for reported images) its crops."""
 
-def summarize(rows: list[dict[str, Any]], presets: Sequence[str] | None = None,
-              extra_labels: Sequence[str] = (), baselines: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per (codec, setting) means. Baseline rows are grouped by the preset they were matched to (setting "@P").
+    index: int
+    path: Path
+    pixels: np.ndarray
+    crop: tuple[int, int, int, int]         # center_crop_box
+    crops_dir: Path | None                  # None: not in the report
+    entries: list[tuple[str, str, str, dict | None]] = field(default_factory=list)
 
-    Order: diffcodec presets (then their extra settings), then each baseline in the order given.
-    """
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        key = (r["codec"], r["setting"]) if r["codec"] == CODEC else (r["codec"], f"@{r['matched_to']}")
-        groups.setdefault(key, []).append(r)
+    @classmethod
+    def load(cls, index: int, path: Path, crop_size: int, crops_dir: Path | None) -> ImageCase:
+        img = load_rgb(path)
+        case = cls(index, path, img, center_crop_box(img.shape[0], img.shape[1], crop_size), crops_dir)
+        case.show(img, "original", "", None, tag="original")
+        return case
 
-    if presets is None:
-        presets = list(dict.fromkeys(r["setting"] for r in rows if r["codec"] == CODEC and "+" not in r["setting"]))
-    if baselines is None:
-        baselines = list(dict.fromkeys(r["codec"] for r in rows if r["codec"] != CODEC))
-    order: list[tuple[str, str]] = [(CODEC, p) for p in presets]
-    order += [(CODEC, f"{p}+{lab}") for lab in extra_labels for p in presets]
-    order += [(b, f"@{p}") for b in baselines for p in presets]
-    order += [k for k in groups if k not in order]
+    @property
+    def name(self) -> str:
+        return self.path.name
 
-    out = []
-    for codec, setting in order:
-        g = groups.get((codec, setting))
-        if not g:
-            continue
-        entry: dict[str, Any] = {
-            "codec": codec,
-            "setting": setting,
-            "matched_to": g[0]["matched_to"] if codec != CODEC else "",
-            "n_images": len(g),
+    @property
+    def channels(self) -> int:
+        return self.pixels.shape[2] if self.pixels.ndim == 3 else 1
+
+    def row(self, codec: str, setting: str, nbytes: int) -> dict[str, Any]:
+        h, w = self.pixels.shape[:2]
+        return {
+            "image": self.name, "codec": codec, "setting": setting, "bytes": nbytes,
+            "bpp": _metrics.bpp(nbytes, h, w), "payload_bpp": None,
+            "compression_ratio": _metrics.compression_ratio(nbytes, h, w, self.channels),
+            "matched_to": "", "over_target": None, "peak_rss_mb": None,
+            "width": w, "height": h, "quality": None, "search_s": None,
         }
-        for k in ("bytes", "bpp", "payload_bpp", "psnr", "psnr_y", "ssim", "ms_ssim", "encode_s", "decode_s",
-                  "compression_ratio"):
-            entry[f"mean_{k}"] = _mean([r.get(k) for r in g])
-        entry["max_peak_rss_mb"] = max((r["peak_rss_mb"] for r in g if r.get("peak_rss_mb") is not None),
-                                       default=None)
-        if codec != CODEC:
-            qs = [r["quality"] for r in g if r.get("quality") is not None]
-            entry["quality_min"] = min(qs) if qs else None
-            entry["quality_max"] = max(qs) if qs else None
-            entry["over_target"] = sum(1 for r in g if r.get("over_target"))
-        else:
-            entry["over_target"] = 0
-        out.append(entry)
-    return out
+
+    def check(self, dec: Any, what: str) -> np.ndarray:
+        dec = np.asarray(dec)
+        if dec.shape != self.pixels.shape or dec.dtype != np.uint8:
+            raise DiffcodecError(f"{what} on {self.name}: decoded image is {dec.dtype} {dec.shape}, "
+                                 f"expected uint8 {self.pixels.shape}")
+        return dec
+
+    def show(self, arr: np.ndarray, codec: str, setting: str, row: dict | None, tag: str | None = None) -> None:
+        """Write the crop of `arr` (reported images only) and list it in the report."""
+        if self.crops_dir is None:
+            return
+        top, left, ch, cw = self.crop
+        fname = (f"{self.index:03d}_{_safe_name(self.path.stem)}_{_safe_name(codec)}_"
+                 f"{_safe_name(tag or setting)}.png")
+        atomic.write_bytes(self.crops_dir / fname, _png_bytes(arr[top:top + ch, left:left + cw]))
+        self.entries.append((codec, setting, f"crops/{fname}", row))
+
+    def gallery(self) -> dict[str, Any]:
+        return {"image": self.name, "size": self.pixels.shape[:2], "crop": self.crop, "entries": self.entries}
 
 
-def _num(v: Any, fmt: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return format(v, fmt)
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
 
 
-def _setting_label(e: dict[str, Any]) -> str:
-    s = e["setting"]
-    if e["codec"] != CODEC and e.get("quality_min") is not None:
-        lo, hi = e["quality_min"], e["quality_max"]
-        s += f" (q={lo})" if lo == hi else f" (q={lo}-{hi})"
-    return s
+def _payload_bpp(info_fn: Callable[[bytes], dict] | None, data: bytes, case: ImageCase) -> float | None:
+    if info_fn is None:
+        return None
+    try:
+        inf = info_fn(data)
+        pb = inf.get("payload_bytes") if isinstance(inf, dict) else None
+        return None if pb is None else _metrics.bpp(int(pb), *case.pixels.shape[:2])
+    except (DiffcodecError, KeyError, TypeError, ValueError):
+        return None    # info is optional: no payload_bpp then
 
 
-def format_markdown_table(summary: dict | list) -> str:
-    """Markdown table of a summary (the dict :func:`run_bench` returns, or its ``settings`` list)."""
-    settings = summary.get("settings", []) if isinstance(summary, dict) else list(summary)
-    lines = [
-        "| codec | setting | bpp | PSNR (dB) | PSNR-Y (dB) | MS-SSIM | enc (s) | dec (s) | n | over target |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for e in settings:
-        lines.append(
-            f"| {e['codec']} | {_setting_label(e)} | {_num(e.get('mean_bpp'), '.4f')} | "
-            f"{_num(e.get('mean_psnr'), '.2f')} | {_num(e.get('mean_psnr_y'), '.2f')} | "
-            f"{_num(e.get('mean_ms_ssim'), '.4f')} | {_num(e.get('mean_encode_s'), '.3f')} | "
-            f"{_num(e.get('mean_decode_s'), '.3f')} | {e.get('n_images', 0)} | {e.get('over_target', 0)} |"
-        )
-    return "\n".join(lines) + "\n"
+def measure_codec(case: ImageCase, codec: CodecUnderTest, setting: Setting,
+                  extra_settings: Sequence[dict] = ()) -> tuple[list[dict[str, Any]], int]:
+    """Encode + decode `case` at `setting`, then decode the same file with every extra setting: the rows and
+    the file size (the baselines' target)."""
+    img = case.pixels
+    data, enc_s = _timed(codec.encode, img, codec.method, setting.preset, **codec.encode_kwargs)
+    dec, dec_s = _timed(codec.decode, data, **codec.decode_kwargs)
+    rss = peak_rss_mb()
+    dec = case.check(dec, f"{CODEC} {setting.label}")
+    row = case.row(CODEC, setting.label, len(data))
+    row["payload_bpp"] = _payload_bpp(codec.info, data, case)
+    row.update(_metrics.compare(img, dec))
+    row.update(encode_s=enc_s, decode_s=dec_s, peak_rss_mb=rss)
+    case.show(dec, CODEC, setting.label, row)
+    rows = [row]
+    for e in extra_settings:
+        xs = f"{setting.label}+{e['label']}"
+        dec2, dec2_s = _timed(codec.decode, data, **{**codec.decode_kwargs, **e.get("decode_options", {})})
+        dec2 = case.check(dec2, f"{CODEC} {xs}")
+        row2 = {**row, "setting": xs, **_metrics.compare(img, dec2), "decode_s": dec2_s, "peak_rss_mb": peak_rss_mb()}
+        rows.append(row2)
+        case.show(dec2, CODEC, xs, row2)
+    return rows, len(data)
 
 
-# ----------------------------------------------------------------------------------------------- plots & HTML
-
-def _plot_rd(path: Path, settings: list[dict[str, Any]], key: str, ylabel: str, title: str) -> None:
-    # A bare Figure renders PNG with the Agg canvas and leaves pyplot's global backend alone.
-    from matplotlib.figure import Figure
-
-    curves: dict[str, list[tuple[float, float]]] = {}
-    for e in settings:
-        label = e["codec"]
-        if e["codec"] == CODEC and "+" in e["setting"]:
-            label = f"{CODEC} +{e['setting'].split('+', 1)[1]}"
-        x, y = e.get("mean_bpp"), e.get(key)
-        if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
-            continue
-        curves.setdefault(label, []).append((x, y))
-
-    fig = Figure(figsize=(6.4, 4.6), dpi=110)
-    ax = fig.add_subplot(1, 1, 1)
-    markers = "os^Dvx*P"
-    for i, (label, pts) in enumerate(curves.items()):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], label=label,
-                linewidth=2.0 if label == CODEC else 1.3)
-    if not curves:
-        ax.text(0.5, 0.5, "no finite values to plot" + (" (MS-SSIM needs images > 160 px)" if "ms_ssim" in key
-                                                       else ""), ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("rate [bits per pixel]")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title + " (means over images; baselines at matched file size)", fontsize=9)
-    ax.grid(True, alpha=0.4)
-    if curves:
-        ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    _atomic_write_bytes(path, buf.getvalue())
+def measure_baselines(case: ImageCase, baselines: Sequence[str], target_bytes: int,
+                      matched_to: str) -> list[dict[str, Any]]:
+    """Every baseline at the largest quality whose file is not larger than `target_bytes` (flagged
+    ``over_target`` when even its smallest file is larger)."""
+    img, rows = case.pixels, []
+    for bname in baselines:
+        b = _baselines.get_baseline(bname)
+        res, search_s = _timed(_baselines.encode_at_size, bname, img, target_bytes)
+        _, benc_s = _timed(b.encode, img, res.quality)          # one timed encode at the chosen quality
+        bdec, bdec_s = _timed(b.decode, res.data, channels=case.channels)
+        bdec = case.check(bdec, bname)
+        brow = case.row(bname, res.setting, res.bytes)
+        brow.update(_metrics.compare(img, bdec))
+        brow.update(encode_s=benc_s, decode_s=bdec_s, matched_to=matched_to, over_target=res.over_target,
+                    quality=res.quality, search_s=search_s)
+        rows.append(brow)
+        case.show(bdec, bname, f"{res.setting} @{matched_to}", brow, tag=f"{res.setting}_at_{matched_to}")
+    return rows
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f0f0f0} td.l{text-align:left}
-.plots img{max-width:48%;margin-right:1%}
-.row{display:flex;flex-wrap:wrap;gap:8px;margin-bottom:1.5em}
-figure{margin:0;font-size:12px;text-align:center}
-figure img{image-rendering:pixelated;display:block;border:1px solid #ddd}
-.meta{font-size:12px;color:#555}
-"""
+def measure(config: BenchConfig, codec: CodecUnderTest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """All rows (per image, per setting: diffcodec, its extra decodes, the baselines) and the report gallery."""
+    crops_dir = Path(config.outdir) / "crops"
+    crops_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    gallery: list[dict[str, Any]] = []
+    bar = progress.bar(config.images, show=False if config.quiet else None, unit="img", desc="bench")
+    for idx, path in enumerate(bar):
+        case = ImageCase.load(idx, Path(path), config.crop_size, crops_dir if idx < config.report_images else None)
+        for setting in codec.settings:
+            bar.set_postfix_str(f"{case.name} {setting.label}")
+            codec_rows, nbytes = measure_codec(case, codec, setting, config.extra_settings)
+            rows += codec_rows
+            rows += measure_baselines(case, config.baselines, nbytes, setting.label)
+        if case.crops_dir is not None:
+            gallery.append(case.gallery())
+    bar.close()
+    return rows, gallery
 
 
-def _write_report(path: Path, summary: dict[str, Any], gallery: list[dict[str, Any]]) -> None:
-    esc = html.escape
-    m = summary["machine"]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>diffcodec benchmark: {esc(summary['method'])}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>diffcodec benchmark: method {esc(summary['method'])}</h1>",
-        '<p class="meta">'
-        f"{summary['n_images']} images; presets {esc(', '.join(summary['presets']))}; baselines "
-        f"{esc(', '.join(summary['baselines']) or 'none')} (each at the largest file not exceeding the diffcodec "
-        f"file). Date (UTC) {esc(summary['date_utc'])}; {esc(str(m.get('platform')))}, {m.get('cpu_count')} CPUs, "
-        f"torch {esc(str(m.get('torch')))} ({m.get('torch_threads')} threads), Pillow {esc(str(m.get('pillow')))}; "
-        f"wall time {summary.get('wall_s', 0):.1f} s."
-        + (f"<br>Command: <code>{esc(summary['command'])}</code>" if summary.get("command") else "")
-        + "</p>",
-        "<h2>Summary (means over images)</h2>",
-        "<table><tr><th>codec</th><th>setting</th><th>bpp</th><th>payload bpp</th><th>PSNR (dB)</th>"
-        "<th>PSNR-Y (dB)</th><th>SSIM</th><th>MS-SSIM</th><th>enc (s)</th><th>dec (s)</th><th>n</th>"
-        "<th>over target</th></tr>",
-    ]
-    for e in summary["settings"]:
-        parts.append(
-            f"<tr><td class=l>{esc(e['codec'])}</td><td class=l>{esc(_setting_label(e))}</td>"
-            f"<td>{_num(e.get('mean_bpp'), '.4f')}</td><td>{_num(e.get('mean_payload_bpp'), '.4f')}</td>"
-            f"<td>{_num(e.get('mean_psnr'), '.2f')}</td><td>{_num(e.get('mean_psnr_y'), '.2f')}</td>"
-            f"<td>{_num(e.get('mean_ssim'), '.4f')}</td><td>{_num(e.get('mean_ms_ssim'), '.4f')}</td>"
-            f"<td>{_num(e.get('mean_encode_s'), '.3f')}</td><td>{_num(e.get('mean_decode_s'), '.3f')}</td>"
-            f"<td>{e.get('n_images')}</td><td>{e.get('over_target')}</td></tr>"
-        )
-    parts.append("</table>")
-    parts.append('<h2>Rate-distortion</h2><div class="plots">'
-                 '<img src="rd_psnr.png" alt="bpp vs PSNR"><img src="rd_msssim.png" alt="bpp vs MS-SSIM"></div>')
-    if gallery:
-        size = summary["crop"]["size"]
-        parts.append(f"<h2>Crops</h2><p class=meta>{size}x{size} px from the image centre (top = (H - {size}) // 2,"
-                     f" left = (W - {size}) // 2), first {len(gallery)} images, shown at 1:1.</p>")
-    for g in gallery:
-        h, w = g["size"]
-        top, left, ch, cw = g["crop"]
-        parts.append(f"<h3>{esc(g['image'])} <span class=meta>({w}x{h}, crop at x={left}, y={top})</span></h3>")
-        parts.append('<div class="row">')
-        for codec, setting, src, row in g["entries"]:
-            if row is None:
-                cap = "original"
-            else:
-                cap = (f"{esc(codec)} {esc(setting)}<br>{_num(row['bpp'], '.3f')} bpp, "
-                       f"{_num(row['psnr'], '.2f')} dB, MS-SSIM {_num(row['ms_ssim'], '.4f')}")
-                if row.get("over_target"):
-                    cap += "<br><b>over target</b>"
-            parts.append(f'<figure><img src="{esc(src)}" width="{cw}" height="{ch}" alt="{esc(codec)} '
-                         f'{esc(setting)}"><figcaption>{cap}</figcaption></figure>')
-        parts.append("</div>")
-    parts.append("</body></html>\n")
-    _atomic_write_text(path, "\n".join(parts))
+def write_outputs(config: BenchConfig, codec: CodecUnderTest, rows: list[dict[str, Any]],
+                  gallery: list[dict[str, Any]], *, rss_start_mb: float | None, t_start: float) -> dict:
+    """results.csv, summary.md, the two plots, report.html and summary.json; returns the summary."""
+    out = Path(config.outdir)
+    labels = [s.label for s in codec.settings]
+    atomic.write_text(out / "results.csv", csv_text(rows))
+    settings = summarize(rows, labels, [e["label"] for e in config.extra_settings], config.baselines)
+    command = config.command
+    summary: dict[str, Any] = {
+        "method": config.method,
+        "presets": labels,
+        "encode_params": dict(config.encode_params),
+        "baselines": list(config.baselines),
+        "extra_settings": list(config.extra_settings),
+        "images": [str(p) for p in config.images],
+        "n_images": len(config.images),
+        "crop": {"size": config.crop_size, "position": "centre"},
+        "device": config.device,
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(command) if isinstance(command, (list, tuple)) else command,
+        "machine": machine_info(),
+        "rss_start_mb": rss_start_mb,
+        "notes": {
+            "means": "arithmetic mean over images of per-image values; NaN (MS-SSIM on images <= 160 px) skipped",
+            "bpp": "8 * file bytes / pixels, whole file; payload_bpp from api.info payload_bytes",
+            "baselines": "largest file not exceeding the diffcodec file; setting '@P' = matched to preset P",
+            "peak_rss_mb": "process peak RSS so far after each diffcodec encode+decode (high-water mark, "
+                           "includes torch and the metrics; rss_start_mb is the level before the first image)",
+        },
+        "settings": settings,
+    }
+    atomic.write_text(out / "summary.md", format_markdown_table(summary))
+    atomic.write_bytes(out / "rd_psnr.png", rd_plot_png(settings, "mean_psnr", "PSNR (RGB) [dB]",
+                                                        "Rate-distortion: PSNR"))
+    atomic.write_bytes(out / "rd_msssim.png", rd_plot_png(settings, "mean_ms_ssim", "MS-SSIM [0..1]",
+                                                          "Rate-distortion: MS-SSIM"))
+    summary["wall_s"] = time.perf_counter() - t_start
+    atomic.write_text(out / "report.html", report_html(summary, gallery))
+    summary["wall_s"] = time.perf_counter() - t_start
+    summary["files"] = list(OUTPUT_FILES)
+    atomic.write_text(out / "summary.json", json.dumps(json_clean(summary), indent=2) + "\n")
+    return json_clean(summary)
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+def run_bench(config: BenchConfig, *, encode_fn: Callable[..., bytes] | None = None,
+              decode_fn: Callable[..., np.ndarray] | None = None,
+              info_fn: Callable[[bytes], dict] | None = None) -> dict:
+    """Benchmark ``config.method`` against ``config.baselines`` on ``config.images``; write the report into
+    ``config.outdir``. `encode_fn(image, method, preset, **params)`, `decode_fn(data, **options)` and
+    `info_fn(data)` replace ``diffcodec.api`` (see :func:`codec_under_test`). Returns the summary (as in
+    summary.json)."""
+    t_start = time.perf_counter()
+    config.check()
+    codec = codec_under_test(config, encode_fn, decode_fn, info_fn)
+    # Load torch and the metric code before the first measurement, so that every image's peak_rss_mb includes
+    # the same runtime (the metrics need torch whether or not the codec does); recorded as rss_start_mb.
+    _metrics.compare(np.zeros((16, 16, 3), np.uint8), np.ones((16, 16, 3), np.uint8))
+    rss_start = peak_rss_mb()
+    rows, gallery = measure(config, codec)
+    return write_outputs(config, codec, rows, gallery, rss_start_mb=rss_start, t_start=t_start)
+
+

@@ -44,7 +44,8 @@ def cli():
 @click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default=None,
               help="ddcm: codebook kind (default mshift).")
 @click.option("--space", type=click.Choice(["pixel", "latent"]), default=None,
-              help="ddcm: space (default latent; with --bpp and no --space/--base, conditional on the largest opq base that fits); diffae: decoder space (default latent).")
+              help="ddcm: space (default latent; with --bpp and no --space/--base, conditional on the largest opq "
+                   "base that fits); diffae: decoder space (default latent).")
 @click.option("--base", default=None, metavar="PRESET",
               help="ddcm: conditional mode, an opq base layer (e.g. opq-16-8-8) + refiner-guided codebook steps.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None,
@@ -68,15 +69,14 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
         output = str(Path(input).with_suffix(".ddc"))
     if as_json and output == "-":
         raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
-    # --device is resolved (which imports torch) only by methods that run a network; opq does not.
     images.check_output_path(output, [input], force)
     t0 = time.perf_counter()
     arr = images.image_from_bytes(images.read_bytes(input), input)
     given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "base": base, "seed": seed,
              "bpp": bpp, "precision": precision}
     params = {name: v for name, v in given.items() if v is not None}
-    if method in ("ddcm", "diffae"):
-        params["device"] = api.resolve_device(device)
+    if api.get_codec(method).takes_device():   # resolved by the codec when it loads a network
+        params["device"] = device
     data = api.encode(arr, method=method, preset=preset, **params)
     elapsed = time.perf_counter() - t0
     atomic.write_bytes(output, data)
@@ -102,7 +102,7 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
 @click.option("--steps", type=click.IntRange(1, 50), default=None,
               help="Refiner sampling steps (default 1: best PSNR and MS-SSIM in our measurements); "
               "diffae: decoder steps (default: the file's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Refiner noise seed.")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None, help="Refiner noise seed (default 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @device_option
 @quiet_option
@@ -117,19 +117,15 @@ def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
     if as_json and output == "-":
         raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
     fmt = images.output_format(output)
-    options = {}
-    if refine:
-        options = {"refine": True, "steps": steps, "seed": seed, "device": api.resolve_device(device)}
     images.check_output_path(output, [input], force)
     data = images.read_bytes(input)
-    try:
-        is_diffae = not refine and api.info(data)["method"] == "diffae"
-    except DiffcodecError:
-        is_diffae = False   # api.decode below reports what is wrong with the file
-    if is_diffae:           # diffae: --steps overrides the file's decoder steps; the network runs on --device
-        options = {"device": api.resolve_device(device), **({"steps": steps} if steps is not None else {})}
-    elif not refine and steps is not None:
-        raise UsageError("--steps only applies with --refine (or to diffae files)")
+    # The file's codec says what it decodes with; flags it does not take are its one-line usage error.
+    given = {"refine": refine or None, "steps": steps, "seed": seed}
+    options = {name: v for name, v in given.items() if v is not None}
+    codec = api.codec_of(data)
+    if "device" in codec.decode_options:    # resolved (importing torch) only by a codec that runs a network
+        options["device"] = device
+    codec.check_decode_options(options)
     t0 = time.perf_counter()
     pixels = api.decode(data, **options)
     elapsed = time.perf_counter() - t0
@@ -143,9 +139,11 @@ def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
 
 
 @cli.command()
-@click.option("-m", "--method", default="ddcm", show_default=True, help="Generating method (only ddcm).")
+@click.option("-m", "--method", default="ddcm", show_default=True,
+              help="Generating method (one whose codec can generate: `diffcodec methods --json`).")
 @click.option("-o", "--output", "output", metavar="OUT", required=True, help="The sample image (.png ...).")
-@click.option("--bitstream", default=None, metavar="DDC", help="Also write the sample's .ddc (decoding it reproduces OUT).")
+@click.option("--bitstream", default=None, metavar="DDC",
+              help="Also write the sample's .ddc (decoding it reproduces OUT).")
 @click.option("--k", "k", type=click.IntRange(1, 1 << 20), default=4096, show_default=True, help="Codebook size K.")
 @click.option("--steps", type=click.IntRange(1, 1000), default=20, show_default=True, help="Strided diffusion steps N.")
 @click.option("--atoms", type=click.IntRange(1, 1024), default=1, show_default=True, help="Atoms M per step.")
@@ -163,8 +161,6 @@ def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, 
     writes them as a .ddc file that decodes to the sample."""
     from diffcodec import api, atomic, images
 
-    if method != "ddcm":
-        raise UsageError(f"only ddcm can generate (got --method {method})")
     try:
         w, _, h = size.lower().partition("x")
         width, height = int(w), int(h or w)
@@ -176,11 +172,9 @@ def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, 
         images.check_output_path(bitstream, [], force)
         if bitstream != "-" and output != "-" and Path(bitstream).resolve() == Path(output).resolve():
             raise UsageError("--bitstream and -o name the same file")
-    from diffcodec.methods import ddcm
-
     t0 = time.perf_counter()
-    data, sample = ddcm.generate(height, width, k=k, steps=steps, atoms=atoms, codebook=codebook, space=space,
-                                 seed=seed, device=api.resolve_device(device))
+    data, sample = api.generate(method, height, width, k=k, steps=steps, atoms=atoms, codebook=codebook,
+                                space=space, seed=seed, device=api.resolve_device(device))
     elapsed = time.perf_counter() - t0
     atomic.write_bytes(output, images.image_to_bytes(sample, fmt))
     if bitstream is not None:
@@ -200,7 +194,7 @@ def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(input, as_json):
     """Describe a .ddc file without decoding it."""
-    from diffcodec import api, atomic, images
+    from diffcodec import api, images
 
     meta = api.info(images.read_bytes(input))
     if as_json:
@@ -221,12 +215,9 @@ def info(input, as_json):
         ("bpp", f"{meta['bpp']:.4f} (payload only {meta['payload_bpp']:.4f})"),
         ("compression ratio", f"{meta['compression_ratio']:.1f} : 1"),
     ]
-    if "ddcm" in meta:
-        d = meta["ddcm"]
-        mode = f"space {d['space']}" + (f", base layer {d['base']}" if d["base"] else ", no base layer")
-        if d["base"] and d["base_bytes"] is not None:
-            mode += f" ({d['base_bytes']:,} base + {d['index_bytes']:,} index bytes)"
-        rows.insert(4, ("ddcm mode", mode))
+    details = meta.get(meta["method"])        # the codec's own description (Codec.describe)
+    if isinstance(details, dict) and details.get("summary"):
+        rows.insert(4, (f"{meta['method']} mode", details["summary"]))
     for k, v in rows:
         click.echo(f"{k:>18}: {v}")
 
@@ -269,9 +260,10 @@ def models(as_json, verify):
         emit_json(rows)
     else:
         if not rows:
-            click.echo(f"no artifacts found in {artifacts.codebooks_dir()}")
+            click.echo(f"no artifacts found in {artifacts.artifacts_dir()}")
         for r in rows:
-            click.echo(f"{r['name']:<24} {r['kind'] or '?':<14} {r['bytes'] or 0:>10,} B  {r['sha256'][:12]}  {r['status']}")
+            click.echo(f"{r['name']:<24} {r['kind'] or '?':<14} {r['bytes'] or 0:>10,} B  {r['sha256'][:12]}  "
+                       f"{r['status']}")
             trained = ", ".join(x for x in (
                 f"{r['steps']} steps" if r.get("steps") else "",
                 f"{r['wall_time_s']:.0f} s" if r.get("wall_time_s") else "",
@@ -288,7 +280,9 @@ def models(as_json, verify):
 @cli.command()
 @click.argument("inputs", nargs=-1, metavar="[FILES or DIR]...")
 @click.option("-m", "--method", default="opq", show_default=True)
-@click.option("-p", "--preset", "presets", multiple=True, help="Preset(s) to run (repeat; default: all of the method's).")
+@click.option("-p", "--preset", "presets", multiple=True,
+              help="Preset(s) to run (repeat; default: all of the method's, or the default one when --param values "
+                   "fix everything a preset sets).")
 @click.option("--vs", "baselines", multiple=True, default=("jpeg", "webp", "avif"), show_default=True,
               help="Baseline codec(s), matched to each diffcodec file's size (repeat).")
 @click.option("-o", "--outdir", default="bench-out", show_default=True, help="Folder for results.csv, plots, report.")
@@ -307,8 +301,8 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
 
     Default input: ../shared/data/kodak (Kodak24) when it exists beside the repository.
     """
-    from diffcodec import api, bench as bench_mod
-    from diffcodec.methods import get_codec
+    from diffcodec import api
+    from diffcodec import bench as bench_mod
 
     if not inputs:
         default = bench_mod.default_image_dir()
@@ -316,19 +310,14 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
             raise UsageError("no input images given and ../shared/data/kodak not found")
         inputs = (str(default),)
     files = bench_mod.collect_images(list(inputs))
-    codec = get_codec(method)
-    presets = list(presets) or list(codec.presets)
-    for p in presets:
-        if p not in codec.presets:
-            raise UsageError(f"unknown {method} preset {p!r} (available: {', '.join(codec.presets)})")
+    codec = api.get_codec(method)
     dev = api.resolve_device(device)
-    if refine_steps and method != "opq":
-        raise UsageError("--refine-steps applies to --method opq")
-    if decode_steps and method != "diffae":
-        raise UsageError("--decode-steps applies to --method diffae")
-    extras = [{"label": f"refine{n}", "decode_options": {"refine": True, "steps": n, "device": dev}}
-              for n in refine_steps]
-    extras += [{"label": f"steps{n}", "decode_options": {"steps": n, "device": dev}} for n in decode_steps]
+    if refine_steps and "refine" not in codec.decode_options:
+        raise UsageError(f"--refine-steps: {method} has no refiner (methods with one take the decode option refine)")
+    if decode_steps and ("steps" not in codec.decode_options or "refine" in codec.decode_options):
+        raise UsageError(f"--decode-steps: {method} has no decoder steps to choose (see --refine-steps)")
+    extras = [{"label": f"refine{n}", "decode_options": {"refine": True, "steps": n}} for n in refine_steps]
+    extras += [{"label": f"steps{n}", "decode_options": {"steps": n}} for n in decode_steps]
     encode_params = {}
     for item in params:
         key, sep, value = item.partition("=")
@@ -341,10 +330,11 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
             except ValueError:
                 continue
         encode_params[key.replace("-", "_")] = value
-    summary = bench_mod.run_bench(files, method, presets, list(baselines), Path(outdir), quiet=quiet,
-                                  device=dev, report_images=report_images, extra_settings=extras,
-                                  encode_params=encode_params,
-                                  command="diffcodec " + shlex.join(sys.argv[1:]))
+    config = bench_mod.BenchConfig(files, method, Path(outdir), presets=list(presets), baselines=list(baselines),
+                                   device=dev, encode_params=encode_params, extra_settings=extras,
+                                   report_images=report_images, quiet=quiet,
+                                   command="diffcodec " + shlex.join(sys.argv[1:]))
+    summary = bench_mod.run_bench(config)
     say(f"wrote {outdir}/results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png, report.html", quiet)
     if not quiet:
         click.echo((Path(outdir) / "summary.md").read_text())
@@ -374,7 +364,8 @@ def demo(outdir, preset, quiet):
     atomic.write_bytes(paths["sample.ddc"], data)
     atomic.write_bytes(paths["sample-decoded.png"], images.image_to_bytes(out))
     meta = api.info(data)
-    say(f"{paths['sample.png']} ({img.shape[1]}x{img.shape[0]}) -> {paths['sample.ddc']}: {meta['file_bytes']:,} bytes, "
+    say(f"{paths['sample.png']} ({img.shape[1]}x{img.shape[0]}) -> {paths['sample.ddc']}: "
+        f"{meta['file_bytes']:,} bytes, "
          f"{meta['bpp']:.3f} bpp, PSNR {metrics.psnr(img, out):.2f} dB, encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s "
          f"-> {paths['sample-decoded.png']}", quiet)
 

@@ -1,6 +1,7 @@
 """`diffcodec train ...`: the commands that make every shipped codebook and model (codebooks/, with manifests).
 
-Training modules are imported inside the commands, so the coding commands never load them.
+Training modules (:mod:`diffcodec.training`) are imported inside the commands, so the coding commands never
+load them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def train():
 def train_opq_cmd(data, val, presets, patches_per_image, niter, seed, quiet):
     """Train OPQ codebooks + context-model tables; writes codebooks/opq/<preset>.safetensors and .json."""
     from diffcodec.methods.opq import PRESETS
-    from diffcodec.methods.opq_train import train_opq
+    from diffcodec.training.opq import train_opq
 
     _refuse_kodak(data)
     presets = list(presets) or list(PRESETS)
@@ -84,9 +85,10 @@ def _diffusion_train_options(f):
 
 
 def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra_manifest: dict, *,
-                            data_source=None, val_data=None, io_channels: int = 3, **o):
-    from diffcodec.diffusion.train import TrainConfig, train_denoiser
-    from diffcodec.methods.opq_train import LICENSE_NOTE
+                            data_source=None, val_data=None, io_channels: int = 3, init_from: str | None = None,
+                            **o):
+    from diffcodec.training.denoiser import TrainConfig, train_denoiser
+    from diffcodec.training.opq import LICENSE_NOTE
 
     name = o["name"] or f"models/{kind}"
     cfg = TrainConfig(
@@ -101,6 +103,7 @@ def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra
         make_condition=make_condition, export_name=None if o["no_export"] else name,
         command="diffcodec " + shlex.join(sys.argv[1:]), license_note=LICENSE_NOTE,
         progress=None if not o["quiet"] else False, num_threads=o["threads"], extra_manifest=extra_manifest,
+        init_from=init_from,
     )
     result = train_denoiser(cfg)
     say(f"{kind}: {json.dumps(result, default=str)[:2000]}", o["quiet"])
@@ -115,12 +118,13 @@ def train_denoiser_cmd(**o):
 
 
 @train.command("refiner")
-@click.option("--opq-preset", "opq_presets", multiple=True, help="opq presets to degrade with (default: 16-8-8, 32-8-8, 64-16-16).")
+@click.option("--opq-preset", "opq_presets", multiple=True,
+              help="opq presets to degrade with (default: 16-8-8, 32-8-8, 64-16-16).")
 @_diffusion_train_options
 def train_refiner_cmd(opq_presets, **o):
     """Conditional denoiser that cleans OPQ-decoded images (`decode --refine`): writes codebooks/models/opq-refiner.*"""
     from diffcodec.methods.opq import PRESETS
-    from diffcodec.methods.opq_refine import TRAIN_PRESETS, OPQDegrade
+    from diffcodec.training.degrade import TRAIN_PRESETS, OPQDegrade
 
     _refuse_kodak(o["data"])
     presets = tuple(opq_presets) or TRAIN_PRESETS
@@ -128,6 +132,28 @@ def train_refiner_cmd(opq_presets, **o):
         if p not in PRESETS:
             raise UsageError(f"unknown opq preset {p!r}")
     _run_diffusion_training("opq-refiner", OPQDegrade(presets, seed=o["seed"]), 3, {"opq_presets": list(presets)}, **o)
+
+
+@train.command("codec-refiner")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["opq", "jpeg", "webp", "avif"]),
+              help="Base codecs to degrade with (repeat; default all four).")
+@click.option("--init", "init_from", default=None, metavar="MODEL",
+              help="Start from a shipped denoiser's weights, e.g. models/opq-refiner (extra condition channels "
+                   "start at zero).")
+@_diffusion_train_options
+def train_codec_refiner_cmd(kinds, init_from, **o):
+    """Conditional denoiser that refines decoded base layers of opq, JPEG, WebP and AVIF, conditioned on the base's
+    kind and quality: writes codebooks/models/codec-refiner.*"""
+    from diffcodec.methods.codec_refiner import CONDITION_CHANNELS
+    from diffcodec.training.degrade import CODEC_KINDS, CODEC_QUALITIES, CodecDegrade
+
+    _refuse_kodak(o["data"])
+    kinds = tuple(kinds) or CODEC_KINDS
+    extra = {"base_kinds": list(kinds), "qualities": CODEC_QUALITIES, "init_from": init_from,
+             "condition": "decoded base RGB + one-hot kind (opq, jpeg, webp, avif) + coarseness "
+                          "(diffcodec/methods/codec_refiner.py)"}
+    _run_diffusion_training("codec-refiner", CodecDegrade(kinds, seed=o["seed"]), CONDITION_CHANNELS, extra,
+                            init_from=init_from, **o)
 
 
 @train.command("latent-denoiser")
@@ -138,9 +164,10 @@ def train_latent_denoiser_cmd(ae_name, **o):
     """Unconditional diffusion prior on `latent-ae` latents (`latent-ddpm`, used by ddcm --space latent).
     The training images (and mirror images) are encoded once, cached in --out; --crop is the latent crop
     (default 32: 256 px at f8)."""
-    from diffcodec.data import ImageFolderCrops
-    from diffcodec.diffusion.train import resolve_device
-    from diffcodec.latent import LatentCrops, LatentImageCache, encode_validation, load_latent_space
+    from diffcodec.device import resolve_device
+    from diffcodec.latent import load_latent_space
+    from diffcodec.training.data import ImageFolderCrops
+    from diffcodec.training.latent import LatentCrops, LatentImageCache, encode_validation
 
     _refuse_kodak(o["data"])
     if o["threads"]:  # the encoding below runs before the training loop sets it
@@ -154,7 +181,7 @@ def train_latent_denoiser_cmd(ae_name, **o):
     out_dir.mkdir(parents=True, exist_ok=True)
     images = ImageFolderCrops([Path(d) for d in o["data"]], crop=crop * space.factor, flips=False)
     cache = LatentImageCache(images, space.autoencoder, space.sha256, crop * space.factor, flips=True,
-                             cache_path=out_dir / "latents.pt", progress=not o["quiet"] and sys.stderr.isatty())
+                             cache_path=out_dir / "latents.pt", progress=False if o["quiet"] else None)
     data = LatentCrops(cache, crop)
     val = encode_validation(space.autoencoder, o["val"], 256, 16) if o["val"] else None
     o.update(crop=crop, out_dir=str(out_dir), name=name)
@@ -175,7 +202,8 @@ def train_latent_denoiser_cmd(ae_name, **o):
 @click.option("--factor", type=click.Choice(["4", "8", "16"]), default="8", show_default=True,
               help="Latent stride f.")
 @click.option("--latent-channels", type=int, default=4, show_default=True)
-@click.option("--channels", default=None, help="Comma-separated widths per level (log2(f) of them; default 64,128,192[,256]).")
+@click.option("--channels", default=None,
+              help="Comma-separated widths per level (log2(f) of them; default 64,128,192[,256]).")
 @click.option("--res-blocks", type=int, default=1, show_default=True, help="Encoder ResBlocks per level (decoder: +1).")
 @click.option("--steps", type=int, default=20_000, show_default=True, help="Total optimizer steps (cosine LR to 0).")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (resumable).")
@@ -192,8 +220,8 @@ def train_latent_denoiser_cmd(ae_name, **o):
 @quiet_option
 def train_autoencoder_cmd(**o):
     """First-stage autoencoder (`latent-ae`): L1 + MS-SSIM + small KL; writes codebooks/models/latent-ae.*"""
-    from diffcodec.autoencoder_train import AETrainConfig, train_autoencoder
-    from diffcodec.methods.opq_train import LICENSE_NOTE
+    from diffcodec.training.autoencoder import AETrainConfig, train_autoencoder
+    from diffcodec.training.opq import LICENSE_NOTE
 
     _refuse_kodak(o["data"])
     model: dict = {"factor": int(o["factor"]), "latent_channels": o["latent_channels"],
@@ -267,8 +295,8 @@ def train_autoencoder_cmd(**o):
 def train_diffae_cmd(**o):
     """Diffusion-autoencoder codec (`--method diffae`): encoder, prior and diffusion decoder jointly, one
     variable-rate model; writes codebooks/models/diffae.* (pixel space: diffae-pixel.*)"""
-    from diffcodec.methods.diffae_train import DiffAETrainConfig, train_diffae
-    from diffcodec.methods.opq_train import LICENSE_NOTE
+    from diffcodec.training.diffae import DiffAETrainConfig, train_diffae
+    from diffcodec.training.opq import LICENSE_NOTE
 
     _refuse_kodak(list(o["data"]) + ([o["val"]] if o["val"] else []))
     name = o["name"] or ("models/diffae" if o["space"] == "latent" else "models/diffae-pixel")

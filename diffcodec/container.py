@@ -38,6 +38,7 @@ __all__ = [
     "Encoded",
     "frame",
     "framed_size",
+    "encode_varint",
     "write_container",
     "read_container",
     "MAX_DIMENSION",
@@ -162,7 +163,9 @@ class Container:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """Unsigned LEB128 of ``value`` in 0..MAX_CHUNK_LENGTH (7 bits per byte, least significant group first,
+    minimal): the chunk lengths, and what methods use for lengths inside their payloads."""
     if not 0 <= value <= MAX_CHUNK_LENGTH:
         raise UsageError(f"chunk of {value} bytes is too large for the .ddc format (limit {MAX_CHUNK_LENGTH})")
     out = bytearray()
@@ -174,6 +177,9 @@ def _encode_varint(value: int) -> bytes:
         else:
             out.append(low)
             return bytes(out)
+
+
+_encode_varint = encode_varint
 
 
 def _chunk_crc(type_byte: int, data) -> int:
@@ -281,7 +287,7 @@ def _plain(v: Any, depth: int = 0) -> Any:
 # Writer
 # ----------------------------------------------------------------------------------------------------
 
-_HEADER_DEFAULTS = (0, 1, {}, None)   # pixel_format, frames, params, rng
+_HEADER_DEFAULTS: tuple[Any, ...] = (0, 1, {}, None)   # pixel_format, frames, params, rng
 
 
 def _encode_header(h: Header) -> bytes:

@@ -63,7 +63,7 @@ def image_from_bytes(data: bytes, name: str = "input") -> np.ndarray:
             if im.width * im.height > MAX_PIXELS:
                 raise Image.DecompressionBombError("over our limit")
             if getattr(im, "n_frames", 1) > 1:
-                warnings.warn(f"{name}: has {im.n_frames} frames; only the first is coded", ImageWarning)
+                warnings.warn(f"{name}: has {im.n_frames} frames; only the first is coded", ImageWarning, stacklevel=2)
             im = ImageOps.exif_transpose(im)
             im.load()
     except UnidentifiedImageError:
@@ -80,11 +80,11 @@ def pil_to_array(im, name: str = "input") -> np.ndarray:
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
     if has_alpha:
         warnings.warn(f"{name}: alpha channel dropped (diffcodec codes colour only; the output is opaque)",
-                      ImageWarning)
+                      ImageWarning, stacklevel=2)
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.int64)
         if arr.max(initial=0) > 255:
-            warnings.warn(f"{name}: 16-bit samples reduced to 8 bits", ImageWarning)
+            warnings.warn(f"{name}: 16-bit samples reduced to 8 bits", ImageWarning, stacklevel=2)
             arr = arr >> 8 if arr.max() < 65536 else np.clip(arr, 0, 255)
         return np.clip(arr, 0, 255).astype(np.uint8)[..., None]
     if mode == "F":
@@ -112,7 +112,7 @@ def as_image_array(image) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise UsageError(f"image arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {arr.shape}")
     if arr.shape[2] == 4:
-        warnings.warn("alpha channel dropped (diffcodec codes colour only)", ImageWarning)
+        warnings.warn("alpha channel dropped (diffcodec codes colour only)", ImageWarning, stacklevel=2)
         arr = arr[..., :3]
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UsageError("image is empty")

@@ -62,9 +62,7 @@ def ddcm_encode_file(img, **params):
     codec = get_codec("ddcm")
     enc, recon = codec.compress_with_reconstruction(img, **params)
     h, w, c = img.shape if img.ndim == 3 else (*img.shape, 1)
-    header = container.Header(method="ddcm", model=enc.model, model_sha=enc.model_sha, width=w, height=h,
-                              pixel_format=container.pixel_format_code(c), params=enc.params, rng=enc.rng)
-    return container.write_container(header, enc.chunks), recon, codec.last_stats
+    return container.frame("ddcm", enc, w, h, c), recon, codec.last_stats
 
 
 def subprocess_env(codebooks, threads: int = 2) -> dict:

@@ -7,12 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import synthetic_image
 from diffcodec import artifacts, latent
 from diffcodec.autoencoder import Autoencoder, export_autoencoder, load_autoencoder
-from diffcodec.autoencoder_train import AETrainConfig, train_autoencoder
 from diffcodec.cli import main as cli_main
 from diffcodec.errors import ModelError, UsageError
+from diffcodec.training.autoencoder import AETrainConfig, train_autoencoder
+from diffcodec.training.latent import LatentCrops, LatentImageCache
+
+from conftest import synthetic_image
 
 TINY = {"factor": 8, "latent_channels": 4, "channels": [8, 8, 16], "num_res_blocks": 1}
 
@@ -129,22 +131,22 @@ def test_training_runs_resumes_and_exports(codebooks, image_folder, tmp_path):
 def test_latent_crops_and_latent_denoiser_training_from_the_cli(codebooks, image_folder, tmp_path):
     m = _tiny()
     export_autoencoder("models/latent-ae", m, {"command": "test"})
-    from diffcodec.data import ImageFolderCrops
+    from diffcodec.training.data import ImageFolderCrops
 
     images = ImageFolderCrops([image_folder], crop=64, flips=False)
-    cache = latent.LatentImageCache(images, m, "sha", 64, flips=True, cache_path=tmp_path / "lat.pt")
+    cache = LatentImageCache(images, m, "sha", 64, flips=True, cache_path=tmp_path / "lat.pt")
     assert len(cache.latents) == 3 and cache.latents[0][0].shape == (4, 15, 18)   # 120x140 -> ceil(/8)
     # the mirror variant is the latent of the mirrored image
     mirrored = m.encode(torch.from_numpy(images.images[0][:, ::-1].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1)
     torch.testing.assert_close(cache.latents[0][1], mirrored[0], atol=1e-4, rtol=1e-4)
-    crops = latent.LatentCrops(cache, 6)
+    crops = LatentCrops(cache, 6)
     b = crops.batch(3, np.random.default_rng(0))
     assert b.shape == (3, 4, 6, 6)
     with pytest.raises(UsageError):
-        latent.LatentCrops(cache, 19).batch(1, np.random.default_rng(0))
+        LatentCrops(cache, 19).batch(1, np.random.default_rng(0))
     m2 = _tiny()
     m2.encode = None                                                   # would fail if called
-    again = latent.LatentImageCache(images, m2, "sha", 64, flips=True, cache_path=tmp_path / "lat.pt")
+    again = LatentImageCache(images, m2, "sha", 64, flips=True, cache_path=tmp_path / "lat.pt")
     assert torch.equal(again.latents[2][1], cache.latents[2][1])      # read back from the cache
 
     cli_main(["train", "latent-denoiser", "--data", str(image_folder), "--val", str(image_folder),

@@ -9,8 +9,8 @@ from diffcodec.errors import UsageError
 
 @pytest.fixture(scope="module")
 def img():
-    from skimage import data
     from PIL import Image
+    from skimage import data
 
     a = data.astronaut()
     return np.asarray(Image.fromarray(a).resize((192, 176), Image.Resampling.BICUBIC))

@@ -15,6 +15,7 @@ from PIL import Image
 import diffcodec
 from diffcodec import bench
 from diffcodec.errors import DiffcodecError, UsageError
+from diffcodec.methods import Codec
 
 QUALITY = {"lo": 20, "mid": 50, None: 50}
 
@@ -36,6 +37,23 @@ def fake_decode(data, **options):
 
 def fake_info(data):
     return {"payload_bytes": len(data) - 5, "header_bytes": 5}
+
+
+class FakeCodec(Codec):
+    name = "fake"
+    presets = {"lo": "low rate", "mid": "medium rate"}
+    decode_options = {"refine": "add one to every pixel"}
+
+
+def _install_fake_api(monkeypatch, codec_cls, encode=fake_encode, decode=fake_decode):
+    """diffcodec.api -> the fake codec functions; diffcodec.methods.get_codec -> `codec_cls`."""
+    fake_api = types.ModuleType("diffcodec.api")
+    fake_api.encode, fake_api.decode, fake_api.info = encode, decode, fake_info
+    monkeypatch.setitem(sys.modules, "diffcodec.api", fake_api)
+    monkeypatch.setattr(diffcodec, "api", fake_api, raising=False)
+    import diffcodec.methods as methods
+
+    monkeypatch.setattr(methods, "get_codec", lambda name, for_decoding=False: codec_cls())
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +80,9 @@ def test_run_bench_injected(image_dir, tmp_path):
     images = bench.collect_images([str(image_dir)])
     assert [p.name for p in images] == ["a_gradient.png", "b_astronaut.png"]
     out = tmp_path / "out"
-    summary = bench.run_bench(images, "fake", ["mid"], ["jpeg", "webp"], out, quiet=True, crop_size=64,
-                              command=["diffcodec", "bench", "x"], encode_fn=fake_encode,
-                              decode_fn=fake_decode, info_fn=fake_info)
+    config = bench.BenchConfig(images, "fake", out, presets=["mid"], baselines=["jpeg", "webp"], quiet=True,
+                               crop_size=64, command=["diffcodec", "bench", "x"])
+    summary = bench.run_bench(config, encode_fn=fake_encode, decode_fn=fake_decode, info_fn=fake_info)
     for f in ("results.csv", "summary.json", "summary.md", "rd_psnr.png", "rd_msssim.png", "report.html"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
@@ -127,21 +145,13 @@ def test_run_bench_injected(image_dir, tmp_path):
 
 def test_run_bench_through_api_module(image_dir, tmp_path, monkeypatch):
     """The default path: lazily imported diffcodec.api + preset check through diffcodec.methods.get_codec."""
-    fake_api = types.ModuleType("diffcodec.api")
-    fake_api.encode, fake_api.decode, fake_api.info = fake_encode, fake_decode, fake_info
-    monkeypatch.setitem(sys.modules, "diffcodec.api", fake_api)
-    monkeypatch.setattr(diffcodec, "api", fake_api, raising=False)
-    import diffcodec.methods as methods
-
-    class FakeCodec:
-        presets = {"lo": "low rate", "mid": "medium rate"}
-
-    monkeypatch.setattr(methods, "get_codec", lambda name, for_decoding=False: FakeCodec())
+    _install_fake_api(monkeypatch, FakeCodec)
 
     images = bench.collect_images([str(image_dir / "a_gradient.png")])
     out = tmp_path / "out2"
-    summary = bench.run_bench(images, "fake", [], ["jpeg"], out, quiet=True, crop_size=32, report_images=0,
-                              extra_settings=[{"label": "refine", "decode_options": {"refine": True}}])
+    summary = bench.run_bench(bench.BenchConfig(
+        images, "fake", out, baselines=["jpeg"], quiet=True, crop_size=32, report_images=0,
+        extra_settings=[{"label": "refine", "decode_options": {"refine": True}}]))
     rows = _read_csv(out / "results.csv")
     # every preset (none named), each with its +refine variant and a jpeg match
     assert [(r["codec"], r["setting"]) for r in rows] == [
@@ -153,17 +163,17 @@ def test_run_bench_through_api_module(image_dir, tmp_path, monkeypatch):
     assert not list((out / "crops").glob("*.png"))
 
     with pytest.raises(UsageError, match="unknown preset"):
-        bench.run_bench(images, "fake", ["nope"], ["jpeg"], tmp_path / "out3", quiet=True)
+        bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "out3", ["nope"], ["jpeg"], quiet=True))
 
 
 def test_run_bench_errors(image_dir, tmp_path):
     images = bench.collect_images([str(image_dir)])
     with pytest.raises(UsageError, match="available"):
-        bench.run_bench(images, "fake", ["mid"], ["bpg"], tmp_path / "o", quiet=True,
+        bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "o", ["mid"], ["bpg"], quiet=True),
                         encode_fn=fake_encode, decode_fn=fake_decode)
     assert not (tmp_path / "o").exists()
     with pytest.raises(DiffcodecError, match="decoded image"):
-        bench.run_bench(images, "fake", ["mid"], [], tmp_path / "o", quiet=True,
+        bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "o", ["mid"], quiet=True),
                         encode_fn=fake_encode, decode_fn=lambda d, **k: fake_decode(d)[:-1])
 
 
@@ -217,11 +227,11 @@ def test_device_passed_only_to_functions_that_take_it(image_dir, tmp_path):
         seen.append(("dec", options.get("device")))
         return fake_decode(data)
 
-    bench.run_bench(images, "fake", ["lo"], [], tmp_path / "d", quiet=True, device="cuda",
+    bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "d", ["lo"], quiet=True, device="cuda"),
                     encode_fn=enc_dev, decode_fn=dec_kwargs)
     assert seen == [("enc", "cuda"), ("dec", None)]
     seen.clear()
-    s = bench.run_bench(images, "fake", ["lo"], [], tmp_path / "d", quiet=True, device="auto",
+    s = bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "d", ["lo"], quiet=True, device="auto"),
                         encode_fn=enc_dev, decode_fn=dec_kwargs)
     assert seen == [("enc", "cpu"), ("dec", None)] and s["device"] == "auto"
     assert s["rss_start_mb"] > 0
@@ -235,7 +245,88 @@ def test_run_bench_passes_encode_params(image_dir, tmp_path):
         return fake_encode(image, method, preset)
 
     images = bench.collect_images([str(image_dir / "a_gradient.png")])
-    summary = bench.run_bench(images, "fake", ["mid"], [], tmp_path / "o", quiet=True, report_images=0,
-                              encode_fn=encode, decode_fn=fake_decode, encode_params={"space": "latent", "k": 16})
+    config = bench.BenchConfig(images, "fake", tmp_path / "o", ["mid"], quiet=True, report_images=0,
+                               encode_params={"space": "latent", "k": 16})
+    summary = bench.run_bench(config, encode_fn=encode, decode_fn=fake_decode)
     assert seen == [{"space": "latent", "k": 16}]
     assert summary["encode_params"] == {"space": "latent", "k": 16}
+
+
+def test_setting_label():
+    assert bench.setting_label("mid", {}) == "mid"
+    assert bench.setting_label(None, {}) == "default"
+    assert bench.setting_label("mid", {"space": "latent", "k": 16}) == "mid space=latent k=16"
+    assert bench.setting_label(None, {"bpp": 0.1, "k": 4096}, preset_overridden=True) == "bpp=0.1 k=4096"
+
+
+class RateCodec(FakeCodec):
+    """A codec whose `bpp` parameter replaces the preset (as ddcm's and diffae's do)."""
+
+    encode_options = {"bpp": "target rate", "space": "where to code"}
+
+    def params_override_preset(self, params):
+        return params.get("bpp") is not None
+
+
+def test_params_label_rows_and_replace_presets(image_dir, tmp_path, monkeypatch):
+    """--param values are in the setting labels; when they replace the preset, the method runs once (at its
+    default preset) instead of once per preset with identical files."""
+    calls = []
+
+    def encode(image, method, preset=None, **params):
+        calls.append((preset, params))
+        return fake_encode(image, method, preset)
+
+    _install_fake_api(monkeypatch, RateCodec, encode=encode)
+    images = bench.collect_images([str(image_dir)])
+    out = tmp_path / "bpp"
+    summary = bench.run_bench(bench.BenchConfig(images, "fake", out, baselines=["jpeg"], quiet=True,
+                                                report_images=1, encode_params={"bpp": 0.1}))
+    assert calls == [(None, {"bpp": 0.1})] * 2          # one encode per image, not one per preset
+    rows = _read_csv(out / "results.csv")
+    assert [(r["codec"], r["setting"] if r["codec"] == "diffcodec" else r["matched_to"]) for r in rows] == [
+        ("diffcodec", "bpp=0.1"), ("jpeg", "bpp=0.1")] * 2
+    assert summary["presets"] == ["bpp=0.1"] and summary["encode_params"] == {"bpp": 0.1}
+    assert [e["setting"] for e in summary["settings"]] == ["bpp=0.1", "@bpp=0.1"]
+    assert "| diffcodec | bpp=0.1 |" in (out / "summary.md").read_text()
+    assert len(list((out / "crops").glob("*.png"))) == 3   # original, diffcodec, jpeg of the first image
+
+    # parameters that leave the preset in charge: every preset, each labelled with them
+    calls.clear()
+    out = tmp_path / "space"
+    summary = bench.run_bench(bench.BenchConfig(images[:1], "fake", out, quiet=True, report_images=0,
+                                                encode_params={"space": "x"}))
+    assert calls == [("lo", {"space": "x"}), ("mid", {"space": "x"})]
+    assert [r["setting"] for r in _read_csv(out / "results.csv")] == ["lo space=x", "mid space=x"]
+    assert summary["presets"] == ["lo space=x", "mid space=x"]
+
+
+def test_real_path_asks_the_codec(image_dir, tmp_path, monkeypatch):
+    """With diffcodec.api: `device` goes to encode only when the codec takes it (Codec.takes_device) and to
+    decode only when it is one of its decode_options; parameters and extra decode settings the codec refuses
+    are usage errors before anything is written."""
+    seen = []
+
+    class DeviceCodec(FakeCodec):
+        encode_options = {"device": "where the network runs"}
+
+    def encode(image, method, preset=None, **params):
+        seen.append(("enc", params.get("device")))
+        return fake_encode(image, method, preset)
+
+    def decode(data, **options):
+        seen.append(("dec", options.get("device")))
+        return fake_decode(data, **options)
+
+    _install_fake_api(monkeypatch, DeviceCodec, encode=encode, decode=decode)
+    images = bench.collect_images([str(image_dir / "a_gradient.png")])
+    bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "d", ["lo"], quiet=True, device="cuda",
+                                      report_images=0))
+    assert seen == [("enc", "cuda"), ("dec", None)]
+    with pytest.raises(UsageError, match="no parameter"):
+        bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "e1", ["lo"], quiet=True,
+                                          encode_params={"nope": 1}))
+    with pytest.raises(UsageError, match="no option"):
+        bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "e2", ["lo"], quiet=True, extra_settings=[
+            {"label": "s2", "decode_options": {"steps": 2}}]))
+    assert not (tmp_path / "e1").exists() and not (tmp_path / "e2").exists()

@@ -130,7 +130,7 @@ def test_models_lists_and_verifies(tmp_path):
 
     rows = json.loads(run(["models", "--json"]).stdout)
     assert {r["name"] for r in rows} >= {"opq/opq-32-8-8"} and all(r["status"] == "ok" for r in rows)
-    shutil.copytree(artifacts.codebooks_dir() / "opq", tmp_path / "opq")
+    shutil.copytree(artifacts.artifacts_dir() / "opq", tmp_path / "opq")
     weights = tmp_path / "opq" / "opq-16-8-8.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     env = {**os.environ, "DIFFCODEC_CODEBOOKS": str(tmp_path)}

@@ -444,7 +444,8 @@ def test_duplicate_header_and_metadata():
     raises(CorruptInputError, sig() + hchunk(BASE_ARR) + m + m + chunk("D", b""), "second metadata")
 
 
-@pytest.mark.parametrize("content", [msgpack.packb([1]), msgpack.packb({"a": 1}), b"\xc1", msgpack.packb({"a": "b"}) + b"x"])
+@pytest.mark.parametrize("content", [msgpack.packb([1]), msgpack.packb({"a": 1}), b"\xc1",
+                                     msgpack.packb({"a": "b"}) + b"x"])
 def test_bad_metadata(content):
     raises(CorruptInputError, sig() + hchunk(BASE_ARR) + chunk("m", content) + chunk("D", b""), "metadata")
 

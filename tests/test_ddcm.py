@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, subprocess_env,
-                      synthetic_image)
 from diffcodec import api, artifacts, codebooks_rng, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import ddcm
+
+from conftest import (
+    check_decode_in_fresh_processes,
+    ddcm_encode_file,
+    rewrite_container,
+    subprocess_env,
+    synthetic_image,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +45,7 @@ def _export_tiny(seed: int = 0) -> None:
 def prior(tmp_path, monkeypatch):
     """A tiny random pixel-ddpm in a temporary DIFFCODEC_CODEBOOKS (with the real opq codebooks beside it)."""
     folder = tmp_path / "codebooks"
-    shutil.copytree(artifacts.codebooks_dir() / "opq", folder / "opq")
+    shutil.copytree(artifacts.artifacts_dir() / "opq", folder / "opq")
     monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(folder))
     _export_tiny()
     return folder
@@ -418,7 +424,7 @@ def test_precision_errors_and_auto(prior, monkeypatch):
     with pytest.raises(CorruptInputError, match="precision"):
         api.decode(rewrite_container(data, params={**params, "pr": "fp16"}))
     for native, expected in ((True, "bf16"), (False, None)):
-        monkeypatch.setattr(ddcm, "native_bf16", lambda device, native=native: native)
+        monkeypatch.setattr(ddcm.priors, "native_bf16", lambda device, native=native: native)
         out = api.info(api.encode(img, method="ddcm", k=16, steps=3, space="pixel", device="cpu"))["params"]
         assert out.get("pr") == expected
 

@@ -14,15 +14,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (check_decode_in_fresh_processes, ddcm_encode_file, rewrite_container, subprocess_env,
-                      synthetic_image)
 
-from diffcodec import api, artifacts, container
+from diffcodec import api, artifacts, codebooks_rng, container
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import ddcm
 
+from conftest import (
+    check_decode_in_fresh_processes,
+    ddcm_encode_file,
+    rewrite_container,
+    subprocess_env,
+    synthetic_image,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = artifacts.codebooks_dir()          # resolved before any fixture points DIFFCODEC_CODEBOOKS elsewhere
+SHIPPED = artifacts.artifacts_dir()          # resolved before any fixture points DIFFCODEC_CODEBOOKS elsewhere
 BASE_PRESETS = ddcm.AUTO_BASES               # every base the automatic mode may pick
 
 
@@ -123,9 +129,10 @@ def _sha32(name):
 def test_layer_framing_round_trip_and_damage():
     for base, idx in [(b"", b""), (b"\x01\x02\x03", b"abcd" * 3), (bytes(200), b"")]:
         data = ddcm.join_layers(base, idx)
-        assert data[:len(ddcm._varint(len(base)))] == ddcm._varint(len(base))
+        assert data[:len(container.encode_varint(len(base)))] == container.encode_varint(len(base))
         assert ddcm.split_layers(data) == (base, idx)
-    assert ddcm._varint(127) == b"\x7f" and ddcm._varint(128) == b"\x80\x01" and ddcm._varint(300) == b"\xac\x02"
+    varint = container.encode_varint
+    assert varint(127) == b"\x7f" and varint(128) == b"\x80\x01" and varint(300) == b"\xac\x02"
     for bad in (b"", b"\x80", b"\x05abc", b"\x80\x00", b"\xff\xff\xff\xff\xff\x01"):
         with pytest.raises(CorruptInputError):
             ddcm.split_layers(bad)
@@ -191,7 +198,8 @@ def test_latent_round_trip(models, shape, codebook, atoms):
     assert meta["model_sha256_prefix"] == f"{_sha32('models/latent-ddpm'):08x}"
     assert meta["params"] == {"n": 4, "k": 32, "m": atoms, "cb": codebook, "sp": "latent"}
     assert meta["channels"] == c
-    assert meta["ddcm"] == {"space": "latent", "base": None, "base_bytes": 0, "index_bytes": meta["payload_bytes"]}
+    assert meta["ddcm"] == {"space": "latent", "base": None, "base_bytes": 0, "index_bytes": meta["payload_bytes"],
+                            "summary": "space latent, no base layer"}
     a = ddcm.alphabet(32, atoms)
     assert meta["payload_bytes"] == ddcm.payload_bytes([a] * 3)
     p = ddcm.DDCMParams.from_header(meta["params"], meta["rng"])
@@ -200,8 +208,8 @@ def test_latent_round_trip(models, shape, codebook, atoms):
 
 def test_latent_codebooks_have_the_latent_shape(models, monkeypatch):
     shapes = []
-    real = ddcm.codebooks_rng.make_codebook
-    monkeypatch.setattr(ddcm.codebooks_rng, "make_codebook",
+    real = codebooks_rng.make_codebook
+    monkeypatch.setattr(codebooks_rng, "make_codebook",
                         lambda kind, seed, step, k, shape: shapes.append(shape) or real(kind, seed, step, k, shape))
     _encode(synthetic_image(37, 53), space="latent", k=16, steps=3)
     assert set(shapes) == {(4, 5, 7)}                          # (c, ceil(37/8), ceil(53/8))
@@ -305,7 +313,8 @@ def test_latent_corrupt_streams(models):
     good = container.read_container(data).header.params
     for bad in (rewrite_container(data, payload=payload[:-4]), rewrite_container(data, payload=payload + bytes(4)),
                 rewrite_container(data, payload=b"\xff" * len(payload)), rewrite_container(data, model="pixel-ddpm"),
-                rewrite_container(data, params={**good, "n": 7}), rewrite_container(data, params={**good, "b": "opq-16-8-8", "bs": 1})):
+                rewrite_container(data, params={**good, "n": 7}),
+                rewrite_container(data, params={**good, "b": "opq-16-8-8", "bs": 1})):
         with pytest.raises(CorruptInputError):
             api.decode(bad)
     with pytest.raises(CorruptInputError):
@@ -330,7 +339,7 @@ def test_base_round_trip_and_exact_layout(models, shape, base, atoms):
     payload = container.read_container(data).payloads[0]
     a = ddcm.alphabet(32, atoms)
     n_index = ddcm.payload_bytes([a] * 3)
-    prefix = ddcm._varint(len(opq_payload))
+    prefix = container.encode_varint(len(opq_payload))
     assert payload[:len(prefix)] == prefix
     assert payload[len(prefix):len(prefix) + len(opq_payload)] == opq_payload
     assert len(payload) == len(prefix) + len(opq_payload) + n_index
@@ -342,7 +351,9 @@ def test_base_round_trip_and_exact_layout(models, shape, base, atoms):
     assert meta["model"] == "opq-refiner"
     assert meta["model_sha256_prefix"] == f"{_sha32('models/opq-refiner'):08x}"
     assert meta["params"] == {"n": 4, "k": 32, "m": atoms, "cb": "mshift", "sp": "pixel", "b": base, "bs": opq_sha}
-    assert meta["ddcm"] == {"space": "pixel", "base": base, "base_bytes": len(opq_payload), "index_bytes": n_index}
+    assert meta["ddcm"] == {"space": "pixel", "base": base, "base_bytes": len(opq_payload), "index_bytes": n_index,
+                            "summary": f"space pixel, base layer {base} ({len(opq_payload):,} base + {n_index:,} "
+                                       f"index bytes)"}
     p = ddcm.DDCMParams.from_header(meta["params"], meta["rng"])
     assert meta["file_bytes"] == ddcm.file_bytes(p, 3, h, w, c, "opq-refiner", _sha32("models/opq-refiner"),
                                                  len(opq_payload))
@@ -493,8 +504,8 @@ def test_cli_modes(models, tmp_path):
     out = run("info", str(tmp_path / "b.ddc")).stdout.decode()
     assert "ddcm mode" in out and "base layer opq-16-8-8" in out
     assert "space latent" in run("info", str(tmp_path / "l.ddc")).stdout.decode()
-    p = run("encode", str(src), "-o", str(tmp_path / "far.ddc"), "--method", "ddcm", "--base", "opq-16-8-8", "--k", "64",
-            "--bpp", "40", "--device", "cpu")            # base-layer files stop at N = BASE_MAX_AUTO_STEPS
+    p = run("encode", str(src), "-o", str(tmp_path / "far.ddc"), "--method", "ddcm", "--base", "opq-16-8-8",
+            "--k", "64", "--bpp", "40", "--device", "cpu")      # base-layer files stop at N = BASE_MAX_AUTO_STEPS
     assert p.returncode == 0 and b"well under --bpp 40" in p.stderr, p.stderr.decode()
     p = run("encode", str(src), "-o", str(tmp_path / "near.ddc"), "--method", "ddcm", "--space", "latent", "--k", "64",
             "--bpp", "4", "--device", "cpu")

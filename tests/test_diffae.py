@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import check_decode_in_fresh_processes, rewrite_container, synthetic_image
 from diffcodec import api, artifacts, container
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import diffae, get_codec
+
+from conftest import check_decode_in_fresh_processes, rewrite_container, synthetic_image
 
 # widths with >= 2 channels per GroupNorm group, so that a 1x1 image (one latent cell) still normalises
 TINY = dict(latent_channels=4, encoder_channels=[8, 8, 48], cond_channels=8, delta_grid=8,
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train_cfg(root: Path, space: str, **kw):
-    from diffcodec.methods.diffae_train import DiffAETrainConfig
+    from diffcodec.training.diffae import DiffAETrainConfig
 
     base = dict(data=[root / "train"], out_dir=root / f"run-{space}", space=space, model=dict(TINY), crop=32,
                 batch=2, steps=3, warmup_steps=1, val_folder=root / "val", val_crops=2, val_crop=32, val_every=2,
@@ -38,7 +39,7 @@ def _train_cfg(root: Path, space: str, **kw):
 def models(tmp_path_factory):
     """A tiny random latent-ae and two tiny diffae models (latent, pixel) trained for 3 steps."""
     from diffcodec.autoencoder import Autoencoder, export_autoencoder
-    from diffcodec.methods.diffae_train import train_diffae
+    from diffcodec.training.diffae import train_diffae
 
     root = tmp_path_factory.mktemp("diffae")
     mp = pytest.MonkeyPatch()
@@ -69,7 +70,7 @@ def _encode(img, **params):
 # ------------------------------------------------------------------------------------------------ training
 
 def test_training_log_checkpoint_manifest_and_resume(models):
-    from diffcodec.methods.diffae_train import train_diffae
+    from diffcodec.training.diffae import train_diffae
 
     root = models["root"]
     res = models["latent"]

@@ -10,11 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from diffcodec.data import ImageFolderCrops, validation_crops
 from diffcodec.diffusion import (
     EMA,
     NoiseSchedule,
-    TrainConfig,
     UNet,
     ddim_step,
     ddpm_step,
@@ -24,9 +22,11 @@ from diffcodec.diffusion import (
     sample_ddim,
     sample_ddpm,
     strided_timesteps,
-    train_denoiser,
     x0_predictor,
 )
+from diffcodec.errors import UsageError
+from diffcodec.training.data import ImageFolderCrops, validation_crops
+from diffcodec.training.denoiser import TrainConfig, train_denoiser
 
 TINY = dict(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_levels=(1,), attn_head_channels=8)
 
@@ -129,7 +129,7 @@ def test_min_snr_and_p2_weights():
     t = torch.tensor([0, 300, 600, 999])
     snr = s.snr[t.numpy()]
     # hand-computed: min(SNR, 5) on the x0 loss, / SNR for eps, / (SNR + 1) for v
-    for i, ti in enumerate(t.tolist()):
+    for ti in t.tolist():
         ab = s.alpha_bar[ti]
         r = ab / (1 - ab)
         m = min(r, 5.0)
@@ -356,7 +356,7 @@ def test_training_lowers_loss_and_resumes(image_dir, tmp_path):
     assert all(len(r["bucket_mse"]) == 5 for r in log if "loss" in r)
     assert any("val" in r for r in log)
 
-    with pytest.raises(Exception):  # refuses to overwrite a run
+    with pytest.raises(UsageError, match="resume"):  # refuses to overwrite a run
         train_denoiser(_cfg(image_dir, out, steps=30))
     res2 = train_denoiser(_cfg(image_dir, out, steps=30, resume=True))
     assert res2["steps"] == 30 and res2["steps_this_run"] == 10

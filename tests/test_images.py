@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import synthetic_image
 from diffcodec import atomic, images
 from diffcodec.errors import CorruptInputError, UsageError
+
+from conftest import synthetic_image
 
 
 def encoded(im: Image.Image, fmt: str, **kw) -> bytes:

@@ -3,10 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import rewrite_container, synthetic_image
 from diffcodec import api, artifacts, metrics
 from diffcodec.errors import CorruptInputError, ModelError
 from diffcodec.methods import opq
+
+from conftest import rewrite_container, synthetic_image
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 9, 3), (8, 8, 3), (37, 53, 3), (64, 40, 1), (17, 120, 3)])
@@ -76,7 +77,7 @@ def test_codewords_are_sorted_along_first_principal_component():
 
 
 def test_corrupt_codebook_file_is_named(tmp_path, monkeypatch):
-    src = artifacts.codebooks_dir() / "opq"
+    src = artifacts.artifacts_dir() / "opq"
     dst = tmp_path / "opq"
     dst.mkdir()
     for f in src.glob("opq-32-8-8.*"):
@@ -107,7 +108,7 @@ def test_stream_from_other_codebook_is_refused(monkeypatch):
 def test_training_command_backend_writes_loadable_codebooks(tmp_path, monkeypatch):
     from PIL import Image
 
-    from diffcodec.methods.opq_train import train_opq
+    from diffcodec.training.opq import train_opq
 
     data_dir = tmp_path / "train"
     data_dir.mkdir()
@@ -119,7 +120,8 @@ def test_training_command_backend_writes_loadable_codebooks(tmp_path, monkeypatc
     m = manifests[0]
     assert m["sha256"] == artifacts.sha256_file(tmp_path / "cb" / "opq" / "opq-16-8-8.safetensors")
     assert m["validation_figures"]["val_bits_per_index"] < 8
-    assert json.loads((tmp_path / "cb" / "opq" / "opq-16-8-8.json").read_text())["command"].startswith("diffcodec train")
+    manifest = json.loads((tmp_path / "cb" / "opq" / "opq-16-8-8.json").read_text())
+    assert manifest["command"].startswith("diffcodec train")
     img = synthetic_image(30, 30, seed=9)
     data, recon = api.encode_with_reconstruction(img, method="opq", preset="opq-16-8-8")
     assert np.array_equal(api.decode(data), recon)

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_image
 from diffcodec import api, artifacts
 from diffcodec.errors import ModelError, UsageError
+
+from conftest import synthetic_image
 
 
 @pytest.fixture
 def codebooks(tmp_path, monkeypatch):
-    shutil.copytree(artifacts.codebooks_dir() / "opq", tmp_path / "opq")
+    shutil.copytree(artifacts.artifacts_dir() / "opq", tmp_path / "opq")
     monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(tmp_path))
     return tmp_path
 

@@ -10,6 +10,7 @@ denoisers (training lives in :mod:`diffcodec.training`).
 """
 
 from diffcodec.diffusion.ema import EMA
+from diffcodec.diffusion.models import export_denoiser, load_denoiser
 from diffcodec.diffusion.samplers import (
     StepOutput,
     ddim_step,
@@ -22,7 +23,6 @@ from diffcodec.diffusion.samplers import (
     x0_predictor,
 )
 from diffcodec.diffusion.schedules import LOSS_WEIGHTINGS, PARAMETERIZATIONS, SCHEDULES, NoiseSchedule
-from diffcodec.diffusion.models import export_denoiser, load_denoiser
 from diffcodec.diffusion.unet import UNet, count_parameters, timestep_embedding
 
 __all__ = [

@@ -198,7 +198,8 @@ class NoiseSchedule:
         * ``min_snr`` (Hang et al. 2023): ``w_x0 = min(SNR, gamma)``, i.e. ``min(SNR, gamma)`` for x0,
           ``min(SNR, gamma) / SNR`` for eps and ``min(SNR, gamma) / (SNR + 1)`` for v.
         * ``p2`` (Choi et al. 2022): defined on the eps loss as ``1 / (k + SNR)^gamma``; i.e.
-          ``w_x0 = SNR / (k + SNR)^gamma``, so x0: ``SNR / (k + SNR)^gamma`` and v: ``SNR / ((k + SNR)^gamma (SNR + 1))``.
+          ``w_x0 = SNR / (k + SNR)^gamma``, so x0: ``SNR / (k + SNR)^gamma`` and
+          v: ``SNR / ((k + SNR)^gamma (SNR + 1))``.
         """
         _check_param(parameterization)
         if weighting not in LOSS_WEIGHTINGS:

@@ -54,7 +54,8 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, *, scale: float = 1000.0, max_period: float = 10000.0) -> torch.Tensor:
+def timestep_embedding(t: torch.Tensor, dim: int, *, scale: float = 1000.0,
+                       max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding (B, dim) of the continuous values ``scale * t``: [cos(w_i s t), sin(w_i s t)]
     with ``w_i = max_period ** (-i / (dim // 2))``."""
     half = dim // 2
@@ -109,7 +110,8 @@ class AttnBlock(nn.Module):
 
     def __init__(self, ch: int, head_channels: int = 32, window: int = 16):
         super().__init__()
-        self.heads = ch // head_channels if (head_channels > 0 and ch % head_channels == 0 and ch >= head_channels) else 1
+        divisible = head_channels > 0 and ch % head_channels == 0 and ch >= head_channels
+        self.heads = ch // head_channels if divisible else 1
         self.window = int(window or 0)
         self.norm = _norm(ch)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
@@ -163,7 +165,8 @@ class Upsample(nn.Module):
 
 
 class _Level(nn.Module):
-    def __init__(self, in_ch: int, ch: int, n: int, emb_dim: int, attn: bool, dropout: float, head_ch: int, window: int):
+    def __init__(self, in_ch: int, ch: int, n: int, emb_dim: int, attn: bool, dropout: float, head_ch: int,
+                 window: int):
         super().__init__()
         self.res = nn.ModuleList(ResBlock(in_ch if i == 0 else ch, ch, emb_dim, dropout) for i in range(n))
         self.attn = nn.ModuleList(AttnBlock(ch, head_ch, window) for _ in range(n)) if attn else None
@@ -215,7 +218,8 @@ class UNet(nn.Module):
         if cond_residual:  # only written when set, so older configs stay byte-identical
             self._config["cond_residual"] = True
         self.cond_residual = bool(cond_residual)
-        self.in_channels, self.out_channels, self.cond_channels = int(in_channels), int(out_channels), int(cond_channels)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.cond_channels = int(cond_channels)
         self.stride = 2 ** (len(channel_mult) - 1)
         C = int(base_channels)
         chs = [C * m for m in channel_mult]
@@ -284,7 +288,8 @@ class UNet(nn.Module):
         if not isinstance(t, torch.Tensor):
             t = torch.tensor(float(t), device=x.device)
         if not t.is_floating_point():
-            raise TypeError("UNet expects the normalised float time t/T (use NoiseSchedule.model_time), not integer steps")
+            raise TypeError("UNet expects the normalised float time t/T (use NoiseSchedule.model_time), "
+                            "not integer steps")
         t = t.to(x.device).reshape(-1)
         if t.numel() == 1:
             t = t.expand(B)

@@ -51,6 +51,11 @@ class Codec:
         if unknown:
             raise UsageError(f"{self.name} decoding takes no option(s) {', '.join(sorted(unknown))}")
 
+    def params_override_preset(self, params: dict[str, Any]) -> bool:
+        """Whether these encode parameters fix everything a preset would set (a benchmark then runs them once,
+        at the default preset, instead of once per preset)."""
+        return False
+
     # ---------------------------------------------------------------- coding
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         raise NotImplementedError

@@ -29,7 +29,6 @@ This module imports torch only inside functions (the method registry imports it 
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -37,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from diffcodec import artifacts
+from diffcodec import artifacts, container
+from diffcodec.device import resolve_device
 from diffcodec.entropy import Decoder, Encoder, quantize_table
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import Codec, Encoded, register
@@ -66,8 +66,18 @@ TAIL_MASS = 1e-9                    # per mixture component, outside the support
 MAX_SUPPORT = 2047                  # |q| <= L_g <= MAX_SUPPORT
 LOG_SCALE_CLAMP = 7.0
 
-ENCODE_PARAMS = ("steps", "seed", "bpp", "device", "space", "model")
-DECODE_OPTIONS = ("steps", "device")
+ENCODE_OPTIONS = {      # option -> help (the order is the one error messages list them in)
+    "steps": f"decoder steps stored in the file (1..{MAX_STEPS}, default {DEFAULT_STEPS})",
+    "seed": "decoder noise seed stored in the file (default 0)",
+    "bpp": "the quantization step whose file lands at or under this many bits per pixel (not with a preset)",
+    "device": "where the networks run: auto (default), cpu or cuda",
+    "space": "decoder space: latent (default) or pixel (picks the model diffae or diffae-pixel)",
+    "model": "model id under codebooks/models/ (default: the space's)",
+}
+DECODE_OPTIONS = {
+    "steps": f"decoder steps (1..{MAX_STEPS}), overriding the file's",
+    "device": "where the networks run: auto (default), cpu or cuda",
+}
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -198,117 +208,14 @@ def decode_latent(data: bytes, shape: tuple[int, int, int], tables: np.ndarray, 
 
 
 # ------------------------------------------------------------------------------------------------------
-# Networks (torch is imported lazily: see _nets())
+# Networks: diffcodec/methods/diffae_nets.py (imports torch; loaded on first use)
 # ------------------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _nets():
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    from diffcodec.autoencoder import ResBlock, _norm
-    from diffcodec.diffusion.unet import UNet
-
-    class AnalysisEncoder(nn.Module):
-        """pixel_unshuffle(4) -> conv -> [stride-2 conv, ResBlock x n] per level -> norm, SiLU, conv -> c channels.
-        No full-resolution convolutions (CPU-cheap); input padded to a multiple of f by the caller."""
-
-        def __init__(self, factor: int, latent_channels: int, channels: list[int], res_blocks: int):
-            super().__init__()
-            layers: list[nn.Module] = [nn.Conv2d(48, channels[0], 3, padding=1), nn.SiLU()]
-            for prev, ch in zip(channels, channels[1:]):
-                layers.append(nn.Conv2d(prev, ch, 3, stride=2, padding=1))
-                layers += [ResBlock(ch) for _ in range(res_blocks)]
-            layers += [_norm(channels[-1]), nn.SiLU(), nn.Conv2d(channels[-1], latent_channels, 3, padding=1)]
-            self.net = nn.Sequential(*layers)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(F.pixel_unshuffle(x, 4))
-
-    class MixturePrior(nn.Module):
-        """Per-channel mixture of K logistics: the factorized prior of the latent (continuous density)."""
-
-        def __init__(self, channels: int, mixtures: int):
-            super().__init__()
-            init = torch.linspace(-1.0, 1.0, mixtures) if mixtures > 1 else torch.zeros(1)
-            self.logits = nn.Parameter(torch.zeros(channels, mixtures))
-            self.means = nn.Parameter(init.repeat(channels, 1))
-            self.log_scales = nn.Parameter(torch.zeros(channels, mixtures))
-
-        def bits(self, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-            """-log2 of the mass of the bin [y - Delta/2, y + Delta/2] per element; y (B, c, h, w), delta (B,)."""
-            y = y.float()[:, :, None]
-            mu = self.means[None, :, :, None, None]
-            inv = torch.exp(-self.log_scales.clamp(-LOG_SCALE_CLAMP, LOG_SCALE_CLAMP))[None, :, :, None, None]
-            half = (delta.float() / 2).view(-1, 1, 1, 1, 1)
-            sign = torch.where(y > mu, -1.0, 1.0)         # evaluate in the lower tail: no cancellation
-            upper = torch.sigmoid(sign * (y + half - mu) * inv)
-            lower = torch.sigmoid(sign * (y - half - mu) * inv)
-            w = torch.softmax(self.logits, dim=-1)[None, :, :, None, None]
-            mass = (w * (upper - lower).abs()).sum(dim=2)
-            return -torch.log2(mass.clamp_min(1e-9))
-
-    class CondNet(nn.Module):
-        """y_hat (+ a constant channel holding the normalised log Delta) -> two 3x3 convs at the latent's
-        resolution -> nearest upsampling by `up` to the diffusion target's resolution."""
-
-        def __init__(self, latent_channels: int, channels: int, up: int):
-            super().__init__()
-            self.up = int(up)
-            self.net = nn.Sequential(nn.Conv2d(latent_channels + 1, channels, 3, padding=1), nn.SiLU(),
-                                     nn.Conv2d(channels, channels, 3, padding=1))
-
-        def forward(self, y_hat: torch.Tensor, log_delta: torch.Tensor) -> torch.Tensor:
-            b, _, h, w = y_hat.shape
-            ld = log_delta.to(y_hat.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
-            out = self.net(torch.cat([y_hat, ld], dim=1))
-            return F.interpolate(out, scale_factor=float(self.up), mode="nearest") if self.up > 1 else out
-
-    class DiffAENet(nn.Module):
-        """Encoder + prior + conditioning network + conditional UNet of one configuration (:func:`make_config`)."""
-
-        def __init__(self, config: dict):
-            super().__init__()
-            self.config = dict(config)
-            c = config["latent_channels"]
-            self.factor = config["factor"]
-            self.up = config["factor"] // config["target_factor"]
-            self.encoder = AnalysisEncoder(config["factor"], c, config["encoder_channels"],
-                                           config["encoder_res_blocks"])
-            self.prior = MixturePrior(c, config["prior_mixtures"])
-            self.cond = CondNet(c, config["cond_channels"], self.up)
-            tc = config["target_channels"]
-            self.unet = UNet.from_config({**config["unet"], "in_channels": tc, "out_channels": tc,
-                                          "cond_channels": config["cond_channels"]})
-            self._ld_mid = 0.5 * (math.log(config["delta_min"]) + math.log(config["delta_max"]))
-            self._ld_half = 0.5 * (math.log(config["delta_max"]) - math.log(config["delta_min"]))
-
-        def pad(self, x: torch.Tensor) -> torch.Tensor:
-            """Pad images (B, 3, H, W) on the right/bottom to a multiple of f (reflect; replicate when too small)."""
-            from diffcodec.autoencoder import pad_to_multiple
-
-            return pad_to_multiple(x, self.factor)
-
-        def encode(self, x: torch.Tensor) -> torch.Tensor:
-            """Images in [-1, 1] (B, 3, H, W), any size -> y (B, c, ceil(H/f), ceil(W/f))."""
-            return self.encoder(self.pad(x))
-
-        def condition(self, y_hat: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-            ld = (torch.log(delta.float()) - self._ld_mid) / self._ld_half
-            return self.cond(y_hat, ld.to(y_hat.device))
-
-        def target_shape(self, h: int, w: int) -> tuple[int, int, int]:
-            """(C, h*up, w*up): the diffusion target's shape for a latent of h x w."""
-            return (self.config["target_channels"], h * self.up, w * self.up)
-
-    return {"AnalysisEncoder": AnalysisEncoder, "MixturePrior": MixturePrior, "CondNet": CondNet,
-            "DiffAENet": DiffAENet}
-
-
 def build_net(config: dict):
-    """A fresh :class:`DiffAENet` (torch module) for ``config``."""
-    return _nets()["DiffAENet"](config)
+    """A fresh :class:`diffcodec.methods.diffae_nets.DiffAENet` (torch module) for ``config``."""
+    from diffcodec.methods.diffae_nets import DiffAENet
+
+    return DiffAENet(config)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -486,8 +393,13 @@ def sample_targets(net, schedule, parameterization: str, y_hat, delta, steps: in
     x0 clamped to [-1, 1] at every step; latent space: not clamped)."""
     import torch
 
-    from diffcodec.diffusion.samplers import (gaussian_noise_sampler, randn_cpu, sample_ddim, strided_timesteps,
-                                              x0_predictor)
+    from diffcodec.diffusion.samplers import (
+        gaussian_noise_sampler,
+        randn_cpu,
+        sample_ddim,
+        strided_timesteps,
+        x0_predictor,
+    )
 
     clip = 1.0 if net.config["space"] == "pixel" else None
     model_fn = x0_predictor(net.unet, schedule, parameterization, clip=clip)
@@ -527,24 +439,15 @@ def synthesize(model: DiffAEModel, q: np.ndarray, g: int, height: int, width: in
 
 
 def _file_bytes(model: DiffAEModel, params: dict, height: int, width: int, channels: int, payload: int) -> int:
-    from diffcodec import container
-
-    header = container.Header(method=METHOD, model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha),
-                              width=width, height=height, pixel_format=container.pixel_format_code(channels),
-                              params=params)
-    return len(container.write_container(header, [bytes(payload)]))
+    """Exact size of the .ddc file with header ``params`` and a payload of ``payload`` bytes."""
+    encoded = container.Encoded(model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha), params=params)
+    return container.framed_size(METHOD, encoded, width, height, channels, payload_sizes=[payload])
 
 
 def _check_int(name: str, v, lo: int, hi: int, err) -> int:
     if type(v) is not int or not lo <= v <= hi:
         raise err(f"diffae {name} must be an integer in {lo}..{hi}, got {v!r}")
     return v
-
-
-def _resolve_device(device: str | None) -> str:
-    from diffcodec.api import resolve_device
-
-    return resolve_device(device or "auto")
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:
@@ -568,6 +471,17 @@ class DiffAECodec(Codec):
         "high": f"about {PRESET_TARGET_BPP['high']} bpp",
     }
     default_preset = DEFAULT_PRESET
+    encode_options = ENCODE_OPTIONS
+    decode_options = DECODE_OPTIONS
+    header_keys = {
+        "d": "index into the model's grid of quantization steps",
+        "n": "decoder steps",
+        "s": "decoder noise seed",
+    }
+
+    def params_override_preset(self, params: dict) -> bool:
+        """A target bpp replaces the preset (the two are refused together)."""
+        return params.get("bpp") is not None
 
     def __init__(self):
         self.last_info: dict = {}
@@ -583,10 +497,7 @@ class DiffAECodec(Codec):
         return model_id
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
-        unknown = set(params) - set(ENCODE_PARAMS)
-        if unknown:
-            raise UsageError(f"diffae takes no parameter(s) {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(ENCODE_PARAMS)})")
+        self.check_encode_options(params)
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown diffae preset {preset!r} (available: {', '.join(PRESETS)})")
         bpp = params.get("bpp")
@@ -596,7 +507,7 @@ class DiffAECodec(Codec):
         seed = 0 if params.get("seed") is None else params["seed"]
         _check_int("steps", steps, 1, MAX_STEPS, UsageError)
         _check_int("seed", seed, 0, MAX_SEED, UsageError)
-        model = load_model(self._model_id(params), _resolve_device(params.get("device")))
+        model = load_model(self._model_id(params), resolve_device(params.get("device")))
         if model.space == "latent" and params.get("space") == "pixel" or \
                 model.space == "pixel" and params.get("space") == "latent":
             raise UsageError(f"diffae model {model.model_id!r} works in {model.space} space, not {params['space']}")
@@ -629,9 +540,7 @@ class DiffAECodec(Codec):
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options: steps (1..50, overrides the header's), device ('auto' | 'cpu' | 'cuda'; default 'auto')."""
-        unknown = set(options) - set(DECODE_OPTIONS)
-        if unknown:
-            raise UsageError(f"diffae decoding takes no option(s) {', '.join(sorted(unknown))}")
+        self.check_decode_options(options)
         corrupt = lambda msg: CorruptInputError(f"corrupt diffae header: {msg}")  # noqa: E731
         p = encoded.params
         try:
@@ -647,7 +556,7 @@ class DiffAECodec(Codec):
             raise corrupt(f"bad model id {encoded.model!r}")
         if len(encoded.chunks) != 1:
             raise CorruptInputError("diffae file must hold exactly one payload chunk")
-        model = load_model(encoded.model, _resolve_device(options.get("device")))
+        model = load_model(encoded.model, resolve_device(options.get("device")))
         if artifacts.sha_prefix32(model.sha) != encoded.model_sha:
             raise ModelError(f"file was encoded with a different diffae model {model.model_id!r} (sha256 prefix "
                              f"{encoded.model_sha:08x}, installed {model.sha[:8]}); decode it with the model that "
@@ -659,3 +568,13 @@ class DiffAECodec(Codec):
 
         rgb = synthesize(model, q, g, height, width, steps, seed)
         return rgb_to_channels(rgb, channels)
+
+    def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:
+        """The grid index, decoder steps and seed ({} where the header's values are malformed)."""
+        p = params if isinstance(params, dict) else {}
+        g, steps, seed = p.get("d"), p.get("n"), p.get("s")
+        ranges = ((g, 255), (steps, MAX_STEPS), (seed, MAX_SEED))
+        if not all(type(v) is int and 0 <= v <= hi for v, hi in ranges) or steps < 1:
+            return {}
+        return {"grid_index": g, "steps": steps, "seed": seed,
+                "summary": f"grid index {g}, {steps} decoder step{'s' if steps != 1 else ''}, seed {seed}"}

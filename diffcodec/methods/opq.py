@@ -177,6 +177,19 @@ class OPQCodec(Codec):
         "opq-128-32-32": "128+32+32 bits per patch (3 bpp before entropy coding)",
     }
     default_preset = "opq-32-8-8"
+    encode_options: dict[str, str] = {}       # the preset is the whole rate choice
+    decode_options = {
+        "refine": "run the diffusion refiner (opq-refiner) over the decoded image",
+        "steps": "refiner sampling steps (with refine; default 1)",
+        "seed": "refiner noise seed (with refine; default 0)",
+        "device": "where the refiner runs: auto | cpu | cuda (with refine)",
+    }
+
+    def check_decode_options(self, options: dict) -> None:
+        super().check_decode_options(options)
+        alone = sorted(k for k in ("steps", "seed") if options.get(k) is not None)
+        if alone and not options.get("refine"):
+            raise UsageError(f"opq decoding: {', '.join('--' + k for k in alone)} only applies with --refine")
 
     def _planes(self, image: np.ndarray) -> np.ndarray:
         if image.shape[2] == 3:
@@ -221,10 +234,8 @@ class OPQCodec(Codec):
         return self.compress_with_reconstruction(image, preset, **params)[0]
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
-        """Options: refine=True runs the diffusion refiner (steps=N, device='cpu'|'cuda', seed=0)."""
-        unknown = set(options) - {"refine", "steps", "device", "seed"}
-        if unknown:
-            raise UsageError(f"opq decoding takes no option(s) {', '.join(sorted(unknown))}")
+        """Options (:attr:`decode_options`): refine=True runs the diffusion refiner (steps, seed, device)."""
+        self.check_decode_options(options)
         preset = "opq-" + encoded.model
         if preset not in PRESETS:
             raise CorruptInputError(f"opq file names an unknown codebook set {encoded.model!r}")
@@ -249,8 +260,9 @@ class OPQCodec(Codec):
             planes[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
         image = self._image(planes, height, width)
         if options.get("refine"):
+            from diffcodec.device import resolve_device
             from diffcodec.methods.opq_refine import refine
 
-            image = refine(image, steps=options.get("steps"), device=options.get("device", "cpu"),
-                           seed=options.get("seed", 0))
+            image = refine(image, steps=options.get("steps"), device=resolve_device(options.get("device")),
+                           seed=options.get("seed") or 0)
         return image

@@ -25,8 +25,9 @@ coder) at every Delta of the grid, the presets that this implies (grid index clo
 the presets the PSNR / MS-SSIM of N-step decodes for N in ``val_steps``. At export the same measurement on the
 fp16-rounded weights fixes the presets and is recorded in the manifest.
 
-Writes ``checkpoint.pt`` (atomic) and ``train_log.jsonl`` in ``out_dir``; resumable, ``max_minutes``, EMA,
-progress bar only on a TTY, as the denoiser and autoencoder trainings.
+Runs in the shared loop (:mod:`diffcodec.training.loop`: ``checkpoint.pt``, ``train_log.jsonl``, resumable,
+``max_minutes``, EMA, LR schedule); log records ``{"step", "loss", "mse", "bpp", ...}``. :func:`export` only
+writes (weights, integer tables, manifest); everything decoding needs is in :mod:`diffcodec.methods.diffae`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -44,24 +43,15 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from diffcodec.data import ImageFolderCrops, to_tensor, to_uint8, validation_crops
-from diffcodec.diffusion.ema import EMA
+from diffcodec.data import to_tensor, to_uint8
 from diffcodec.diffusion.schedules import LOSS_WEIGHTINGS, PARAMETERIZATIONS, NoiseSchedule
-from diffcodec.diffusion.train import (
-    _atomic_torch_save,
-    _device_description,
-    _lr_at,
-    _truncate_log,
-    config_dict,
-    load_checkpoint,
-    psnr,
-    resolve_device,
-    run_paths,
-    with_threads,
-)
 from diffcodec.errors import UsageError
-from diffcodec.latent import LatentImageCache
 from diffcodec.methods import diffae
+from diffcodec.methods.diffae_nets import DiffAENet
+from diffcodec.training import loop
+from diffcodec.training.data import ImageFolderCrops, validation_crops
+from diffcodec.training.denoiser import psnr
+from diffcodec.training.latent import LatentImageCache
 
 CACHE_NAME = "latent_cache.pt"
 CHECKPOINT_FORMAT = "diffcodec-diffae-checkpoint-v1"
@@ -129,22 +119,16 @@ class DiffAETrainConfig:
             val_steps=tuple(self.val_steps or DEFAULT_VAL_STEPS[self.space]))
 
     def to_dict(self) -> dict[str, Any]:
-        return config_dict(self)
+        return loop.config_dict(self)
 
 
 def _check(cfg: DiffAETrainConfig) -> None:
-    if cfg.steps is None and cfg.max_minutes is None:
-        raise UsageError("give steps or max_minutes (or both)")
     if cfg.parameterization not in PARAMETERIZATIONS:
         raise UsageError(f"unknown parameterization {cfg.parameterization!r}")
     if cfg.loss_weighting not in LOSS_WEIGHTINGS:
         raise UsageError(f"unknown loss weighting {cfg.loss_weighting!r}")
-    if cfg.lr_decay not in ("constant", "cosine"):
-        raise UsageError(f"unknown lr_decay {cfg.lr_decay!r}")
     if cfg.decoder_quant not in ("ste", "noise"):
         raise UsageError(f"decoder_quant must be ste or noise, got {cfg.decoder_quant!r}")
-    if cfg.batch < 1 or cfg.log_every < 1:
-        raise UsageError("batch >= 1 and log_every >= 1 are required")
     if set(cfg.preset_bpp) != set(diffae.PRESETS) or min(cfg.preset_bpp.values()) <= 0:
         raise UsageError(f"preset_bpp needs positive targets for {', '.join(diffae.PRESETS)}")
     for n in cfg.val_steps:
@@ -229,183 +213,106 @@ def train_diffae(cfg: DiffAETrainConfig) -> dict[str, Any]:
     """Train (or resume) a diffae model; returns a summary (steps, wall time, losses, validation, export path)."""
     cfg = cfg.resolved()
     _check(cfg)
-    return with_threads(cfg.num_threads, lambda: _train(cfg))
+    return loop.train(cfg, DiffAETrainer)
 
 
-def _train(cfg: DiffAETrainConfig) -> dict[str, Any]:
-    out_dir = Path(cfg.out_dir)
-    ckpt_path, log_path = run_paths(out_dir, cfg.resume)
-    device = resolve_device(cfg.device)
-    use_bf16 = bool(cfg.bf16 and device.type == "cuda")
-    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+class DiffAETrainer(loop.Trainer):
+    desc = "train diffae"
+    checkpoint_format = CHECKPOINT_FORMAT
+    final_validation = False        # the export measures the shipped weights itself
 
-    ae, ae_sha = None, None
-    if cfg.space == "latent":
-        from diffcodec.latent import load_latent_space
+    def __init__(self, cfg: DiffAETrainConfig, device: torch.device):
+        self.use_bf16 = bool(cfg.bf16 and device.type == "cuda")
+        self.ae, self.ae_sha = None, None
+        if cfg.space == "latent":
+            from diffcodec.latent import load_latent_space
 
-        space = load_latent_space(cfg.autoencoder, device)
-        ae, ae_sha = space.autoencoder, space.sha256
-        ae.requires_grad_(False)
-        config = diffae.make_config("latent", target_channels=ae.latent_channels, target_factor=ae.factor, **cfg.model)
-    else:
-        config = diffae.make_config("pixel", target_channels=3, target_factor=1, **cfg.model)
-    if cfg.crop % config["factor"]:
-        raise UsageError(f"--crop must be a multiple of the latent stride {config['factor']}")
+            space = load_latent_space(cfg.autoencoder, device)
+            self.ae, self.ae_sha = space.autoencoder, space.sha256
+            self.ae.requires_grad_(False)
+            config = diffae.make_config("latent", target_channels=self.ae.latent_channels,
+                                        target_factor=self.ae.factor, **cfg.model)
+        else:
+            config = diffae.make_config("pixel", target_channels=3, target_factor=1, **cfg.model)
+        if cfg.crop % config["factor"]:
+            raise UsageError(f"--crop must be a multiple of the latent stride {config['factor']}")
+        self.config = config
+        self.schedule = NoiseSchedule.from_config(cfg.schedule)
+        torch.manual_seed(cfg.seed)
+        net = DiffAENet(config).to(device)
+        if cfg.channels_last:
+            net.unet.to(memory_format=torch.channels_last)
+        super().__init__(cfg, device, net)
 
-    schedule = NoiseSchedule.from_config(cfg.schedule)
-    torch.manual_seed(cfg.seed)
-    net = diffae.build_net(config).to(device)
-    if cfg.channels_last:
-        net.unet.to(memory_format=torch.channels_last)
-    ema = EMA(net, cfg.ema_decay, cfg.ema_warmup)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    np_rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+        images = ImageFolderCrops([Path(p) for p in cfg.data], crop=cfg.crop,
+                                  flips=cfg.flips and cfg.space == "pixel")
+        if cfg.space == "latent":
+            self.data = LatentImageCache(images, self.ae, self.ae_sha, cfg.crop, flips=cfg.flips,
+                                         cache_path=Path(cfg.out_dir) / CACHE_NAME, progress=cfg.progress)
+        else:
+            self.data = PixelCrops(images)
+        if cfg.val_folder is not None and cfg.val_crops > 0:
+            self.val_images = validation_crops(cfg.val_folder, cfg.val_crop, cfg.val_crops)
+        self.log_lo, self.log_hi = math.log(config["delta_min"]), math.log(config["delta_max"])
+        self.acc = {"loss": 0.0, "mse": 0.0, "bpp": 0.0}
+        self.acc_n = 0
 
-    step, prior_wall, last_val = 0, 0.0, None
-    if cfg.resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, CHECKPOINT_FORMAT, {
-            "model_config": config, "schedule": schedule.config, "parameterization": cfg.parameterization,
-            "autoencoder_sha256": ae_sha})
-        net.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        ema.to(device)
-        opt.load_state_dict(ck["optimizer"])
-        step, prior_wall, last_val = int(ck["step"]), float(ck["wall_time_s"]), ck.get("last_val")
-        torch.set_rng_state(ck["rng"]["torch"])
-        gen.set_state(ck["rng"]["generator"])
-        np_rng.bit_generator.state = json.loads(ck["rng"]["numpy"])
-        _truncate_log(log_path, step)
-    else:
-        log_path.write_text("")
+    def checkpoint_fields(self) -> dict[str, Any]:
+        return {"model_config": self.config, "schedule": self.schedule.config,
+                "parameterization": self.cfg.parameterization, "autoencoder_sha256": self.ae_sha}
 
-    images = ImageFolderCrops([Path(p) for p in cfg.data], crop=cfg.crop,
-                              flips=cfg.flips and cfg.space == "pixel")
-    if cfg.space == "latent":
-        data = LatentImageCache(images, ae, ae_sha, cfg.crop, flips=cfg.flips, cache_path=out_dir / CACHE_NAME,
-                                progress=show)
-    else:
-        data = PixelCrops(images)
-    val_images = None
-    if cfg.val_folder is not None and cfg.val_crops > 0:
-        val_images = validation_crops(cfg.val_folder, cfg.val_crop, cfg.val_crops)
+    def step(self) -> torch.Tensor:
+        cfg, schedule, device, net, gen = self.cfg, self.schedule, self.device, self.model, self.generator
+        T, B, S = schedule.T, cfg.batch, cfg.crop
+        x, target = self.data.batch(B, self.np_rng)
+        x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        delta = torch.exp(self.log_lo + (self.log_hi - self.log_lo) * torch.rand(B, generator=gen))
+        d4 = delta.view(B, 1, 1, 1).to(device)
+        u = (torch.rand((), generator=gen) + torch.arange(B)) / B                # stratified t
+        t = (u * T).long().clamp_(0, T - 1)
+        noise = torch.randn(target.shape, generator=gen).to(device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_bf16):
+            y = net.encode(x).float()
+        unif = (torch.rand(y.shape, generator=gen) - 0.5).to(device)
+        y_noisy = y + d4 * unif
+        bits = net.prior.bits(y_noisy, delta.to(device))
+        bpp = bits.flatten(1).sum(1) / (S * S)
+        y_dec = y + (torch.round(y / d4) * d4 - y).detach() if cfg.decoder_quant == "ste" else y_noisy
+        x_t = schedule.q_sample(target, t, noise)
+        goal = schedule.training_target(target, noise, t, cfg.parameterization)
+        weight = schedule.loss_weight(t, cfg.parameterization, cfg.loss_weighting, gamma=cfg.min_snr_gamma)
+        if cfg.parameterization == "x0" and cfg.loss_weight_floor:
+            weight = weight.clamp_min(cfg.loss_weight_floor)
+        weight = weight.to(device, torch.float32)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_bf16):
+            cond = net.condition(y_dec, delta)
+            pred = net.unet(x_t, schedule.model_time(t).to(device), cond)
+        mse = (pred.float() - goal).pow(2).flatten(1).mean(1)
+        loss = (weight * mse).mean() + cfg.rate_weight * bpp.mean()
+        self.acc["loss"] += float(loss.detach())
+        self.acc["mse"] += float(mse.detach().mean())
+        self.acc["bpp"] += float(bpp.detach().mean())
+        self.acc_n += 1
+        return loss
 
-    def validate() -> dict[str, Any]:
-        return {"step": step, **measure(ema.model, schedule, cfg.parameterization, ae, val_images, cfg.preset_bpp,
-                                        cfg.val_steps, batch=cfg.batch)}
+    def log_fields(self) -> dict[str, Any]:
+        rec = {k: v / self.acc_n for k, v in self.acc.items()}
+        self.acc, self.acc_n = dict.fromkeys(self.acc, 0.0), 0
+        return rec
 
-    t_start = time.time()
+    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        return {"loss": f"{record['loss']:.4f}", "bpp": f"{record['bpp']:.3f}"}
 
-    def save_checkpoint() -> None:
-        _atomic_torch_save({
-            "format": CHECKPOINT_FORMAT, "step": step, "wall_time_s": prior_wall + time.time() - t_start,
-            "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "generator": gen.get_state(),
-                    "numpy": json.dumps(np_rng.bit_generator.state)},
-            "model_config": config, "schedule": schedule.config, "parameterization": cfg.parameterization,
-            "autoencoder_sha256": ae_sha, "train_config": json.dumps(cfg.to_dict()), "last_val": last_val,
-        }, ckpt_path)
+    def validate(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return measure(self.ema.model, self.schedule, cfg.parameterization, self.ae, self.val_images,
+                       cfg.preset_bpp, cfg.val_steps, batch=cfg.batch)
 
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=step, file=sys.stderr, dynamic_ncols=True, desc="train diffae")
-    T, B, S = schedule.T, cfg.batch, cfg.crop
-    log_lo, log_hi = math.log(config["delta_min"]), math.log(config["delta_max"])
-    last_ckpt = last_log = t_start
-    acc = {"loss": 0.0, "mse": 0.0, "bpp": 0.0}
-    acc_n, first_loss, last_loss, start_step = 0, None, None, step
-    log_f = open(log_path, "a")
-    net.train()
-    try:
-        while not (cfg.steps is not None and step >= cfg.steps) and not (
-                cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60):
-            lr = _lr_at(cfg, step)
-            for grp in opt.param_groups:
-                grp["lr"] = lr
-            x, target = data.batch(B, np_rng)
-            x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            delta = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(B, generator=gen))
-            d4 = delta.view(B, 1, 1, 1).to(device)
-            u = (torch.rand((), generator=gen) + torch.arange(B)) / B                # stratified t
-            t = (u * T).long().clamp_(0, T - 1)
-            noise = torch.randn(target.shape, generator=gen).to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                y = net.encode(x).float()
-            unif = (torch.rand(y.shape, generator=gen) - 0.5).to(device)
-            y_noisy = y + d4 * unif
-            bits = net.prior.bits(y_noisy, delta.to(device))
-            bpp = bits.flatten(1).sum(1) / (S * S)
-            y_dec = y + (torch.round(y / d4) * d4 - y).detach() if cfg.decoder_quant == "ste" else y_noisy
-            x_t = schedule.q_sample(target, t, noise)
-            goal = schedule.training_target(target, noise, t, cfg.parameterization)
-            weight = schedule.loss_weight(t, cfg.parameterization, cfg.loss_weighting, gamma=cfg.min_snr_gamma)
-            if cfg.parameterization == "x0" and cfg.loss_weight_floor:
-                weight = weight.clamp_min(cfg.loss_weight_floor)
-            weight = weight.to(device, torch.float32)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                cond = net.condition(y_dec, delta)
-                pred = net.unet(x_t, schedule.model_time(t).to(device), cond)
-            mse = (pred.float() - goal).pow(2).flatten(1).mean(1)
-            loss = (weight * mse).mean() + cfg.rate_weight * bpp.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            ema.update(net)
-            step += 1
-            acc["loss"] += float(loss.detach())
-            acc["mse"] += float(mse.detach().mean())
-            acc["bpp"] += float(bpp.detach().mean())
-            acc_n += 1
-            if bar is not None:
-                bar.update(1)
-            if step % cfg.log_every == 0 or (cfg.steps is not None and step >= cfg.steps):
-                now = time.time()
-                rec = {"step": step, **{k: v / acc_n for k, v in acc.items()}, "lr": lr,
-                       "elapsed_s": round(prior_wall + now - t_start, 2),
-                       "s_per_step": round((now - last_log) / acc_n, 3),
-                       "img_per_s": round(acc_n * B / max(now - last_log, 1e-9), 2)}
-                log_f.write(json.dumps(rec) + "\n")
-                log_f.flush()
-                last_loss = rec["loss"]
-                first_loss = last_loss if first_loss is None else first_loss
-                if bar is not None:
-                    bar.set_postfix(loss=f"{last_loss:.4f}", bpp=f"{rec['bpp']:.3f}", refresh=False)
-                acc = dict.fromkeys(acc, 0.0)
-                acc_n, last_log = 0, now
-            if val_images is not None and cfg.val_every and step % cfg.val_every == 0:
-                last_val = validate()
-                log_f.write(json.dumps({"step": step, "val": last_val}) + "\n")
-                log_f.flush()
-            now = time.time()
-            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or (
-                    cfg.checkpoint_minutes and now - last_ckpt >= cfg.checkpoint_minutes * 60):
-                save_checkpoint()
-                last_ckpt = now
-    except KeyboardInterrupt:
-        save_checkpoint()
-        log_f.close()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    log_f.close()
-    save_checkpoint()
-    wall = prior_wall + time.time() - t_start
-    summary: dict[str, Any] = {
-        "steps": step, "steps_this_run": step - start_step, "wall_time_s": round(wall, 2),
-        "wall_time_this_run_s": round(time.time() - t_start, 2), "first_loss": first_loss,
-        "final_loss": last_loss, "validation": last_val, "checkpoint": str(ckpt_path), "log": str(log_path),
-        "device": _device_description(device), "params": sum(p.numel() for p in net.parameters()), "export": None,
-    }
-    if cfg.export_name:
-        summary["export"], summary["validation"] = export(
-            cfg, ema.model, schedule, ae, ae_sha, val_images, step=step, wall=wall, device=summary["device"],
-            data_description=data.description)
-    return summary
+    def export(self, summary: dict[str, Any], wall: float) -> dict[str, Any]:
+        path, validation = export(self.cfg, self.ema.model, self.schedule, self.ae, self.ae_sha, self.val_images,
+                                  step=summary["steps"], wall=wall, device=summary["device"],
+                                  data_description=self.data.description)
+        return {"export": path, "validation": validation}
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -427,7 +334,7 @@ def export(cfg: DiffAETrainConfig, net, schedule: NoiseSchedule, ae, ae_sha: str
     from diffcodec.artifacts import save_artifact
 
     config = net.config
-    cpu_net = diffae.build_net(config)
+    cpu_net = DiffAENet(config)
     tensors, tables, supports, deltas = diffae.export_tensors(net.to("cpu"), config)
     diffae.load_state(cpu_net, tensors)          # measure the weights as shipped (fp16-rounded)
     cpu_net.eval()

@@ -1,4 +1,4 @@
-"""Training of the OPQ codebooks shipped in codebooks/opq/ (`diffcodec train opq`).
+"""Training of the OPQ codebooks shipped in codebooks/opq/ (`diffcodec train opq`): faiss, no training loop.
 
 For each channel (Y, Cb, Cr) and bit budget: sample overlapping 8x8 patches from the training images and
 their vertical flips (as in Scribano et al.), train faiss OPQMatrix + ProductQuantizer (8-bit
@@ -27,6 +27,7 @@ from diffcodec.methods.opq import (
     all_context_ids,
 )
 
+# The terms of the training data of every shipped codebook and model (recorded in each manifest).
 LICENSE_NOTE = (
     "Trained on BSDS500 (UC Berkeley; free for non-commercial research and educational purposes only) "
     "and McMaster (Zhang et al. 2011, research benchmark, no explicit licence). Use accordingly."

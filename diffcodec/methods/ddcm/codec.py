@@ -1,0 +1,276 @@
+"""The ddcm codec: modes and parameters of an encode, encoding, decoding, compressed generation and what
+`diffcodec info` says about a file."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from diffcodec import artifacts
+from diffcodec.device import resolve_device
+from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
+from diffcodec.methods import Codec, Encoded, register
+from diffcodec.methods.ddcm.base_layer import BaseLayer, check_base, code_base, decode_base
+from diffcodec.methods.ddcm.combinatorics import alphabet, atoms_to_symbol, select_atoms
+from diffcodec.methods.ddcm.params import (
+    DEFAULT_CODEBOOK,
+    DEFAULT_SPACE,
+    METHOD,
+    BelowBaseLayerError,
+    DDCMParams,
+    _coded_steps,
+    choose_params,
+)
+from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
+from diffcodec.methods.ddcm.priors import Prior, auto_precision, load_prior, missing_models
+from diffcodec.methods.ddcm.process import RunStats, run_process
+
+PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M)
+    "n20-k4096-m1": (20, 4096, 1),
+    "n20-k4096-m16": (20, 4096, 16),
+    "n20-k4096-m64": (20, 4096, 64),
+    "n20-k4096-m256": (20, 4096, 256),
+    "n3-k4096-m512": (3, 4096, 512),
+}
+# With --bpp and neither --space nor --base: conditional on the largest of these bases that fits, else latent.
+# Where a bigger base fits, it beats a smaller one + more coded steps on MS-SSIM with fewer bits (measured:
+# benchmarks/RESULTS.md, 'Conditional mode (`--base opq-16-8-8`) on Kodak24', "A bigger base beats more coded
+# steps"; opq-64-16-16: 'The default mode (`--bpp` alone) on Kodak24', "opq-64-16-16 as a base").
+# opq-128-32-32 is left out: the opq-refiner was not trained on it.
+AUTO_BASES = ("opq-64-16-16", "opq-32-8-8", "opq-16-8-8")
+BASE_DEFAULT_PRESET = "n3-k4096-m512"   # the preset with --base (few steps: see params.BASE_DEFAULT_STEPS)
+
+ENCODE_OPTIONS = {      # option -> help (the order is the one error messages list them in)
+    "k": "codebook size K (1..2^20)",
+    "steps": "strided diffusion steps N (1..1000, at most the prior's timesteps)",
+    "atoms": "atoms M picked per coded step (1..min(K, 1024))",
+    "codebook": "codebook kind: mshift (default), iid or shift",
+    "space": "pixel or latent (default latent; with bpp and neither space nor base: automatic)",
+    "base": "an opq preset: conditional ddcm on that opq base layer (pixel space)",
+    "seed": "codebook seed (default 0)",
+    "bpp": "choose steps/K/atoms (and, alone, the mode) to land at or under this many bits per pixel",
+    "device": "where the prior runs: auto (default), cpu or cuda",
+    "precision": "auto (default), fp32 or bf16: the prior's arithmetic, stored in the file and replayed",
+}
+GENERATE_OPTIONS = {
+    "k": "codebook size K (default 4096)",
+    "steps": "strided diffusion steps N (default 20)",
+    "atoms": "atoms M per coded step (default 1)",
+    "codebook": "codebook kind: mshift (default), iid or shift",
+    "space": "pixel (default) or latent",
+    "seed": "seed of the codebooks and of the random choices (default 0)",
+    "device": "where the prior runs: auto (default), cpu or cuda",
+}
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] not in (1, 3) or image.dtype != np.uint8:
+        raise UsageError("ddcm codes uint8 images of shape (H, W, 1) or (H, W, 3)")
+    from diffcodec.data import gray_to_rgb
+
+    return gray_to_rgb(image)
+
+
+@register
+class DDCMCodec(Codec):
+    """Denoising Diffusion Codebook Models: the noise of a pretrained diffusion prior's reverse process is picked
+    from seeded codebooks toward the target; the file holds the picks (options: k, steps, atoms, codebook,
+    space (pixel | latent), base (an opq preset: conditional ddcm on an opq base layer), seed, bpp, device)."""
+
+    name = METHOD
+    presets = {
+        "n20-k4096-m1": "20 steps, K=4096, 1 atom/step (paper DDCM): 228 payload bits per image",
+        "n20-k4096-m16": "20 steps, K=4096, 16 atoms/step (Turbo-DDCM rule): 3111 payload bits per image",
+        "n20-k4096-m64": "20 steps, K=4096, 64 atoms/step: 10171 payload bits per image",
+        "n20-k4096-m256": "20 steps, K=4096, 256 atoms/step: 31013 payload bits per image",
+        "n3-k4096-m512": "3 steps, K=4096, 512 atoms/step (the default with --base): 5466 payload bits per image",
+    }
+    default_preset = "n20-k4096-m64"
+    encode_options = ENCODE_OPTIONS
+    decode_options = {"device": "where the prior runs: auto (default), cpu or cuda"}
+    generate_options = GENERATE_OPTIONS
+    header_keys = {
+        "n": "strided diffusion steps N (the stochastic ones are coded)",
+        "k": "codebook size K",
+        "m": "atoms M per coded step",
+        "cb": "codebook kind: mshift, iid or shift",
+        "sp": "space: pixel or latent",
+        "b": "opq preset of the base layer (conditional files only)",
+        "bs": "first 4 bytes of that opq codebook's sha256 (with b)",
+        "pr": "precision of the prior's network: bf16 (absent: fp32)",
+        "g": "rng: codebook generator id",
+        "s": "rng: codebook seed",
+    }
+    can_generate = True
+
+    def params_override_preset(self, params: dict) -> bool:
+        """A target bpp, or steps, K and atoms all given, leave nothing for a preset to set."""
+        return params.get("bpp") is not None or all(params.get(k) is not None for k in ("steps", "k", "atoms"))
+
+    def __init__(self):
+        self.last_stats: RunStats | None = None
+
+    # ---------------------------------------------------------------- encoding
+    def _params(self, image: np.ndarray, preset: str | None,
+                params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+        """The mode and parameters of an encode. With ``bpp`` and neither ``space`` nor ``base`` the mode is
+        automatic: conditional on the largest AUTO_BASES layer that fits under the target (measured best
+        there), else the latent space."""
+        self.check_encode_options(params)
+        if params.get("bpp") is not None and params.get("space") is None and params.get("base") is None:
+            for base in AUTO_BASES:
+                try:
+                    return self._mode_params(image, preset, {**params, "base": base})
+                except BelowBaseLayerError:
+                    pass
+        return self._mode_params(image, preset, params)
+
+    def _mode_params(self, image: np.ndarray, preset: str | None,
+                     params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+        preset = preset or (BASE_DEFAULT_PRESET if params.get("base") is not None else self.default_preset)
+        if preset not in PRESETS:
+            raise UsageError(f"unknown ddcm preset {preset!r} (available: {', '.join(PRESETS)})")
+        base = params.get("base")
+        space = params.get("space") or ("pixel" if base is not None else DEFAULT_SPACE)
+        codebook = params.get("codebook") or DEFAULT_CODEBOOK
+        seed = params.get("seed")
+        seed = 0 if seed is None else seed
+        if base is not None:
+            check_base(base)
+            if space != "pixel":
+                raise UsageError("--base (conditional ddcm) works in --space pixel only; a latent conditional "
+                                 "prior does not exist yet")
+        precision = params.get("precision") or "auto"
+        template = DDCMParams(codebook=codebook, space=space, seed=seed, base=base,
+                              precision="fp32" if precision == "auto" else precision)
+        template.check()
+        prior = load_prior(space, resolve_device(params.get("device")), base=base)
+        layer = code_base(image, base) if base is not None else None
+        template = replace(template, base_sha=0 if layer is None else layer.sha,
+                           precision=auto_precision(prior) if precision == "auto" else precision)
+        bpp = params.get("bpp")
+        h, w, c = image.shape
+        if bpp is not None:
+            if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
+                raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+            p = choose_params(float(bpp), h, w, c, n_coded=lambda n: sum(_coded_steps(prior.schedule, n)[1]),
+                              model_id=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha),
+                              steps=params.get("steps"), k=params.get("k"), atoms=params.get("atoms"),
+                              template=template, base_bytes=0 if layer is None else len(layer.data),
+                              max_steps=prior.schedule.T)
+        else:
+            n0, k0, m0 = PRESETS[preset]
+            get = lambda key, default: default if params.get(key) is None else params[key]
+            p = replace(template, steps=get("steps", n0), k=get("k", k0), atoms=get("atoms", m0))
+            if params.get("k") is not None and params.get("atoms") is None:
+                p.atoms = min(p.atoms, max(1, p.k // 2))
+        p.check()
+        if p.steps > prior.schedule.T:
+            raise UsageError(f"--steps {p.steps} exceeds the prior's {prior.schedule.T} timesteps")
+        return p, prior, layer
+
+    def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
+                                     **params) -> tuple[Encoded, np.ndarray]:
+        p, prior, layer = self._params(image, preset, params)
+        h, w, channels = image.shape
+        rgb = _to_rgb(image)
+        target = prior.to_space(rgb)
+        shape = tuple(target.shape[1:])
+        cond = None if layer is None else prior.condition(_to_rgb(layer.image))
+
+        import torch
+
+        def choose(i, cb, x0_hat):
+            r = (target - x0_hat)[0].to("cpu", dtype=torch.float64).numpy()
+            idx, signs = select_atoms(cb.scores(r), p.atoms)
+            return atoms_to_symbol(idx, signs, p.k, p.atoms)
+
+        x, stats = run_process(prior, p, shape, choose, cond=cond)
+        self.last_stats = stats
+        payload = encode_payload(stats.symbols, [alphabet(p.k, p.atoms)] * len(stats.symbols))
+        if layer is not None:
+            payload = join_layers(layer.data, payload)
+        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
+                          rng=p.rng_spec(), chunks=[payload])
+        from diffcodec.data import rgb_to_channels
+
+        return encoded, rgb_to_channels(prior.to_image(x, h, w), channels)
+
+    def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
+        return self.compress_with_reconstruction(image, preset, **params)[0]
+
+    # ---------------------------------------------------------------- decoding
+    def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
+        """Options: device ('auto' | 'cpu' | 'cuda'; default 'auto', as `encode`)."""
+        self.check_decode_options(options)
+        p = DDCMParams.from_header(encoded.params, encoded.rng)
+        if p.base is None and missing_models(p.space):
+            raise UnsupportedError(f"file codes in the {p.space} space, which needs "
+                                   f"{' and '.join(missing_models(p.space))}; they are not installed in "
+                                   f"{artifacts.artifacts_dir()}, so this diffcodec cannot decode it")
+        if encoded.model != p.model_id:
+            what = f"base layer {p.base!r}" if p.base is not None else f"space {p.space!r}"
+            raise CorruptInputError(f"corrupt ddcm header: model {encoded.model!r} does not match {what}")
+        if len(encoded.chunks) != 1:
+            raise CorruptInputError("ddcm file must hold exactly one payload chunk")
+        base_data, index_data = (None, encoded.chunks[0]) if p.base is None else split_layers(encoded.chunks[0])
+        prior = load_prior(p.space, resolve_device(options.get("device")), base=p.base, missing=UnsupportedError)
+        if artifacts.sha_prefix32(prior.sha) != encoded.model_sha:
+            raise ModelError(f"file was encoded with a different {prior.model_id} model (sha256 prefix "
+                             f"{encoded.model_sha:08x}, installed {prior.sha[:8]}); decode it with the model "
+                             f"that wrote it")
+        if p.steps > prior.schedule.T:
+            raise CorruptInputError(f"corrupt ddcm header: {p.steps} steps, the prior has {prior.schedule.T}")
+        n_coded = sum(_coded_steps(prior.schedule, p.steps)[1])
+        symbols = decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded)
+        cond = None
+        if p.base is not None:
+            base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
+            cond = prior.condition(_to_rgb(base_image))
+        shape = prior.shape(height, width)
+        it = iter(symbols)
+        x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it), cond=cond)
+        self.last_stats = stats
+        from diffcodec.data import rgb_to_channels
+
+        return rgb_to_channels(prior.to_image(x, height, width), channels)
+
+    # ---------------------------------------------------------------- compressed generation
+    def generate(self, height: int, width: int, **options) -> tuple[Encoded, np.ndarray]:
+        """An unconditional sample whose codebook choices are random (seeded) and the encoding that decodes to
+        it (options: :data:`GENERATE_OPTIONS`; None or absent: the default). The sample is uint8
+        (height, width, 3)."""
+        unknown = set(options) - set(GENERATE_OPTIONS)
+        if unknown:
+            raise UsageError(f"ddcm generation takes no option(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(GENERATE_OPTIONS)})")
+        from diffcodec.methods.ddcm.generation import sample
+
+        encoded, image, stats = sample(height, width, **{k: v for k, v in options.items() if v is not None})
+        self.last_stats = stats
+        return encoded, image
+
+    # ---------------------------------------------------------------- info
+    def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:
+        """The mode and, with a base layer, how the payload splits into base and index bytes (None values where
+        the file is malformed), and ``summary``: the mode in words."""
+        space = params.get("sp") if isinstance(params, dict) else None
+        base = params.get("b") if isinstance(params, dict) else None
+        out: dict[str, Any] = {"space": space, "base": base, "base_bytes": None, "index_bytes": None}
+        try:
+            if len(payloads) == 1:
+                if base is None:
+                    out["base_bytes"], out["index_bytes"] = 0, len(payloads[0])
+                else:
+                    b, idx = split_layers(payloads[0])
+                    out["base_bytes"], out["index_bytes"] = len(b), len(idx)
+        except (CorruptInputError, TypeError):
+            pass
+        summary = f"space {space}" + (f", base layer {base}" if base else ", no base layer")
+        if base and out["base_bytes"] is not None:
+            summary += f" ({out['base_bytes']:,} base + {out['index_bytes']:,} index bytes)"
+        out["summary"] = summary
+        return out

@@ -1,0 +1,241 @@
+"""Coding parameters (N, K, M, codebook, space, seed, base layer, precision), their header form, exact file
+sizes, and the --bpp rule that picks them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from diffcodec import codebooks_rng, container
+from diffcodec.errors import CorruptInputError, UnsupportedError, UsageError
+from diffcodec.methods.ddcm.combinatorics import alphabet
+from diffcodec.methods.ddcm.payload import payload_bytes
+from diffcodec.methods.ddcm.priors import BASE_MODEL, SPACE_MODELS, SPACES
+
+METHOD = "ddcm"
+DEFAULT_STEPS = 20
+DEFAULT_K = 4096
+DEFAULT_CODEBOOK = "mshift"     # iid's quality at a fraction of its cost (measured: benchmarks/RESULTS.md, 'Codebook
+                                # kinds end to end at equal bits'); why not shift: diffcodec/codebooks_rng.py
+DEFAULT_SPACE = "latent"        # above pixel on MS-SSIM at every rate, and faster (measured: benchmarks/RESULTS.md,
+                                # 'Pixel space on Kodak24, four rates'); with --base the space is pixel (the only
+                                # conditional prior is the pixel opq-refiner)
+MAX_K = 1 << 20
+MAX_ATOMS = 1024
+MAX_STEPS = 1000                # also bounded by the prior's schedule T
+PRECISIONS = ("fp32", "bf16")   # the prior's matmuls/convolutions; in the header (`pr`), replayed by the decoder
+
+# --bpp's first N per mode (default_steps), chosen at equal bits: latent does better at N = 50 than at N = 20, the
+# conditional refiner best at N = 3-5, and N = 20 is worse and slower there (measured: benchmarks/RESULTS.md,
+# 'latent space at N = 50 on Kodak24' and 'Fewer steps with more atoms (Turbo-DDCM's trade) at equal bits')
+LATENT_DEFAULT_STEPS = 50
+BASE_DEFAULT_STEPS = 3
+# ... but a budget that buys N = 3 only a few atoms is better spent on nothing: one free refiner step (N = 1, no
+# index bits) is the conditional mean, and N = 3 with up to this many atoms does not beat it (measured:
+# benchmarks/RESULTS.md, 'A few coded atoms vs one free refiner step'). So --bpp takes N = 1 up to this M.
+BASE_FREE_STEP_MAX_ATOMS = 64
+
+# --bpp search grids (see choose_params)
+STEPS_GRID = (2, 3, 5, 10, 15, 20, 30, 50, 100, 200)
+MAX_AUTO_STEPS = 200            # --bpp grows N up to this when the atoms are saturated
+BASE_MAX_AUTO_STEPS = 10        # ... and up to this with a base layer: a refiner step is a full-size pixel UNet pass
+                                # and more steps buy little past it (measured: benchmarks/RESULTS.md, 'The default
+                                # mode (`--bpp` alone) on Kodak24', "Step cap with a base"). Past it the file lands
+                                # under the target
+K_GRID = (2, 4, 16, 64, 256, 1024, 4096, 16384)
+MAX_AUTO_ATOMS = 512            # --bpp picks any M in 1..min(K/2, 512): combining grows with M (measured:
+                                # benchmarks/RESULTS.md, 'Speed work this session', exact combining)
+
+
+@dataclass
+class DDCMParams:
+    steps: int = DEFAULT_STEPS          # N strided timesteps (N - 1 coded)
+    k: int = DEFAULT_K                  # codebook size K
+    atoms: int = 1                      # M
+    codebook: str = DEFAULT_CODEBOOK    # mshift | iid | shift
+    space: str = DEFAULT_SPACE
+    seed: int = 0
+    base: str | None = None             # opq preset of the base layer (conditional ddcm), None: unconditional
+    base_sha: int = 0                   # first 4 bytes of that opq codebook's sha256
+    precision: str = "fp32"             # fp32 | bf16 (bf16 autocast of the prior's network)
+
+    def check(self, err=UsageError) -> DDCMParams:
+        def _int(name, v, lo, hi):
+            if type(v) is not int or not lo <= v <= hi:
+                raise err(f"ddcm {name} must be an integer in {lo}..{hi}, got {v!r}")
+        _int("steps", self.steps, 1, MAX_STEPS)
+        _int("k", self.k, 1, MAX_K)
+        _int("atoms", self.atoms, 1, min(self.k, MAX_ATOMS))
+        _int("seed", self.seed, 0, codebooks_rng.MAX_SEED)
+        if self.codebook not in codebooks_rng.CODEBOOKS:
+            raise err(f"ddcm codebook must be one of {', '.join(codebooks_rng.CODEBOOKS)}, got {self.codebook!r}")
+        if self.space not in SPACES:
+            raise err(f"ddcm space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.precision not in PRECISIONS:
+            raise err(f"ddcm precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.base is not None:
+            from diffcodec.methods.opq import PRESETS as OPQ_PRESETS
+
+            if not isinstance(self.base, str) or self.base not in OPQ_PRESETS:
+                raise err(f"ddcm base must be an opq preset ({', '.join(OPQ_PRESETS)}), got {self.base!r}")
+            _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
+            if self.space != "pixel":
+                raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """The header `model` these parameters go with: the prior of the space, or the refiner with a base."""
+        return BASE_MODEL if self.base is not None else SPACE_MODELS[self.space]
+
+    def header(self) -> dict:
+        """The header's `params` map (the codebook seed lives in the header's `rng` map: :meth:`rng_spec`)."""
+        out = {"n": self.steps, "k": self.k, "m": self.atoms, "cb": self.codebook, "sp": self.space}
+        if self.base is not None:
+            out.update(b=self.base, bs=self.base_sha)
+        if self.precision != "fp32":
+            out["pr"] = self.precision
+        return out
+
+    def rng_spec(self) -> dict:
+        return {"g": codebooks_rng.GENERATOR_ID, "s": self.seed}
+
+    @classmethod
+    def from_header(cls, params: dict, rng: dict | None) -> DDCMParams:
+        try:
+            if type(rng) is not dict:
+                raise CorruptInputError("corrupt ddcm header: the rng map is missing")
+            if rng.get("g") != codebooks_rng.GENERATOR_ID:
+                raise UnsupportedError(f"ddcm file uses random generator {rng.get('g')!r}; this diffcodec has "
+                                       f"{codebooks_rng.GENERATOR_ID!r}")
+            if "bs" in params and "b" not in params:
+                raise CorruptInputError("corrupt ddcm header: parameter 'bs' without 'b'")
+            base = params.get("b")
+            p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
+                    space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
+                    precision=params.get("pr", "fp32"))
+        except KeyError as e:
+            raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
+        return p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))
+
+
+def _coded_steps(schedule, steps: int) -> tuple[list[int], list[bool]]:
+    """The strided timesteps and, per step, whether it is stochastic (posterior variance > 0) = coded."""
+    from diffcodec.diffusion.samplers import strided_timesteps
+
+    ts = strided_timesteps(schedule.T, steps)
+    coded = [schedule.posterior(t, ts[i + 1] if i + 1 < len(ts) else -1)[2] > 0 for i, t in enumerate(ts)]
+    return ts, coded
+
+
+def file_bytes(p: DDCMParams, n_coded: int, height: int, width: int, channels: int, model_id: str,
+               model_sha: int, base_bytes: int = 0) -> int:
+    """Exact size of the .ddc file for these parameters (container framing + header + payload); with a base
+    layer (``p.base``) the payload is LEB128(base_bytes) + base_bytes + the index payload."""
+    size = payload_bytes([alphabet(p.k, p.atoms)] * n_coded)
+    if p.base is not None:
+        size += len(container.encode_varint(base_bytes)) + base_bytes
+    encoded = container.Encoded(model=model_id, model_sha=model_sha, params=p.header(), rng=p.rng_spec())
+    return container.framed_size(METHOD, encoded, width, height, channels, payload_sizes=[size])
+
+
+def default_steps(p: DDCMParams) -> int:
+    """The step count --bpp starts from, per mode (measured at equal bits, benchmarks/ddcm_steps.py): the
+    conditional refiner does best with few steps, the unconditional priors with many."""
+    if p.base is not None:
+        return BASE_DEFAULT_STEPS
+    return LATENT_DEFAULT_STEPS if p.space == "latent" else DEFAULT_STEPS
+
+
+class BelowBaseLayerError(UsageError):
+    """--bpp is under the size of the base layer alone (the automatic mode then falls back to the latent space)."""
+
+
+def choose_params(target_bpp: float, height: int, width: int, channels: int, *, n_coded: Callable[[int], int],
+                  model_id: str, model_sha: int = 0, steps: int | None = None, k: int | None = None,
+                  atoms: int | None = None, template: DDCMParams | None = None, base_bytes: int = 0,
+                  max_steps: int = MAX_STEPS) -> DDCMParams:
+    """Pick (steps N, K, atoms M) so that the whole file lands at or under ``target_bpp``; values given by the
+    caller stay fixed, the other fields (codebook, space, seed, base, precision) come from ``template``.
+    Rule (fill with atoms first, then steps, then shrink):
+
+    1. N = steps or :func:`default_steps`, K = k or 4096; take the largest M in 1..min(K/2, MAX_AUTO_ATOMS)
+       (or M = atoms) that fits (the file size grows with M there, so a bisection finds it).
+    2. If it fits but M cannot grow (atoms fixed, or M = min(K/2, MAX_AUTO_ATOMS) fits) and N is free: the
+       largest N in N..MAX_AUTO_STEPS (BASE_MAX_AUTO_STEPS with a base layer; bounded by ``max_steps``, the
+       prior's T) that still fits with that M.
+    3. If nothing fits and N is free: the largest N in STEPS_GRID below it where some M fits (largest such M).
+    4. If still nothing and K is free: the largest K in K_GRID below it at N = 2 (or the fixed N).
+    5. With a base layer only (``base``, of ``base_bytes`` bytes, counted in every size): if still nothing and N
+       is free, N = 1 (no coded step: one refiner step on the base layer, no index bits). Also N = 1 when
+       N, K and M are all free and step 1 gives M <= BASE_FREE_STEP_MAX_ATOMS (measured no better than N = 1).
+    Raises UsageError when even the smallest choice is over the target (naming the base layer when it alone,
+    with the header and no index bits, is over).
+    """
+    budget = target_bpp * height * width / 8.0   # bytes
+    template = template or DDCMParams()
+    base = template.base
+
+    def params(n, kk, m):
+        return replace(template, steps=n, k=kk, atoms=m)
+
+    def size(n, kk, m):
+        return file_bytes(params(n, kk, m), n_coded(n), height, width, channels, model_id, model_sha, base_bytes)
+
+    def max_m(kk):
+        return max(1, min(kk // 2, MAX_AUTO_ATOMS))
+
+    def largest_fitting(lo, hi, size_of):
+        """The largest v in lo..hi with size_of(v) within budget, given size_of(lo) is (sizes grow with v)."""
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if size_of(mid) <= budget else (lo, mid - 1)
+        return lo
+
+    def best_m(n, kk):
+        if atoms is not None:
+            return atoms if atoms <= kk and size(n, kk, atoms) <= budget else None
+        if size(n, kk, 1) > budget:
+            return None
+        return largest_fitting(1, max_m(kk), lambda m: size(n, kk, m))
+
+    n0, k0 = steps or min(default_steps(template), max_steps), k or DEFAULT_K
+    m = best_m(n0, k0)
+    if m is not None and base is not None and m <= BASE_FREE_STEP_MAX_ATOMS and not (steps or k or atoms):
+        return params(1, k0, 1)
+    if m is not None:
+        saturated = atoms is not None or m == max_m(k0)
+        n = n0
+        if saturated and steps is None:
+            grow_to = BASE_MAX_AUTO_STEPS if base is not None else MAX_AUTO_STEPS
+            n = largest_fitting(n0, max(n0, min(grow_to, max_steps)), lambda nn: size(nn, k0, m))
+        return params(n, k0, m)
+    if steps is None:
+        for cand in sorted((s for s in STEPS_GRID if s < n0), reverse=True):
+            m = best_m(cand, k0)
+            if m is not None:
+                return params(cand, k0, m)
+    if k is None:
+        n = steps or STEPS_GRID[0]
+        for cand in sorted((x for x in K_GRID if x < k0), reverse=True):
+            m = best_m(n, cand)
+            if m is not None:
+                return params(n, cand, m)
+    if base is not None:
+        m1 = atoms or 1
+        ks = [kk for kk in ([k0] if k is not None else sorted({k0, *K_GRID}, reverse=True)) if kk >= m1]
+        if steps is None:
+            for kk in ks:
+                if size(1, kk, m1) <= budget:
+                    return params(1, kk, m1)
+        alone = min(size(1, kk, m1) for kk in ks) if ks else size(1, k0, m1)
+        if alone > budget:
+            raise BelowBaseLayerError(
+                f"--bpp {target_bpp:g} is below the base layer alone: --base {base} takes {base_bytes} bytes, the "
+                f"file with no ddcm index {alone} bytes = {alone * 8 / (height * width):.4f} bpp for this "
+                f"{width}x{height} image; choose a smaller --base preset or a higher --bpp")
+    smallest = size(steps or STEPS_GRID[0], k or K_GRID[0], atoms or 1)
+    with_base = f", with the {base_bytes}-byte {base} base layer" if base is not None else ""
+    raise UsageError(f"--bpp {target_bpp:g} is below what ddcm can reach for a {width}x{height} image "
+                     f"(smallest file {smallest} bytes = {smallest * 8 / (height * width):.4f} bpp{with_base})")
+

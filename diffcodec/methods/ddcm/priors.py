@@ -1,0 +1,173 @@
+"""Priors: a denoiser + the space it works in, one per mode (pixel, latent, conditional on a base layer), and
+the precision the pixel-space ones run at."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from diffcodec import artifacts
+from diffcodec.errors import ModelError, UsageError
+
+# space -> model id (the prior's artifact is codebooks/models/<model id>.safetensors)
+SPACE_MODELS = {"pixel": "pixel-ddpm", "latent": "latent-ddpm"}
+SPACES = ("pixel", "latent")
+LATENT_MODELS = ("models/latent-ae", "models/latent-ddpm")     # what --space latent needs installed
+LATENT_CLIP = 10.0              # latent x0_hat is clamped to +-10 (latents are unit-variance: a safety net for
+                                # eps-priors at the noisiest step, where 1/alpha_t ~ 2e4 on the cosine schedule)
+BASE_MODEL = "opq-refiner"      # the conditional prior of --base (pixel space only)
+
+
+class Prior:
+    """What DDCM needs from a generative model: the space it works in and an x0-predictor on it
+    (``model_fn(x_t, t_batch, cond)``; ``cond`` is None for unconditional priors)."""
+
+    space: str
+    model_id: str           # header `model` field
+    sha: str                # sha256 of the weights (header `model_sha` = its first 4 bytes)
+    schedule: Any
+    model_fn: Callable
+    device: Any
+
+    def shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of the coded tensor for an image of height x width."""
+        raise NotImplementedError
+
+    def to_space(self, rgb: np.ndarray):
+        """uint8 (H, W, 3) -> target tensor (1, C, h, w) on the device."""
+        raise NotImplementedError
+
+    def to_image(self, x, height: int, width: int) -> np.ndarray:
+        """Final sample (1, C, h, w) -> uint8 (height, width, 3)."""
+        raise NotImplementedError
+
+
+def _load_unet(model_id: str, device, *, channels: int | None, cond_channels: int, clip, loaded=None):
+    """(schedule, x0-predictor, manifest) of denoiser `models/<model_id>` (``loaded``: its load_denoiser tuple),
+    checked to map ``channels`` to ``channels`` with ``cond_channels`` condition channels."""
+    from diffcodec.diffusion.models import load_denoiser
+    from diffcodec.diffusion.samplers import x0_predictor
+
+    model, schedule, parameterization, manifest = loaded or load_denoiser(f"models/{model_id}", device)
+    io_ok = model.in_channels == model.out_channels and (channels is None or model.in_channels == channels)
+    if not io_ok or model.cond_channels != cond_channels:
+        kind = f"a conditional denoiser with {cond_channels} condition channels" if cond_channels else \
+            "an unconditional denoiser"
+        raise ModelError(f"models/{model_id} is not {kind} on {channels or 'matching'} channels "
+                         f"(in {model.in_channels}, out {model.out_channels}, cond {model.cond_channels})")
+    return schedule, x0_predictor(model, schedule, parameterization, clip=clip), manifest
+
+
+class PixelPrior(Prior):
+    space = "pixel"
+
+    def __init__(self, model_id: str, device: str):
+        self.schedule, self.model_fn, manifest = _load_unet(model_id, device, channels=3, cond_channels=0, clip=1.0)
+        self.model_id, self.sha, self.device = model_id, manifest["sha256"], device
+
+    def shape(self, height, width):
+        return (3, height, width)
+
+    def to_space(self, rgb):
+        from diffcodec.data import to_tensor
+
+        return to_tensor(rgb[None]).to(self.device)
+
+    def to_image(self, x, height=None, width=None):
+        from diffcodec.data import to_uint8
+
+        return to_uint8(x)[0]
+
+
+class RefinerPrior(PixelPrior):
+    """Conditional DDCM: the pixel-space process of `models/opq-refiner`, conditioned on the decoded opq base
+    layer (uint8 RGB -> [-1, 1], as :func:`diffcodec.methods.opq_refine.refine` conditions it)."""
+
+    def __init__(self, device: str):
+        self.schedule, self.model_fn, manifest = _load_unet(BASE_MODEL, device, channels=3, cond_channels=3,
+                                                            clip=1.0)
+        self.model_id, self.sha, self.device = BASE_MODEL, manifest["sha256"], device
+
+    def condition(self, base_rgb: np.ndarray):
+        from diffcodec.data import to_tensor
+
+        return to_tensor(base_rgb[None]).to(self.device)
+
+
+class LatentPrior(Prior):
+    """DDCM in the latent of `models/latent-ae` with the unconditional latent prior `models/latent-ddpm`."""
+
+    space = "latent"
+
+    def __init__(self, device: str):
+        from diffcodec.latent import load_latent_prior, load_latent_space
+
+        self.latent = load_latent_space(device=device)
+        loaded = load_latent_prior(device=device)
+        ae_sha = loaded[3].get("autoencoder_sha256")
+        if ae_sha != self.latent.sha256:
+            raise ModelError(f"models/{SPACE_MODELS['latent']} was trained on the latents of autoencoder "
+                             f"{str(ae_sha)[:8]}..., but the installed models/latent-ae is "
+                             f"{self.latent.sha256[:8]}...; install the matching pair (or retrain latent-ddpm "
+                             f"with `diffcodec train latent-denoiser`)")
+        self.schedule, self.model_fn, manifest = _load_unet(SPACE_MODELS["latent"], device,
+                                                            channels=self.latent.channels, cond_channels=0,
+                                                            clip=LATENT_CLIP, loaded=loaded)
+        self.model_id, self.sha, self.device = SPACE_MODELS["latent"], manifest["sha256"], device
+
+    def shape(self, height, width):
+        return tuple(self.latent.latent_shape(height, width))
+
+    def to_space(self, rgb):
+        return self.latent.encode_image(rgb).float()
+
+    def to_image(self, x, height, width):
+        return self.latent.decode_latent(x, height, width)
+
+
+def missing_models(space: str) -> list[str]:
+    """The artifacts a space needs that are not installed (weights file absent)."""
+    names = LATENT_MODELS if space == "latent" else ()
+    return [n for n in names if not artifacts.artifact_paths(n)[0].is_file()]
+
+
+def load_prior(space: str, device: str, base: str | None = None, missing=UsageError) -> Prior:
+    """The prior of a mode. Absent latent models raise ``missing`` (UsageError when encoding, UnsupportedError
+    when decoding) naming them; a damaged or mismatched model raises ModelError."""
+    if space not in SPACE_MODELS:
+        raise UsageError(f"unknown space {space!r} (use pixel or latent)")
+    if base is not None:
+        if space != "pixel":
+            raise UsageError("--base (conditional ddcm) works in --space pixel only")
+        return RefinerPrior(device)
+    if space == "latent":
+        absent = missing_models(space)
+        if absent:
+            raise missing(f"--space latent needs the latent models {' and '.join(absent)}, which are not installed "
+                          f"in {artifacts.artifacts_dir()} (train them with `diffcodec train autoencoder` and "
+                          f"`diffcodec train latent-denoiser`), or use --space pixel")
+        return LatentPrior(device)
+    return PixelPrior(SPACE_MODELS[space], device)
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` runs bf16 matmuls/convolutions natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX
+    that oneDNN uses); elsewhere bf16 autocast works but is emulated and slow."""
+    import torch
+
+    dev = torch.device(device)
+    try:
+        if dev.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
+        return dev.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def auto_precision(prior: Prior) -> str:
+    """``--param precision=auto``: bf16 for the pixel-space priors (pixel-ddpm, opq-refiner) where the device
+    has native bf16 (faster end to end at a few hundredths of a dB; measured: benchmarks/RESULTS.md, 'Speed work
+    this session'), else fp32; the latent prior stays fp32 (its network is small next to the autoencoder)."""
+    return "bf16" if prior.space == "pixel" and native_bf16(prior.device) else "fp32"

@@ -1,0 +1,73 @@
+"""Training pairs of the refiners, made on the fly: `opq-refiner` (`diffcodec train refiner`) sees an OPQ-degraded
+copy of each crop (a random opq preset, so one refiner serves several rates); `codec-refiner` (`diffcodec train
+codec-refiner`) sees a crop coded by a random base codec and quality, with the kind and coarseness as extra
+condition channels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffcodec.data import to_tensor, to_uint8
+
+TRAIN_PRESETS = ("opq-16-8-8", "opq-32-8-8", "opq-64-16-16")
+
+
+class OPQDegrade:
+    """`make_condition` for training: OPQ round trip (no entropy coding) of each crop of a batch."""
+
+    def __init__(self, presets=TRAIN_PRESETS, seed: int = 0):
+        from diffcodec.methods.opq import OPQCodec
+
+        self.presets = tuple(presets)
+        self.codec = OPQCodec()
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, x0):
+        images = to_uint8(x0)
+        recon = np.stack([self.codec.quantize(img, str(self.rng.choice(self.presets)))[1] for img in images])
+        return to_tensor(recon).to(x0.device)
+
+
+# Quality ranges the codec refiner trains on: each codec's useful range for base layers from ~0.05 to ~1 bpp on
+# photos (REFERENCE.md's Kodak figures: JPEG q1 = 0.17 bpp, q25 = 0.59; WebP q0 = 0.11; AVIF q25 = 0.19 bpp).
+CODEC_QUALITIES = {"jpeg": (1, 60), "webp": (0, 75), "avif": (0, 75)}
+CODEC_KINDS = ("opq", "jpeg", "webp", "avif")
+
+
+class CodecDegrade:
+    """`make_condition` of the codec refiner: each crop goes through a randomly chosen base codec (opq, or Pillow's
+    JPEG / WebP / AVIF at the settings `diffcodec.baselines` uses) at a random quality of its range; the condition
+    is :func:`diffcodec.methods.codec_refiner.condition` of the decoded crop (image + kind + coarseness)."""
+
+    def __init__(self, kinds=CODEC_KINDS, opq_presets=TRAIN_PRESETS, seed: int = 0):
+        from diffcodec.methods.opq import OPQCodec
+
+        self.kinds = tuple(kinds)
+        self.opq_presets = tuple(opq_presets)
+        self.codec = OPQCodec()
+        self.rng = np.random.default_rng(seed)
+        self.description = f"CodecDegrade(kinds={list(self.kinds)}, qualities={CODEC_QUALITIES})"
+
+    def degrade(self, img: np.ndarray) -> tuple[np.ndarray, str, int | str]:
+        """One uint8 (H, W, 3) crop -> (decoded base, kind, quality)."""
+        from diffcodec import baselines
+
+        kind = str(self.rng.choice(self.kinds))
+        if kind == "opq":
+            preset = str(self.rng.choice(self.opq_presets))
+            return self.codec.quantize(img, preset)[1], kind, preset
+        lo, hi = CODEC_QUALITIES[kind]
+        q = int(self.rng.integers(lo, hi + 1))
+        b = baselines.get_baseline(kind)
+        return b.decode(b.encode(img, q), channels=3), kind, q
+
+    def __call__(self, x0):
+        import torch
+
+        from diffcodec.methods.codec_refiner import condition
+
+        conds = []
+        for img in to_uint8(x0):
+            base, kind, q = self.degrade(img)
+            conds.append(condition(base[None], kind, q))
+        return torch.cat(conds).to(x0.device)
