@@ -5,7 +5,7 @@ Baselines (name: settings, valid quality range):
 - ``jpeg``: baseline JPEG, chroma 4:2:0 (``subsampling=2``), optimised Huffman tables (``optimize=True``), q 1..95.
 - ``jpeg444``: the same with chroma 4:4:4 (``subsampling=0``), q 1..95.
 - ``webp``: lossy WebP, ``method=6`` (slowest, smallest files: a benchmark should give the baseline its best
-  effort, and it costs ~0.1 s per 0.4 Mpixel here), q 0..100.
+  effort), q 0..100.
 - ``avif``: Pillow's AVIF plugin (libavif), ``speed=6`` (Pillow's default, as in REFERENCE.md), chroma 4:2:0,
   full range, q 0..100.
 

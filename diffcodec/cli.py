@@ -24,6 +24,17 @@ from diffcodec.errors import DiffcodecError, ModelError, UsageError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _output_path(input: str, output: str | None, suffix: str, as_json: bool) -> str:
+    """-o as given, or IN with ``suffix``; stdin needs an explicit -o, and --json needs stdout free."""
+    if output is None:
+        if input == "-":
+            raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
+        output = str(Path(input).with_suffix(suffix))
+    if as_json and output == "-":
+        raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
+    return output
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="diffcodec")
 def cli():
@@ -63,12 +74,7 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
     """Encode an image (PNG, JPEG, TIFF, BMP, WebP; '-' = stdin) into a .ddc file."""
     from diffcodec import api, atomic, images
 
-    if output is None:
-        if input == "-":
-            raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
-        output = str(Path(input).with_suffix(".ddc"))
-    if as_json and output == "-":
-        raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
+    output = _output_path(input, output, ".ddc", as_json)
     images.check_output_path(output, [input], force)
     t0 = time.perf_counter()
     arr = images.image_from_bytes(images.read_bytes(input), input)
@@ -110,12 +116,7 @@ def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
     """Decode a .ddc file ('-' = stdin) into an image."""
     from diffcodec import api, atomic, images
 
-    if output is None:
-        if input == "-":
-            raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
-        output = str(Path(input).with_suffix(".png"))
-    if as_json and output == "-":
-        raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
+    output = _output_path(input, output, ".png", as_json)
     fmt = images.output_format(output)
     images.check_output_path(output, [input], force)
     data = images.read_bytes(input)

@@ -54,6 +54,19 @@ def _refuse_kodak(folders) -> None:
         raise UsageError("Kodak24 is the evaluation set: never train on it")
 
 
+def _run_options(f):
+    """The options every network trainer takes last: threads, seed, --no-export, --device, --quiet."""
+    for o in reversed([
+        click.option("--threads", type=int, default=None, help="torch CPU threads (default: all)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--no-export", is_flag=True, help="Train/checkpoint only; do not write codebooks/."),
+        device_option,
+        quiet_option,
+    ]):
+        f = o(f)
+    return f
+
+
 def _diffusion_train_options(f):
     opts = [
         click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
@@ -73,15 +86,10 @@ def _diffusion_train_options(f):
         click.option("--parameterization", type=click.Choice(["eps", "x0", "v"]), default="v", show_default=True),
         click.option("--loss-weighting", type=click.Choice(["const", "min_snr", "p2"]), default="const",
                      show_default=True),
-        click.option("--threads", type=int, default=None, help="torch CPU threads (default: all)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--no-export", is_flag=True, help="Train/checkpoint only; do not write codebooks/."),
-        device_option,
-        quiet_option,
     ]
     for o in reversed(opts):
         f = o(f)
-    return f
+    return _run_options(f)
 
 
 def _run_diffusion_training(kind: str, make_condition, cond_channels: int, extra_manifest: dict, *,
@@ -213,11 +221,7 @@ def train_latent_denoiser_cmd(ae_name, **o):
 @click.option("--lr", type=float, default=4e-4, show_default=True)
 @click.option("--ms-ssim-weight", type=float, default=0.2, show_default=True)
 @click.option("--kl-weight", type=float, default=1e-5, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: all).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-export", is_flag=True, help="Train/checkpoint only; do not write codebooks/.")
-@device_option
-@quiet_option
+@_run_options
 def train_autoencoder_cmd(**o):
     """First-stage autoencoder (`latent-ae`): L1 + MS-SSIM + small KL; writes codebooks/models/latent-ae.*"""
     from diffcodec.training.autoencoder import AETrainConfig, train_autoencoder
@@ -287,11 +291,7 @@ def train_autoencoder_cmd(**o):
 @click.option("--val-every", type=int, default=1000, show_default=True,
               help="Validate every N steps (0: only at the end).")
 @click.option("--val-crops", type=int, default=8, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: all).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-export", is_flag=True, help="Train/checkpoint only; do not write codebooks/.")
-@device_option
-@quiet_option
+@_run_options
 def train_diffae_cmd(**o):
     """Diffusion-autoencoder codec (`--method diffae`): encoder, prior and diffusion decoder jointly, one
     variable-rate model; writes codebooks/models/diffae.* (pixel space: diffae-pixel.*)"""

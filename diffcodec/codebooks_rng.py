@@ -1,4 +1,4 @@
-"""Device-independent seeded Gaussian codebooks for codebook codecs (DDCM, ``methods/ddcm.py``).
+"""Device-independent seeded Gaussian codebooks for codebook codecs (DDCM, ``methods/ddcm/``).
 
 Every random number a decoder must re-create comes from a counter-based generator on the CPU, keyed by
 ``(seed, kind, step, index)``, and is only then moved to the model's device. So a file encoded on a GPU
@@ -28,13 +28,14 @@ release that changed the ziggurat would be caught.
   shape (C, H, W)) rolled by offset ``s = k % S``: ``z_k[c, y, x] = g_f[c, (y - oy_s) mod H, (x - ox_s) mod W]``.
   Every codeword is exactly N(0, I); two distinct shifts of one white field are uncorrelated; and the scores
   of all shifts of a field come from one FFT cross-correlation. But every shift has the same per-channel sum,
-  and for smooth residuals the scores of neighbouring shifts are strongly correlated: measured end to end it
-  loses 0.5-3 dB against ``iid`` (see :class:`ModShiftCodebook`).
+  and for smooth residuals the scores of neighbouring shifts are strongly correlated, so it is kept for
+  comparison only (see :class:`ModShiftCodebook`).
 * :class:`ModShiftCodebook` (``"mshift"``, the default): ``z_k = D * roll(g_f, (oy, ox))`` over all offsets
   (stride 1: ``oy, ox = divmod(k mod (H*W), W)``, ``f = k div (H*W)``), with ``g_f`` as for ``shift`` and one
   +-1 mask ``D`` per step (:func:`random_signs` of key ``(seed, KIND_SIGNS, step, 0)``). Scores are one FFT
   cross-correlation of the field with ``D r``, which is white whatever ``r`` is, so they behave like those of
-  i.i.d. codewords: measured end to end it matches ``iid`` (within 0.2 dB) at the cost of ``shift``.
+  i.i.d. codewords, at the cost of ``shift`` (end to end against ``iid``: benchmarks/RESULTS.md, "Codebook kinds
+  end to end at equal bits").
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class ShiftCodebook(Codebook):
         return np.roll(self.field(f), (oy, ox), axis=(1, 2))
 
     def _accumulate(self, indices: list, signs: list) -> np.ndarray:
-        """The same sum bit for bit, 5x faster at Kodak size with 512 atoms: each field is extended periodically
+        """The same sum bit for bit, faster (RESULTS.md, "Speed work"): each field is extended periodically
         to (C, 2H, 2W), so a rolled codeword is one plain slice of it, and the sum runs over row tiles that stay
         in cache, every element still accumulating its terms in the normative order (a - z == a + (-z)
         exactly)."""

@@ -7,7 +7,7 @@ the reference first. Grayscale images are treated as one channel.
 - :func:`psnr_y`: PSNR of the BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B (full range, float64, not rounded);
   for grayscale input the gray values are the luma.
 - :func:`ssim`, :func:`ms_ssim`: from ``pytorch_msssim`` (data_range=255, Gaussian window 11 / sigma 1.5,
-  float32 CPU tensors in NCHW layout: 2-3x faster than float64 on the CPU, and within 1e-6 of it).
+  float32 CPU tensors in NCHW layout: faster than float64 on the CPU, and within 1e-6 of it).
   MS-SSIM with its default 5 scales needs the smaller image side to be larger than 160 px; for smaller images
   :func:`ms_ssim` returns ``float('nan')`` instead of failing.
 """

@@ -108,6 +108,7 @@ def test_export_load_and_hash_verification(codebooks):
         load_autoencoder("models/nothing-here")
 
 
+@pytest.mark.slow
 def test_training_runs_resumes_and_exports(codebooks, image_folder, tmp_path):
     cfg = AETrainConfig(data=[image_folder], out_dir=tmp_path / "run", model=dict(TINY), crop=104, batch=2,
                         steps=3, val_folder=image_folder, val_crops=2, val_crop=64, log_every=1,
@@ -128,6 +129,7 @@ def test_training_runs_resumes_and_exports(codebooks, image_folder, tmp_path):
     load_autoencoder("models/tiny-ae")
 
 
+@pytest.mark.slow
 def test_latent_crops_and_latent_denoiser_training_from_the_cli(codebooks, image_folder, tmp_path):
     m = _tiny()
     export_autoencoder("models/latent-ae", m, {"command": "test"})

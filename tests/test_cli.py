@@ -11,6 +11,7 @@ from PIL import Image
 from conftest import synthetic_image
 
 CLI = [sys.executable, "-m", "diffcodec"]
+pytestmark = pytest.mark.slow       # every test here starts CLI subprocesses
 
 
 def run(args, stdin=None, check=True):

@@ -344,6 +344,7 @@ def _run(env, *args, **kw):
     return subprocess.run([sys.executable, *args], capture_output=True, env=env, cwd=kw.get("cwd", ROOT), check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_decode_in_other_processes_and_thread_counts(prior, tmp_path, precision):
     img = synthetic_image(40, 56)
@@ -351,6 +352,7 @@ def test_decode_in_other_processes_and_thread_counts(prior, tmp_path, precision)
     check_decode_in_fresh_processes(data, recon, prior, tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_encode_decode_generate(prior, tmp_path):
     from PIL import Image
 

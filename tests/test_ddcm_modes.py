@@ -285,6 +285,7 @@ def test_missing_latent_models_are_named(tmp_path, monkeypatch, models):
 
 @pytest.mark.parametrize("mode", [{"space": "latent"}, {"base": "opq-16-8-8"},
                                   {"base": "opq-32-8-8", "precision": "bf16"}])
+@pytest.mark.slow
 def test_decode_in_other_processes_and_thread_counts(models, tmp_path, mode):
     """The default modes (latent, conditional) in fresh processes: exact with the encoder's thread count, within
     a level or two with another (the cross-machine check a CPU-only CI can make)."""
@@ -486,6 +487,7 @@ def test_base_corrupt_and_mismatched_streams(own_models):
 # ------------------------------------------------------------------------------------------------ CLI
 
 
+@pytest.mark.slow
 def test_cli_modes(models, tmp_path):
     from PIL import Image
 

@@ -69,6 +69,7 @@ def _encode(img, **params):
 
 # ------------------------------------------------------------------------------------------------ training
 
+@pytest.mark.slow
 def test_training_log_checkpoint_manifest_and_resume(models):
     from diffcodec.training.diffae import train_diffae
 
@@ -139,6 +140,7 @@ def test_grayscale(models):
     assert out.shape == (21, 30) and out.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_decode_is_deterministic_across_runs_and_processes(models, tmp_path):
     img = synthetic_image(24, 40)
     data = _encode(img, steps=3, seed=7)
@@ -260,6 +262,7 @@ def test_other_model_or_autoencoder_is_a_model_error(models, tmp_path, monkeypat
         _encode(synthetic_image(16, 16))
 
 
+@pytest.mark.slow
 def test_cli_encode_decode_and_train(models, tmp_path, capsys):
     from diffcodec.cli import main
 

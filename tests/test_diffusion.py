@@ -333,6 +333,7 @@ def _cfg(image_dir, out, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_resumes(image_dir, tmp_path):
     s = NoiseSchedule("cosine")
     g = torch.Generator().manual_seed(0)

@@ -105,6 +105,7 @@ def test_stream_from_other_codebook_is_refused(monkeypatch):
         api.decode(forged)
 
 
+@pytest.mark.slow
 def test_training_command_backend_writes_loadable_codebooks(tmp_path, monkeypatch):
     from PIL import Image
 

@@ -63,6 +63,7 @@ def test_missing_refiner_is_a_model_error(codebooks):
         api.decode(data, refine=True)
 
 
+@pytest.mark.slow
 def test_cli_refine_flags(tiny_refiner, tmp_path):
     src = tmp_path / "a.ddc"
     src.write_bytes(api.encode(synthetic_image(16, 16), method="opq"))

@@ -28,8 +28,8 @@ class OPQDegrade:
         return to_tensor(recon).to(x0.device)
 
 
-# Quality ranges the codec refiner trains on: each codec's useful range for base layers from ~0.05 to ~1 bpp on
-# photos (REFERENCE.md's Kodak figures: JPEG q1 = 0.17 bpp, q25 = 0.59; WebP q0 = 0.11; AVIF q25 = 0.19 bpp).
+# Quality ranges the codec refiner trains on: each codec's range for base layers from its lowest rate to about
+# 1 bpp on photos (the Kodak rate per quality is in ../shared/REFERENCE.md).
 CODEC_QUALITIES = {"jpeg": (1, 60), "webp": (0, 75), "avif": (0, 75)}
 CODEC_KINDS = ("opq", "jpeg", "webp", "avif")
 
