@@ -15,10 +15,14 @@ the file are checked before anything is sliced or allocated from them.
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
+import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import msgpack
 
@@ -36,6 +40,8 @@ __all__ = [
     "Chunk",
     "Container",
     "Encoded",
+    "ClipWriter",
+    "StreamReader",
     "frame",
     "framed_size",
     "encode_varint",
@@ -49,8 +55,10 @@ __all__ = [
 
 MAGIC = b"DDC"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
-SIGNATURE = MAGIC + bytes([FORMAT_MAJOR, FORMAT_MINOR])
+FORMAT_MINOR = 1                 # the version this module reads; it writes 1.0 for images and 1.1 for video
+SIGNATURE = MAGIC + bytes([FORMAT_MAJOR, 0])            # what image files start with (format 1.0)
+SIGNATURE_VIDEO = MAGIC + bytes([FORMAT_MAJOR, 1])      # files with a video chunk 'v' (format 1.1)
+_SNIFF_BYTES = 12                                       # enough to recognise other formats' signatures
 
 # Limits (formats/ddc-v1.md, "Limits").
 MAX_DIMENSION = 65535            # width and height are 1..MAX_DIMENSION
@@ -68,6 +76,12 @@ _NAME_RE = re.compile(r"[!-~]*")
 CHUNK_HEADER = "H"
 CHUNK_DATA = "D"
 CHUNK_METADATA = "m"
+CHUNK_VIDEO = "v"                # format 1.1: frame rate and chroma layout of a clip
+CHUNK_INDEX = "i"                # format 1.1: keyframe index (frame -> offset of its D chunk)
+_CHUNK_NAMES = {CHUNK_METADATA: "metadata", CHUNK_VIDEO: "video", CHUNK_INDEX: "index"}
+CHROMA_LAYOUTS = ("420", "444", "mono")
+MATRICES = ("bt601", "bt709")
+RANGES = ("limited", "full")
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,8 @@ class Container:
     header_bytes: int            # signature + the H chunk, all framing included
     payload_bytes: int           # sum of D chunk data lengths
     framing_bytes: int           # everything that is not D chunk data
+    video: dict[str, Any] | None = None      # the 'v' chunk of a clip (format 1.1), None for an image
+    index: list[list[int]] | None = None     # the 'i' chunk: [frame, offset from the first D chunk] pairs
 
     @property
     def payloads(self) -> list[bytes]:
@@ -304,7 +320,8 @@ def _plain_header(header: Header) -> Header:
                   _plain(header.params), _plain(header.rng))
 
 
-def write_container(header: Header, payloads: list[bytes], metadata: dict[str, str] | None = None) -> bytes:
+def write_container(header: Header, payloads: list[bytes], metadata: dict[str, str] | None = None,
+                    video: dict[str, Any] | None = None) -> bytes:
     """Serialise one `.ddc` file: signature, H, m (if metadata is non-empty), then one D chunk per payload.
 
     Raises UsageError when the header breaks the format's limits (e.g. an image larger than 65535 px),
@@ -317,16 +334,86 @@ def write_container(header: Header, payloads: list[bytes], metadata: dict[str, s
     payloads = list(payloads)
     if len(payloads) != h.frames:
         raise ValueError(f"header declares {h.frames} frame(s) but {len(payloads)} payload(s) were given")
-    parts = [SIGNATURE, _encode_chunk(CHUNK_HEADER, _encode_header(h))]
+    sizes = []
+    for i, p in enumerate(payloads):
+        if not isinstance(p, (bytes, bytearray, memoryview)):
+            raise TypeError(f"payload {i} must be bytes, got {type(p).__name__}")
+        sizes.append(len(p))
+    parts = [_file_head(h, video, sizes)]
     if metadata:
         if type(metadata) is not dict or not all(type(k) is str and type(v) is str for k, v in metadata.items()):
             raise UsageError("metadata must be a map of str -> str")
         parts.append(_encode_chunk(CHUNK_METADATA, msgpack.packb(metadata, use_bin_type=True)))
-    for i, p in enumerate(payloads):
-        if not isinstance(p, (bytes, bytearray, memoryview)):
-            raise TypeError(f"payload {i} must be bytes, got {type(p).__name__}")
-        parts.append(_encode_chunk(CHUNK_DATA, bytes(p)))
+    parts += [_encode_chunk(CHUNK_DATA, bytes(p)) for p in payloads]
     return b"".join(parts)
+
+
+def _file_head(h: Header, video: dict[str, Any] | None, payload_sizes: list[int]) -> bytes:
+    """Signature and H chunk; for a clip (``video``: the 'v' map) also the v chunk and the i index of every frame
+    (all frames are keyframes: intra coding)."""
+    head = [SIGNATURE if video is None else SIGNATURE_VIDEO, _encode_chunk(CHUNK_HEADER, _encode_header(h))]
+    if video is not None:
+        v = _plain(dict(video))
+        try:                                                    # the reader's checks, as a writer error
+            _decode_video(msgpack.packb(v, use_bin_type=True))
+        except CorruptInputError as e:
+            raise UsageError(str(e).removeprefix("corrupt file: ")) from None
+        head.append(_encode_chunk(CHUNK_VIDEO, msgpack.packb(v, use_bin_type=True)))
+        offsets, pos = [], 0
+        for i, n in enumerate(payload_sizes):
+            offsets.append([i, pos])
+            pos += 1 + len(_encode_varint(n)) + n + 4
+        head.append(_encode_chunk(CHUNK_INDEX, msgpack.packb(offsets, use_bin_type=True)))
+    return b"".join(head)
+
+
+class ClipWriter:
+    """Writes a clip as one `.ddc` file (format 1.1) without holding its frames: each frame's payload goes to a
+    temporary file as it is coded, and :meth:`write` emits signature, header (which must state the frame count),
+    video chunk, index and the payloads. Every frame must share the first one's model, parameters and rng (a clip
+    has one header)."""
+
+    def __init__(self, method: str, width: int, height: int, channels: int, video: dict[str, Any]):
+        self.method, self.width, self.height, self.channels = method, width, height, channels
+        self.video = dict(video)
+        self.first: Encoded | None = None
+        self.sizes: list[int] = []
+        self._spool = tempfile.TemporaryFile()
+
+    def add(self, encoded: Encoded) -> int:
+        """Append one frame (one payload chunk); returns the frame's payload bytes."""
+        if len(encoded.chunks) != 1:
+            raise UsageError("a clip frame must be one payload chunk")
+        if self.first is None:
+            self.first = encoded
+        elif (encoded.model, encoded.model_sha, encoded.params, encoded.rng) != \
+                (self.first.model, self.first.model_sha, self.first.params, self.first.rng):
+            raise UsageError(f"frame {len(self.sizes)} was coded with other parameters than frame 0 "
+                             f"({encoded.params} vs {self.first.params}); a clip has one header")
+        data = bytes(encoded.chunks[0])
+        self._spool.write(_encode_chunk(CHUNK_DATA, data))
+        self.sizes.append(len(data))
+        return len(data)
+
+    def header(self) -> Header:
+        if self.first is None:
+            raise UsageError("a clip needs at least one frame")
+        h = _image_header(self.method, self.first, self.width, self.height, self.channels)
+        h.frames = len(self.sizes)
+        return _plain_header(h)
+
+    def write(self, out: BinaryIO) -> int:
+        """Write the whole file to ``out``; returns its size."""
+        h = self.header()
+        _check_header(h, UsageError, UsageError)
+        head = _file_head(h, self.video, self.sizes)
+        out.write(head)
+        self._spool.seek(0)
+        shutil.copyfileobj(self._spool, out, 1 << 20)
+        return len(head) + self._spool.tell()
+
+    def close(self) -> None:
+        self._spool.close()
 
 
 def _image_header(method: str, encoded: Encoded, width: int, height: int, channels: int) -> Header:
@@ -397,27 +484,6 @@ def _check_signature(data: bytes) -> tuple[int, int]:
     return major, minor
 
 
-def _read_varint(data: bytes, pos: int, ctype: str, start: int) -> tuple[int, int]:
-    n = len(data)
-    value = 0
-    for i in range(MAX_VARINT_BYTES):
-        if pos >= n:
-            raise CorruptInputError(f"truncated file: length field of chunk '{ctype}' at offset {start} is cut short")
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << (7 * i)
-        if not b & 0x80:
-            if b == 0 and i > 0:
-                raise CorruptInputError(f"corrupt file: length field of chunk '{ctype}' at offset {start} "
-                                        f"is not minimally encoded")
-            if value > MAX_CHUNK_LENGTH:
-                raise CorruptInputError(f"corrupt file: chunk '{ctype}' at offset {start} declares {value} bytes, "
-                                        f"more than the format allows ({MAX_CHUNK_LENGTH})")
-            return value, pos
-    raise CorruptInputError(f"corrupt file: length field of chunk '{ctype}' at offset {start} "
-                            f"is longer than {MAX_VARINT_BYTES} bytes")
-
-
 def _unpack(raw: bytes, what: str) -> Any:
     limit = len(raw)
     try:
@@ -459,71 +525,246 @@ def _decode_metadata(raw: bytes) -> dict[str, str]:
     return m
 
 
-def read_container(data: bytes) -> Container:
-    """Parse and validate a `.ddc` file. Raises CorruptInputError or UnsupportedError (one-line messages)."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"read_container needs bytes, got {type(data).__name__}")
-    data = bytes(data)
-    n = len(data)
-    major, minor = _check_signature(data)
-    pos = len(SIGNATURE)
-    if pos == n:
-        raise CorruptInputError("truncated file: nothing after the signature (no header chunk)")
+def _decode_video(raw: bytes) -> dict[str, Any]:
+    v = _unpack(raw, "video chunk 'v'")
+    bad = lambda what: CorruptInputError(f"corrupt file: video chunk 'v': {what}")  # noqa: E731
+    if type(v) is not dict or not all(type(k) is str for k in v):
+        raise bad("must hold a msgpack map with str keys")
+    fps = v.get("fps")
+    if type(fps) is not list or len(fps) != 2 or not all(type(x) is int and 1 <= x < 2**32 for x in fps):
+        raise bad(f"'fps' must be [numerator, denominator], positive integers < 2^32, got {fps!r}")
+    for key, allowed in (("chroma", CHROMA_LAYOUTS), ("matrix", MATRICES), ("range", RANGES)):
+        if v.get(key) not in allowed:
+            raise bad(f"{key!r} must be one of {', '.join(allowed)}, got {v.get(key)!r}")
+    _check_value("video chunk 'v'", v, 0, lambda m: CorruptInputError(f"corrupt file: {m}"))
+    return v
 
-    header: Header | None = None
-    chunks: list[Chunk] = []
-    header_bytes = 0
-    payload_bytes = 0
-    n_data = 0
-    seen_metadata = False
-    while pos < n:
-        start = pos
-        tb = data[pos]
+
+def _decode_index(raw: bytes, frames: int) -> list[list[int]]:
+    x = _unpack(raw, "index chunk 'i'")
+    bad = lambda what: CorruptInputError(f"corrupt file: index chunk 'i': {what}")  # noqa: E731
+    if type(x) is not list or not x:
+        raise bad("must hold a non-empty msgpack array")
+    last = (-1, -1)
+    for entry in x:
+        if type(entry) is not list or len(entry) != 2 or not all(type(e) is int for e in entry):
+            raise bad("entries must be [frame, offset] integer pairs")
+        if not (entry[0] > last[0] and entry[1] > last[1] and entry[0] < frames):
+            raise bad(f"entry {entry} is out of order or past the {frames} frames")
+        last = (entry[0], entry[1])
+    if x[0] != [0, 0]:
+        raise bad("the first entry must be frame 0 at offset 0")
+    return x
+
+
+class _ChunkReader:
+    """Reads and checks chunks one at a time from a binary file object (the whole-file reader and the streaming
+    reader share it, so both apply exactly the same rules). ``total`` is the input's length when known;
+    ``pushback`` holds bytes already read from ``f`` (after the signature)."""
+
+    def __init__(self, f: BinaryIO, total: int | None, pos: int, pushback: bytes = b""):
+        self.f, self.total, self.pos = f, total, pos
+        self._buf = pushback
+
+    def _read(self, n: int) -> bytes:
+        data, self._buf = self._buf[:n], self._buf[n:]
+        if len(data) < n:
+            data += self.f.read(n - len(data))
+        self.pos += len(data)
+        return data
+
+    def at_end(self) -> bool:
+        if self.total is not None:
+            return self.pos >= self.total
+        if not self._buf:
+            self._buf = self.f.read(1)
+        return not self._buf
+
+    def seek(self, offset: int) -> None:
+        self.f.seek(offset)
+        self.pos, self._buf = offset, b""
+
+    def next(self) -> tuple[str, bytes, int]:
+        """(type, data, offset of the chunk) of the next chunk, its CRC checked."""
+        start = self.pos
+        tb = self._read(1)[0]
         if not _is_letter(tb):
             raise CorruptInputError(f"corrupt file: byte 0x{tb:02x} at offset {start} is not a chunk type "
                                     f"(chunk types are ASCII letters)")
         ctype = chr(tb)
-        length, pos = _read_varint(data, pos + 1, ctype, start)
-        remaining = n - pos
-        if length > remaining:
+        length = self._varint(ctype, start)
+        remaining = None if self.total is None else self.total - self.pos
+        if remaining is not None and length > remaining:
             raise CorruptInputError(f"truncated file: chunk '{ctype}' declares {length} bytes but only "
                                     f"{remaining} remain")
-        if length + 4 > remaining:
+        if remaining is not None and length + 4 > remaining:
             raise CorruptInputError(f"truncated file: chunk '{ctype}' at offset {start} is missing its CRC")
-        body = data[pos:pos + length]
-        pos += length
-        stored = int.from_bytes(data[pos:pos + 4], "big")
-        pos += 4
-        if _chunk_crc(tb, body) != stored:
+        body = self._read(length)
+        if len(body) < length:
+            raise CorruptInputError(f"truncated file: chunk '{ctype}' declares {length} bytes but only "
+                                    f"{len(body)} remain")
+        crc = self._read(4)
+        if len(crc) < 4:
+            raise CorruptInputError(f"truncated file: chunk '{ctype}' at offset {start} is missing its CRC")
+        if _chunk_crc(tb, body) != int.from_bytes(crc, "big"):
             raise CorruptInputError(f"corrupt file: CRC mismatch in chunk '{ctype}' at offset {start}")
+        return ctype, body, start
 
-        if header is None:
-            if ctype != CHUNK_HEADER:
-                raise CorruptInputError(f"corrupt file: first chunk is '{ctype}', expected the header chunk 'H'")
-            header = _decode_header(body, minor)
-            header_bytes = pos
-        elif ctype == CHUNK_HEADER:
+    def _varint(self, ctype: str, start: int) -> int:
+        value = 0
+        for i in range(MAX_VARINT_BYTES):
+            byte = self._read(1)
+            if not byte:
+                raise CorruptInputError(f"truncated file: length field of chunk '{ctype}' at offset {start} is cut "
+                                        f"short")
+            b = byte[0]
+            value |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                if b == 0 and i > 0:
+                    raise CorruptInputError(f"corrupt file: length field of chunk '{ctype}' at offset {start} "
+                                            f"is not minimally encoded")
+                if value > MAX_CHUNK_LENGTH:
+                    raise CorruptInputError(f"corrupt file: chunk '{ctype}' at offset {start} declares {value} "
+                                            f"bytes, more than the format allows ({MAX_CHUNK_LENGTH})")
+                return value
+        raise CorruptInputError(f"corrupt file: length field of chunk '{ctype}' at offset {start} "
+                                f"is longer than {MAX_VARINT_BYTES} bytes")
+
+
+class StreamReader:
+    """A `.ddc` file read chunk by chunk from a binary file object: the header, video description, index and
+    metadata up front (:meth:`open`), then the payloads one frame at a time (:meth:`payloads`), so decoding a clip
+    needs memory for one frame's payload, not the file. Applies the same rules as :func:`read_container`."""
+
+    def __init__(self, f: BinaryIO, total: int | None = None):
+        head = f.read(_SNIFF_BYTES)     # enough for the signature check to name another format
+        self.version = _check_signature(head)
+        self._chunks = _ChunkReader(f, total, len(SIGNATURE), head[len(SIGNATURE):])
+        self.header: Header | None = None
+        self.video: dict[str, Any] | None = None
+        self.index: list[list[int]] | None = None
+        self.chunks: list[Chunk] = []       # known optional chunks (m, v, i), in file order
+        self._chunk_places: list[int] = []  # how many D chunks preceded each of them
+        self.header_bytes = 0
+        self.payload_bytes = 0
+        self.frames_read = 0
+        self._pending: tuple[str, bytes, int] | None = None
+        self.first_payload_offset: int | None = None
+        self._open()
+
+    def _open(self) -> None:
+        if self._chunks.at_end():
+            raise CorruptInputError("truncated file: nothing after the signature (no header chunk)")
+        ctype, body, _ = self._chunks.next()
+        if ctype != CHUNK_HEADER:
+            raise CorruptInputError(f"corrupt file: first chunk is '{ctype}', expected the header chunk 'H'")
+        self.header = _decode_header(body, self.version[1])
+        self.header_bytes = self._chunks.pos
+        while not self._chunks.at_end():
+            chunk = self._chunks.next()
+            if chunk[0] == CHUNK_DATA:
+                self._pending = chunk
+                self.first_payload_offset = chunk[2]
+                return
+            self._other(*chunk)
+
+    def _other(self, ctype: str, body: bytes, start: int) -> None:
+        """A chunk that is not a payload: checked, kept if known, skipped if optional and unknown."""
+        if ctype == CHUNK_HEADER:
             raise CorruptInputError(f"corrupt file: second header chunk 'H' at offset {start}")
-        elif ctype == CHUNK_DATA:
-            if n_data >= header.frames:
-                raise CorruptInputError(f"corrupt file: more 'D' chunks than the {header.frames} the header declares")
-            n_data += 1
-            payload_bytes += length
-            chunks.append(Chunk(ctype, body))
-        elif ctype == CHUNK_METADATA:
-            if seen_metadata:
-                raise CorruptInputError(f"corrupt file: second metadata chunk 'm' at offset {start}")
-            _decode_metadata(body)
-            seen_metadata = True
-            chunks.append(Chunk(ctype, body))
-        elif tb <= 0x5A:  # unknown uppercase = critical
+        if ctype in (CHUNK_METADATA, CHUNK_VIDEO, CHUNK_INDEX):
+            if any(c.type == ctype for c in self.chunks):
+                raise CorruptInputError(f"corrupt file: second {_CHUNK_NAMES[ctype]} chunk '{ctype}' at offset "
+                                        f"{start}")
+            if ctype == CHUNK_METADATA:
+                _decode_metadata(body)
+            elif ctype == CHUNK_VIDEO:
+                self.video = _decode_video(body)
+            else:
+                assert self.header is not None
+                if self.frames_read:
+                    raise CorruptInputError(f"corrupt file: index chunk 'i' at offset {start} after a 'D' chunk")
+                self.index = _decode_index(body, self.header.frames)
+            self.chunks.append(Chunk(ctype, body))
+            self._chunk_places.append(self.frames_read)
+        elif ord(ctype) <= 0x5A:  # unknown uppercase = critical
             raise UnsupportedError(f"file contains critical chunk '{ctype}', which this diffcodec "
                                    f"(format {FORMAT_MAJOR}.{FORMAT_MINOR}) does not understand; upgrade diffcodec")
-        # unknown lowercase = optional: skipped (its CRC was checked above)
+        # unknown lowercase = optional: skipped (its CRC was checked)
 
-    assert header is not None
-    if n_data < header.frames:
-        raise CorruptInputError(f"truncated file: header declares {header.frames} 'D' chunk(s) but only "
-                                f"{n_data} present")
-    return Container(header=header, chunks=chunks, version=(major, minor), header_bytes=header_bytes,
-                     payload_bytes=payload_bytes, framing_bytes=n - payload_bytes)
+    def payloads(self) -> Iterator[bytes]:
+        """The D chunks' data in frame order; after the last one, the rest of the file is checked (trailing
+        chunks, the declared frame count)."""
+        assert self.header is not None
+        while True:
+            if self._pending is not None:
+                chunk, self._pending = self._pending, None
+            elif self._chunks.at_end():
+                break
+            else:
+                chunk = self._chunks.next()
+            ctype, body, start = chunk
+            if ctype != CHUNK_DATA:
+                self._other(ctype, body, start)
+                continue
+            if self.frames_read >= self.header.frames:
+                raise CorruptInputError(f"corrupt file: more 'D' chunks than the {self.header.frames} the header "
+                                        f"declares")
+            if self.index is not None and self.first_payload_offset is not None:
+                expected = self.index_offset(self.frames_read)
+                if expected is not None and expected != start:
+                    raise CorruptInputError(f"corrupt file: index chunk 'i' puts frame {self.frames_read} at offset "
+                                            f"{expected}, but its 'D' chunk is at {start}")
+            self.frames_read += 1
+            self.payload_bytes += len(body)
+            yield body
+        if self.frames_read < self.header.frames:
+            raise CorruptInputError(f"truncated file: header declares {self.header.frames} 'D' chunk(s) but only "
+                                    f"{self.frames_read} present")
+
+    def index_offset(self, frame: int) -> int | None:
+        """File offset of frame ``frame``'s D chunk according to the index (None: not a keyframe there)."""
+        if self.index is None or self.first_payload_offset is None:
+            return None
+        for f, off in self.index:
+            if f == frame:
+                return self.first_payload_offset + off
+        return None
+
+    def seek_frame(self, frame: int) -> int:
+        """Position the reader at the nearest indexed keyframe at or before ``frame`` (the file object must be
+        seekable); returns that keyframe's number. Without an index, or when the file cannot seek, returns 0 and
+        reading starts at the first frame."""
+        if self.index is None or self.first_payload_offset is None or frame <= 0 or self.frames_read:
+            return 0
+        keys = [k for k in self.index if k[0] <= frame]
+        if not keys or keys[-1][0] == 0:
+            return 0
+        key, off = keys[-1]
+        try:
+            self._chunks.seek(self.first_payload_offset + off)
+        except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+            return 0
+        self._pending = None
+        self.frames_read = key
+        return key
+
+
+def read_container(data: bytes) -> Container:
+    """Parse and validate a whole `.ddc` file in memory. Raises CorruptInputError or UnsupportedError (one-line
+    messages)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"read_container needs bytes, got {type(data).__name__}")
+    data = bytes(data)
+    reader = StreamReader(io.BytesIO(data), total=len(data))
+    payloads = list(reader.payloads())
+    assert reader.header is not None
+    chunks: list[Chunk] = []            # in file order
+    optional = list(zip(reader._chunk_places, reader.chunks))
+    for i, p in enumerate(payloads):
+        chunks += [c for place, c in optional if place == i]
+        chunks.append(Chunk(CHUNK_DATA, p))
+    chunks += [c for place, c in optional if place >= len(payloads)]
+    return Container(header=reader.header, chunks=chunks, version=reader.version, header_bytes=reader.header_bytes,
+                     payload_bytes=reader.payload_bytes, framing_bytes=len(data) - reader.payload_bytes,
+                     video=reader.video, index=reader.index)

@@ -19,6 +19,7 @@ from diffcodec.container import (
     FORMAT_MINOR,
     MAGIC,
     PIXEL_FORMATS,
+    SIGNATURE,
     Chunk,
     Container,
     Header,
@@ -93,7 +94,8 @@ def raises(exc_type, data: bytes, match: str | None = None) -> str:
 
 
 def test_constants_and_pixel_formats():
-    assert MAGIC == b"DDC" and (FORMAT_MAJOR, FORMAT_MINOR) == (1, 0)
+    assert MAGIC == b"DDC" and (FORMAT_MAJOR, FORMAT_MINOR) == (1, 1)   # reads 1.1; images are still written as 1.0
+    assert SIGNATURE == b"DDC\x01\x00"
     assert PIXEL_FORMATS[0] == PixelFormat(channels=3, bit_depth=8, colour_space="srgb")
     assert PIXEL_FORMATS[1] == PixelFormat(channels=1, bit_depth=8, colour_space="gray")
     assert pixel_format_code(3) == 0 and pixel_format_code(1) == 1
