@@ -132,19 +132,9 @@ def _finish(mean, std, x0_hat, t, step_index, x_t, noise, noise_sampler) -> Step
 
 
 @torch.no_grad()
-def ddpm_step(
-    model_fn: ModelFn,
-    x_t: torch.Tensor,
-    t: int,
-    t_prev: int,
-    schedule: NoiseSchedule,
-    noise_sampler: NoiseSampler | None = None,
-    *,
-    cond: torch.Tensor | None = None,
-    step_index: int = 0,
-    noise: torch.Tensor | None = None,
-    x0_hat: torch.Tensor | None = None,
-) -> StepOutput:
+def ddpm_step(model_fn: ModelFn, x_t: torch.Tensor, t: int, t_prev: int, schedule: NoiseSchedule,
+              noise_sampler: NoiseSampler | None = None, *, cond: torch.Tensor | None = None, step_index: int = 0,
+              noise: torch.Tensor | None = None, x0_hat: torch.Tensor | None = None) -> StepOutput:
     """One ancestral DDPM step ``t -> t_prev`` (``t_prev = -1``: the final, noise-free step) with the respaced
     posterior ``q(x_{t_prev} | x_t, x0_hat)`` (:meth:`NoiseSchedule.posterior`). The noise is ``noise`` if given,
     else ``noise_sampler(step_index, t, x_t, x0_hat, mean, std)``. Pass ``x0_hat`` to skip the model call."""
@@ -156,20 +146,10 @@ def ddpm_step(
 
 
 @torch.no_grad()
-def ddim_step(
-    model_fn: ModelFn,
-    x_t: torch.Tensor,
-    t: int,
-    t_prev: int,
-    schedule: NoiseSchedule,
-    noise_sampler: NoiseSampler | None = None,
-    *,
-    eta: float = 0.0,
-    cond: torch.Tensor | None = None,
-    step_index: int = 0,
-    noise: torch.Tensor | None = None,
-    x0_hat: torch.Tensor | None = None,
-) -> StepOutput:
+def ddim_step(model_fn: ModelFn, x_t: torch.Tensor, t: int, t_prev: int, schedule: NoiseSchedule,
+              noise_sampler: NoiseSampler | None = None, *, eta: float = 0.0, cond: torch.Tensor | None = None,
+              step_index: int = 0, noise: torch.Tensor | None = None,
+              x0_hat: torch.Tensor | None = None) -> StepOutput:
     """One DDIM step (Song et al. 2021, eq. 12): ``mean = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - s^2) eps_hat``,
     ``s^2 = eta^2 (1 - ab_prev) / (1 - ab_t) (1 - ab_t / ab_prev)``, with ``eps_hat`` recomputed from the (possibly
     clipped) ``x0_hat``. ``eta = 1`` gives exactly the DDPM posterior mean and variance; ``eta = 0`` is

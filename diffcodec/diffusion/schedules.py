@@ -16,7 +16,7 @@ the dtype/device of the tensor they are combined with, shaped to broadcast over 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,6 +29,20 @@ SCHEDULES = ("linear", "cosine")
 def _check_param(parameterization: str) -> None:
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"unknown parameterization {parameterization!r} (expected one of {PARAMETERIZATIONS})")
+
+
+# (src, dst) -> the dst prediction from the src one, ``f(model_out, x_t, alpha_t, sigma_t)``; from
+# x_t = a x0 + s eps and v = a eps - s x0 (a^2 + s^2 = 1).
+_CONVERSIONS: dict[tuple[str, str], Callable[..., torch.Tensor]] = {
+    ("eps", "x0"): lambda out, x_t, a, s: (x_t - s * out) / a,
+    ("v", "x0"): lambda out, x_t, a, s: a * x_t - s * out,
+    ("x0", "eps"): lambda out, x_t, a, s: (x_t - a * out) / s,
+    ("v", "eps"): lambda out, x_t, a, s: s * x_t + a * out,
+    # v = a eps - s x0, x0 = (x_t - s eps) / a  =>  v = (eps - s x_t) / a
+    ("eps", "v"): lambda out, x_t, a, s: (out - s * x_t) / a,
+    # eps = (x_t - a x0) / s  =>  v = (a x_t - x0) / s
+    ("x0", "v"): lambda out, x_t, a, s: (a * x_t - out) / s,
+}
 
 
 class NoiseSchedule:
@@ -135,38 +149,22 @@ class NoiseSchedule:
 
     # ------------------------------------------------------------------ parameterizations
     def predict_x0(self, model_out: torch.Tensor, x_t: torch.Tensor, t, parameterization: str) -> torch.Tensor:
-        _check_param(parameterization)
-        if parameterization == "x0":
-            return model_out
-        a, s = self.take("alpha", t, x_t), self.take("sigma", t, x_t)
-        if parameterization == "eps":
-            return (x_t - s * model_out) / a
-        return a * x_t - s * model_out  # v
+        return self.convert(model_out, x_t, t, parameterization, "x0")
 
     def predict_eps(self, model_out: torch.Tensor, x_t: torch.Tensor, t, parameterization: str) -> torch.Tensor:
-        _check_param(parameterization)
-        if parameterization == "eps":
-            return model_out
-        a, s = self.take("alpha", t, x_t), self.take("sigma", t, x_t)
-        if parameterization == "x0":
-            return (x_t - a * model_out) / s
-        return s * x_t + a * model_out  # v
+        return self.convert(model_out, x_t, t, parameterization, "eps")
 
     def predict_v(self, model_out: torch.Tensor, x_t: torch.Tensor, t, parameterization: str) -> torch.Tensor:
-        _check_param(parameterization)
-        if parameterization == "v":
-            return model_out
-        a, s = self.take("alpha", t, x_t), self.take("sigma", t, x_t)
-        if parameterization == "eps":
-            # v = a eps - s x0, x0 = (x_t - s eps) / a  =>  v = (eps - s x_t) / a
-            return (model_out - s * x_t) / a
-        # x0: eps = (x_t - a x0) / s  =>  v = (a x_t - x0) / s
-        return (a * x_t - model_out) / s
+        return self.convert(model_out, x_t, t, parameterization, "v")
 
     def convert(self, model_out: torch.Tensor, x_t: torch.Tensor, t, src: str, dst: str) -> torch.Tensor:
         """Convert a prediction between parameterizations ``src`` -> ``dst`` given x_t and t."""
         _check_param(dst)
-        return {"x0": self.predict_x0, "eps": self.predict_eps, "v": self.predict_v}[dst](model_out, x_t, t, src)
+        _check_param(src)
+        if src == dst:
+            return model_out
+        a, s = self.take("alpha", t, x_t), self.take("sigma", t, x_t)
+        return _CONVERSIONS[src, dst](model_out, x_t, a, s)
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t, parameterization: str) -> torch.Tensor:
         """The regression target of the network for ``x_t = q_sample(x0, t, noise)``."""

@@ -57,6 +57,15 @@ class Codec:
         return False
 
     # ---------------------------------------------------------------- coding
+    def rgb_input(self, image: np.ndarray) -> np.ndarray:
+        """``image`` checked to be uint8 (H, W, 1) or (H, W, 3), as (H, W, 3) RGB (grey repeated): the input of
+        a codec whose networks take RGB."""
+        if image.ndim != 3 or image.shape[2] not in (1, 3) or image.dtype != np.uint8:
+            raise UsageError(f"{self.name} codes uint8 images of shape (H, W, 1) or (H, W, 3)")
+        from diffcodec.data import gray_to_rgb
+
+        return gray_to_rgb(image)
+
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         raise NotImplementedError
 

@@ -450,14 +450,6 @@ def _check_int(name: str, v, lo: int, hi: int, err) -> int:
     return v
 
 
-def _to_rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim != 3 or image.shape[2] not in (1, 3) or image.dtype != np.uint8:
-        raise UsageError("diffae codes uint8 images of shape (H, W, 1) or (H, W, 3)")
-    from diffcodec.data import gray_to_rgb
-
-    return gray_to_rgb(image)
-
-
 @register
 class DiffAECodec(Codec):
     """Diffusion autoencoder: a learned f16 latent, entropy-coded under a factorized prior, decoded by a
@@ -512,7 +504,7 @@ class DiffAECodec(Codec):
                 model.space == "pixel" and params.get("space") == "latent":
             raise UsageError(f"diffae model {model.model_id!r} works in {model.space} space, not {params['space']}")
         height, width, channels = image.shape
-        y = analyse(model, _to_rgb(image))
+        y = analyse(model, self.rgb_input(image))
 
         def coded(g: int) -> tuple[bytes, dict]:
             q = quantize(y, model.deltas[g], int(model.supports[g]))

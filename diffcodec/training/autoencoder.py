@@ -33,42 +33,19 @@ from diffcodec.training.denoiser import psnr
 CHECKPOINT_FORMAT = "diffcodec-ae-checkpoint-v1"
 
 
-@dataclass
-class AETrainConfig:
-    data: list[Path]
-    out_dir: Path
+@dataclass(kw_only=True)
+class AETrainConfig(loop.LoopConfig):
+    """The autoencoder's options; the loop's (data, out_dir, seed, ...) are :class:`~.loop.LoopConfig`'s."""
+
     model: dict = field(default_factory=dict)     # Autoencoder kwargs (factor, latent_channels, channels, ...)
     crop: int = 112
     batch: int = 8
     lr: float = 4e-4
-    warmup_steps: int = 200
-    lr_decay: str = "cosine"
     steps: Optional[int] = 20_000
-    max_minutes: Optional[float] = None
-    grad_clip: Optional[float] = 1.0
     ms_ssim_weight: float = 0.2
     kl_weight: float = 1e-5
-    ema_decay: float = 0.999
-    ema_warmup: bool = True
-    device: str = "auto"
-    seed: int = 0
-    checkpoint_minutes: Optional[float] = 5.0
-    checkpoint_every: Optional[int] = None
-    resume: bool = False
-    val_folder: Optional[Path] = None
-    val_crops: int = 16
     val_crop: int = 256
-    val_every: Optional[int] = 500
-    log_every: int = 10
     calibrate_crops: int = 256
-    export_name: Optional[str] = None
-    command: str = ""
-    license_note: str = ""
-    progress: Optional[bool] = None
-    num_threads: Optional[int] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return loop.config_dict(self)
 
 
 def ms_ssim_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -135,11 +112,6 @@ class AutoencoderTrainer(loop.Trainer):
         self.acc_n += 1
         return loss
 
-    def log_fields(self) -> dict[str, Any]:
-        rec = {k: v / self.acc_n for k, v in self.acc.items()}
-        self.acc, self.acc_n = dict.fromkeys(self.acc, 0.0), 0
-        return rec
-
     def validate(self) -> dict[str, Any]:
         return evaluate_reconstruction(self.ema.model, self.val_images)
 
@@ -149,10 +121,10 @@ class AutoencoderTrainer(loop.Trainer):
         calib = self.data.batch(cfg.calibrate_crops, np.random.default_rng(cfg.seed + 7)).to(self.device)
         final.calibrate(calib)
         manifest = {
-            "command": cfg.command, "data": [str(p) for p in cfg.data], "steps": summary["steps"],
-            "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "ms_ssim_weight": cfg.ms_ssim_weight,
-            "kl_weight": cfg.kl_weight, "ema_decay": cfg.ema_decay, "seed": cfg.seed, "wall_time_s": round(wall, 1),
-            "device": summary["device"], "validation": summary["validation"], "license": cfg.license_note,
+            "command": cfg.command, "data": [str(p) for p in cfg.data],
+            **loop.run_manifest(cfg, summary["steps"], wall, summary["device"]),
+            "ms_ssim_weight": cfg.ms_ssim_weight, "kl_weight": cfg.kl_weight,
+            "validation": summary["validation"], "license": cfg.license_note,
             "calibration": f"{cfg.calibrate_crops} random {cfg.crop}px training crops (seed {cfg.seed + 7})",
         }
         return {"export": str(export_autoencoder(cfg.export_name, final, manifest))}

@@ -39,36 +39,23 @@ from diffcodec.training.data import ImageFolderCrops, validation_crops
 CHECKPOINT_FORMAT = "diffcodec-train-checkpoint-v1"
 
 
-@dataclass
-class TrainConfig:
-    data: list[Path]                               # training image folders
-    out_dir: Path                                  # checkpoint + log folder
+@dataclass(kw_only=True)
+class TrainConfig(loop.LoopConfig):
+    """A denoiser's options; the loop's (data, out_dir, seed, ...) are :class:`~.loop.LoopConfig`'s."""
+
     crop: int = 64
     batch: int = 16
-    lr: float = 2e-4                               # AdamW peak learning rate
-    weight_decay: float = 0.0
-    warmup_steps: int = 200                        # linear warm-up from 0
-    lr_decay: str = "constant"                     # after warm-up: "constant" | "cosine" (to 0 at `steps`)
-    grad_clip: Optional[float] = 1.0
+    lr_decay: str = "constant"
     steps: Optional[int] = 10_000                  # total optimizer steps (including resumed ones)
-    max_minutes: Optional[float] = None            # wall-clock limit of this call; stop at whichever comes first
     schedule: Any = "cosine"                       # "linear" | "cosine" | NoiseSchedule config dict
     parameterization: str = "eps"                  # eps | x0 | v
     loss_weighting: str = "const"                  # const | min_snr | p2
     min_snr_gamma: float = 5.0
     model: dict = field(default_factory=dict)      # UNet kwargs (defaults: UNet's)
-    ema_decay: float = 0.999
-    ema_warmup: bool = True
-    device: str = "auto"                           # auto | cpu | cuda[:n]
     bf16: bool = True                              # bf16 autocast, on CUDA only
-    seed: int = 0
-    checkpoint_every: Optional[int] = 500          # steps
-    checkpoint_minutes: Optional[float] = 10.0     # and/or minutes
-    resume: bool = False
-    val_folder: Optional[Path] = None
-    val_crops: int = 16
+    checkpoint_every: Optional[int] = 500
+    checkpoint_minutes: Optional[float] = 10.0
     val_crop: Optional[int] = None                 # default: crop
-    val_every: Optional[int] = 500
     val_timesteps: tuple = (50, 150, 300, 500, 750)
     log_every: int = 1
     n_buckets: int = 5
@@ -77,12 +64,7 @@ class TrainConfig:
     make_condition: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     data_source: Optional[Any] = None              # anything with .batch(n, rng) -> tensor; replaces image crops
     val_data: Optional[torch.Tensor] = None        # validation tensors; replaces crops of val_folder
-    export_name: Optional[str] = None              # artifact name, e.g. "denoisers/unet48-cosine-eps"
-    command: str = ""                              # the command line that ran this (recorded in the manifest)
-    license_note: str = ""                         # licence/terms of the training data (recorded in the manifest)
     extra_manifest: dict = field(default_factory=dict)  # caller's extra manifest fields (e.g. the refiner's presets)
-    progress: Optional[bool] = None                # progress bar; None: only when stderr is a TTY
-    num_threads: Optional[int] = None              # torch CPU threads for this run (None: leave as is)
     channels_last: bool = True                     # NHWC weights/activations (~20% faster convs on the CPU)
     init_from: Optional[str] = None                # start from a shipped denoiser's weights (see init_weights_from)
 
@@ -281,14 +263,7 @@ class DenoiserTrainer(loop.Trainer):
             "loss_weighting": cfg.loss_weighting,
             "command": cfg.command,
             "data": [str(p) for p in cfg.data],
-            "steps": summary["steps"],
-            "batch": cfg.batch,
-            "crop": cfg.crop,
-            "lr": cfg.lr,
-            "ema_decay": cfg.ema_decay,
-            "seed": cfg.seed,
-            "wall_time_s": round(wall, 1),
-            "device": summary["device"],
+            **loop.run_manifest(cfg, summary["steps"], wall, summary["device"]),
             "validation": summary["validation"],
             "license": cfg.license_note,
             **cfg.extra_manifest,

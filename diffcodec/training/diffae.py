@@ -63,10 +63,10 @@ DEFAULT_VAL_STEPS = {"latent": tuple(sorted({1, 2, 4, 8, diffae.DEFAULT_STEPS}))
                      "pixel": tuple(sorted({1, diffae.DEFAULT_STEPS}))}
 
 
-@dataclass
-class DiffAETrainConfig:
-    data: list[Path]
-    out_dir: Path
+@dataclass(kw_only=True)
+class DiffAETrainConfig(loop.LoopConfig):
+    """The diffae trainer's options; the loop's (data, out_dir, seed, ...) are :class:`~.loop.LoopConfig`'s."""
+
     space: str = "latent"                          # latent | pixel
     autoencoder: str = "models/latent-ae"          # latent space: the frozen first stage
     model: dict = field(default_factory=dict)      # diffae.make_config kwargs (factor, latent_channels, unet, ...)
@@ -74,39 +74,18 @@ class DiffAETrainConfig:
     decoder_quant: str = "ste"                     # ste | noise
     crop: Optional[int] = None                     # image crop (default per space)
     batch: Optional[int] = None
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 200
-    lr_decay: str = "cosine"                       # constant | cosine (to 0 at `steps`)
-    grad_clip: Optional[float] = 1.0
     steps: Optional[int] = 100_000
-    max_minutes: Optional[float] = None
     schedule: Any = "cosine"
     parameterization: str = "x0"
     loss_weighting: str = "min_snr"
     min_snr_gamma: float = 5.0
     loss_weight_floor: float = 1.0                 # x0 only: weight max(w, floor) ("truncated" min-SNR, see below)
-    ema_decay: float = 0.999
-    ema_warmup: bool = True
-    device: str = "auto"
     bf16: bool = True                              # bf16 autocast on CUDA only
-    seed: int = 0
-    checkpoint_minutes: Optional[float] = 5.0
-    checkpoint_every: Optional[int] = None
-    resume: bool = False
-    val_folder: Optional[Path] = None
     val_crops: int = 8
     val_crop: int = 256
-    val_every: Optional[int] = 500
     val_steps: Optional[tuple] = None              # decoder steps validated (default per space, DEFAULT_VAL_STEPS)
-    log_every: int = 10
     flips: bool = True                             # pixel: random flips; latent: also cache the h-flipped latents
     preset_bpp: dict = field(default_factory=lambda: dict(diffae.PRESET_TARGET_BPP))
-    export_name: Optional[str] = None              # e.g. "models/diffae"
-    command: str = ""
-    license_note: str = ""
-    progress: Optional[bool] = None
-    num_threads: Optional[int] = None
     channels_last: bool = True
 
     def resolved(self) -> DiffAETrainConfig:
@@ -117,9 +96,6 @@ class DiffAETrainConfig:
             rate_weight=DEFAULT_RATE_WEIGHT[self.space] if self.rate_weight is None else self.rate_weight,
             crop=self.crop or DEFAULT_CROP[self.space], batch=self.batch or DEFAULT_BATCH[self.space],
             val_steps=tuple(self.val_steps or DEFAULT_VAL_STEPS[self.space]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return loop.config_dict(self)
 
 
 def _check(cfg: DiffAETrainConfig) -> None:
@@ -295,11 +271,6 @@ class DiffAETrainer(loop.Trainer):
         self.acc_n += 1
         return loss
 
-    def log_fields(self) -> dict[str, Any]:
-        rec = {k: v / self.acc_n for k, v in self.acc.items()}
-        self.acc, self.acc_n = dict.fromkeys(self.acc, 0.0), 0
-        return rec
-
     def postfix(self, record: dict[str, Any]) -> dict[str, str]:
         return {"loss": f"{record['loss']:.4f}", "bpp": f"{record['bpp']:.3f}"}
 
@@ -375,14 +346,7 @@ def export(cfg: DiffAETrainConfig, net, schedule: NoiseSchedule, ae, ae_sha: str
         "command": cfg.command,
         "data": [str(p) for p in cfg.data],
         "data_source": data_description,
-        "steps": step,
-        "batch": cfg.batch,
-        "crop": cfg.crop,
-        "lr": cfg.lr,
-        "ema_decay": cfg.ema_decay,
-        "seed": cfg.seed,
-        "wall_time_s": round(wall, 1),
-        "device": device,
+        **loop.run_manifest(cfg, step, wall, device),
         "validation_figures": _figures(validation),
         "validation": validation,
         "validation_note": (f"{cfg.val_crops} fixed {cfg.val_crop}px crops of {cfg.val_folder}: payload bpp of the "

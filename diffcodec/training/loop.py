@@ -21,9 +21,9 @@ forward pass of one batch returning the loss. :func:`train` does the rest, the s
   threads for the call; progress bar through :func:`diffcodec.progress.bar`;
 * with ``cfg.export_name``, :meth:`Trainer.export` writes the shipped artifact.
 
-``cfg`` is the trainer's config dataclass; the loop reads ``out_dir, resume, device, seed, num_threads, steps,
-max_minutes, batch, lr, weight_decay (default 0), warmup_steps, lr_decay, grad_clip, ema_decay, ema_warmup,
-log_every, val_every, checkpoint_every (default None), checkpoint_minutes, progress, export_name`` and calls
+``cfg`` is the trainer's config, a :class:`LoopConfig` subclass; the loop reads ``out_dir, resume, device, seed,
+num_threads, steps, max_minutes, batch, lr, weight_decay, warmup_steps, lr_decay, grad_clip, ema_decay,
+ema_warmup, log_every, val_every, checkpoint_every, checkpoint_minutes, progress, export_name`` and calls
 ``cfg.to_dict()`` (stored in every checkpoint).
 """
 
@@ -101,6 +101,49 @@ def config_dict(cfg: Any, special: Optional[dict[str, Callable[[Any], Any]]] = N
     return out
 
 
+@dataclasses.dataclass(kw_only=True)
+class LoopConfig:
+    """The part of a training config that is the same for every trainer: what :func:`train` reads and what
+    each trainer takes alike (training data, validation set, provenance for the manifest). A trainer's config
+    subclasses it with ``@dataclass(kw_only=True)``, adds its model's options and ``batch`` and ``steps`` (each
+    trainer has its own defaults), and redeclares the fields whose default differs for it."""
+
+    data: list[Path]                               # training image folders
+    out_dir: Path                                  # checkpoint + log folder
+    lr: float = 2e-4                               # AdamW peak learning rate
+    weight_decay: float = 0.0
+    warmup_steps: int = 200                        # linear warm-up from 0
+    lr_decay: str = "cosine"                       # after warm-up: "constant" | "cosine" (to 0 at `steps`)
+    grad_clip: Optional[float] = 1.0
+    max_minutes: Optional[float] = None            # wall-clock limit of this call; stop at whichever comes first
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    device: str = "auto"                           # auto | cpu | cuda[:n]
+    seed: int = 0
+    checkpoint_every: Optional[int] = None         # steps
+    checkpoint_minutes: Optional[float] = 5.0      # and/or minutes
+    resume: bool = False
+    val_folder: Optional[Path] = None              # validation images (fixed crops of them)
+    val_crops: int = 16                            # how many crops
+    val_every: Optional[int] = 500
+    log_every: int = 10
+    export_name: Optional[str] = None              # artifact name, e.g. "models/diffae" (None: no export)
+    command: str = ""                              # the command line that ran this (recorded in the manifest)
+    license_note: str = ""                         # licence/terms of the training data (recorded in the manifest)
+    progress: Optional[bool] = None                # progress bar; None: only when stderr is a TTY
+    num_threads: Optional[int] = None              # torch CPU threads for this run (None: leave as is)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_dict(self)
+
+
+def run_manifest(cfg: Any, steps: int, wall: float, device: str) -> dict[str, Any]:
+    """What every trainer's manifest records about the run: steps, batch, crop, lr, ema_decay, seed, wall time
+    (s) and device."""
+    return {"steps": steps, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "ema_decay": cfg.ema_decay,
+            "seed": cfg.seed, "wall_time_s": round(wall, 1), "device": device}
+
+
 def check_config(cfg: Any) -> None:
     """The loop's own requirements on a training config (each trainer checks its model's options)."""
     if cfg.steps is None and cfg.max_minutes is None:
@@ -159,7 +202,8 @@ class Trainer:
     * :meth:`step`: one training batch: draw it (from ``np_rng`` / ``generator``), run the forward pass,
       accumulate the figures it logs and return the scalar loss; the loop does zero_grad, backward, clipping,
       the optimizer step and the EMA update;
-    * :meth:`log_fields`: the means of those figures since the last call (``"loss"`` first), then reset;
+    * :meth:`log_fields`: the means of those figures since the last call (``"loss"`` first), then reset (by
+      default the python floats that ``step`` adds up in the dict ``acc``, counting steps in ``acc_n``);
     * :meth:`validate`: figures of ``self.ema.model`` on the fixed validation set;
     * :meth:`checkpoint_fields`: what identifies the run (model config, schedule, ...), stored in every
       checkpoint and compared on resume;
@@ -170,12 +214,13 @@ class Trainer:
     checkpoint_format = ""             # the checkpoint's "format" string
     final_validation = True            # validate the final weights when the last validation is older
     val_images: Optional[torch.Tensor] = None
+    acc: dict[str, float]              # the default log_fields: figures summed since the last log ...
+    acc_n: int                         # ... over this many steps
 
     def __init__(self, cfg: Any, device: torch.device, model: torch.nn.Module):
         self.cfg, self.device, self.model = cfg, device, model
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
-                                           weight_decay=getattr(cfg, "weight_decay", 0.0))
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.np_rng = np.random.default_rng(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -183,7 +228,9 @@ class Trainer:
         raise NotImplementedError
 
     def log_fields(self) -> dict[str, Any]:
-        raise NotImplementedError
+        rec = {k: v / self.acc_n for k, v in self.acc.items()}
+        self.acc, self.acc_n = dict.fromkeys(self.acc, 0.0), 0
+        return rec
 
     def validate(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -263,7 +310,6 @@ def _run(cfg: Any, make_trainer: Callable[[Any, torch.device], Trainer]) -> dict
         log_f.flush()
         return val
 
-    checkpoint_every = getattr(cfg, "checkpoint_every", None)
     bar = progress.bar(show=cfg.progress, total=cfg.steps, initial=step, desc=tr.desc)
     last_ckpt = last_log = t_start
     acc_n, first_loss, last_loss, start_step = 0, None, None, step
@@ -300,7 +346,7 @@ def _run(cfg: Any, make_trainer: Callable[[Any, torch.device], Trainer]) -> dict
             if tr.val_images is not None and cfg.val_every and step % cfg.val_every == 0:
                 last_val = validate()
             now = time.time()
-            if (checkpoint_every and step % checkpoint_every == 0) or (
+            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or (
                     cfg.checkpoint_minutes and now - last_ckpt >= cfg.checkpoint_minutes * 60):
                 save_checkpoint()
                 last_ckpt = now

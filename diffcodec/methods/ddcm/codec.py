@@ -66,14 +66,6 @@ GENERATE_OPTIONS = {
 }
 
 
-def _to_rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim != 3 or image.shape[2] not in (1, 3) or image.dtype != np.uint8:
-        raise UsageError("ddcm codes uint8 images of shape (H, W, 1) or (H, W, 3)")
-    from diffcodec.data import gray_to_rgb
-
-    return gray_to_rgb(image)
-
-
 @register
 class DDCMCodec(Codec):
     """Denoising Diffusion Codebook Models: the noise of a pretrained diffusion prior's reverse process is picked
@@ -176,10 +168,10 @@ class DDCMCodec(Codec):
                                      **params) -> tuple[Encoded, np.ndarray]:
         p, prior, layer = self._params(image, preset, params)
         h, w, channels = image.shape
-        rgb = _to_rgb(image)
+        rgb = self.rgb_input(image)
         target = prior.to_space(rgb)
         shape = tuple(target.shape[1:])
-        cond = None if layer is None else prior.condition(_to_rgb(layer.image))
+        cond = None if layer is None else prior.condition(self.rgb_input(layer.image))
 
         import torch
 
@@ -229,7 +221,7 @@ class DDCMCodec(Codec):
         cond = None
         if p.base is not None:
             base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
-            cond = prior.condition(_to_rgb(base_image))
+            cond = prior.condition(self.rgb_input(base_image))
         shape = prior.shape(height, width)
         it = iter(symbols)
         x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it), cond=cond)
