@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from diffcodec import container, images
+from diffcodec.clips import decode_frames, encode_clip  # noqa: F401  (part of the API: video)
 from diffcodec.device import DEVICES, resolve_device  # noqa: F401  (part of the API)
 from diffcodec.errors import CorruptInputError, UsageError
 from diffcodec.methods import Codec, available, get_codec
@@ -89,6 +90,12 @@ def info(data: bytes) -> dict:
         "compression_ratio": pixels * h.pixel.channels * h.pixel.bit_depth / 8 / total,
         "metadata": c.metadata,
     }
+    if c.video is not None:
+        sizes = [len(p) for p in c.payloads]
+        fps = c.video["fps"][0] / c.video["fps"][1]
+        meta["video"] = {**c.video, "keyframes": len(c.index or []), "duration_s": h.frames / fps,
+                         "kbps": total * 8 * fps / h.frames / 1000,
+                         "bytes_per_frame": {"min": min(sizes), "mean": sum(sizes) / len(sizes), "max": max(sizes)}}
     codec = available().get(h.method)
     details = codec().describe(h.params, c.payloads) if codec is not None else {}
     if details:         # e.g. ddcm: the mode and the payload's split into base-layer and index bytes

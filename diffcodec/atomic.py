@@ -12,27 +12,53 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it to ``path`` (and fsync
-    the folder, so the rename survives a crash). The temporary file is removed on any error."""
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".diffcodec-", suffix=".tmp", dir=parent)
-    try:
-        os.chmod(tmp, _mode_for(path))   # mkstemp makes 0600; users expect what cp or cwebp would leave
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+class AtomicFile:
+    """A temporary file beside ``path`` (its :attr:`file`, open for writing), renamed over ``path`` by
+    :meth:`commit` (after an fsync, and with the folder fsynced so the rename survives a crash) or removed by
+    :meth:`discard`. For outputs written piece by piece; :func:`write_with` is the one-call form."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        fd, self.tmp = tempfile.mkstemp(prefix=".diffcodec-", suffix=".tmp",
+                                        dir=os.path.dirname(os.path.abspath(self.path)))
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            os.chmod(self.tmp, mode_for(self.path))   # mkstemp makes 0600; users expect what cp or cwebp leave
+            self.file: IO[bytes] = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            remove_quietly(self.tmp)
+            raise
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            remove_quietly(self.tmp)
+
+
+def write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it to ``path``; the temporary file is
+    removed on any error."""
+    out = AtomicFile(path)
     try:
-        dfd = os.open(parent, os.O_RDONLY)
+        write(out.file)
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
+
+
+def fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable (where the file system allows it)."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
@@ -41,7 +67,14 @@ def write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> No
         pass
 
 
-def _mode_for(path: str) -> int:
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def mode_for(path: str) -> int:
     """An overwritten file keeps its permission bits; a new one gets 0666 less the umask."""
     try:
         return os.stat(path).st_mode & 0o7777

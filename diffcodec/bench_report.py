@@ -62,12 +62,13 @@ def _fmt_csv(v: Any) -> str:
     return str(v)
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
+def csv_text(rows: list[dict[str, Any]], columns: Sequence[str] = CSV_COLUMNS) -> str:
+    """The rows as CSV with ``columns`` (the image benchmark's by default; missing values are empty)."""
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(CSV_COLUMNS)
+    wr.writerow(columns)
     for r in rows:
-        wr.writerow([_fmt_csv(r.get(c)) for c in CSV_COLUMNS])
+        wr.writerow([_fmt_csv(r.get(c)) for c in columns])
     return buf.getvalue()
 
 
@@ -154,8 +155,11 @@ def format_markdown_table(summary: dict | list) -> str:
 
 # ----------------------------------------------------------------------------------------------- plots & HTML
 
-def rd_plot_png(settings: list[dict[str, Any]], key: str, ylabel: str, title: str) -> bytes:
-    """A rate-distortion plot (mean bpp vs `key`, one curve per codec and extra decode setting) as PNG bytes."""
+def rd_plot_png(settings: list[dict[str, Any]], key: str, ylabel: str, title: str, *, x_key: str = "mean_bpp",
+                xlabel: str = "rate [bits per pixel]",
+                note: str = "means over images; baselines at matched file size") -> bytes:
+    """A rate-distortion plot (`x_key`, mean bpp by default, vs `key`; one curve per codec and extra decode
+    setting) as PNG bytes."""
     # A bare Figure renders PNG with the Agg canvas and leaves pyplot's global backend alone.
     from matplotlib.figure import Figure
 
@@ -164,7 +168,7 @@ def rd_plot_png(settings: list[dict[str, Any]], key: str, ylabel: str, title: st
         label = e["codec"]
         if e["codec"] == CODEC and "+" in e["setting"]:
             label = f"{CODEC} +{e['setting'].split('+', 1)[1]}"
-        x, y = e.get("mean_bpp"), e.get(key)
+        x, y = e.get(x_key), e.get(key)
         if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
             continue
         curves.setdefault(label, []).append((x, y))
@@ -179,9 +183,9 @@ def rd_plot_png(settings: list[dict[str, Any]], key: str, ylabel: str, title: st
     if not curves:
         ax.text(0.5, 0.5, "no finite values to plot" + (" (MS-SSIM needs images > 160 px)" if "ms_ssim" in key
                                                        else ""), ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("rate [bits per pixel]")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title + " (means over images; baselines at matched file size)", fontsize=9)
+    ax.set_title(title + (f" ({note})" if note else ""), fontsize=9)
     ax.grid(True, alpha=0.4)
     if curves:
         ax.legend()

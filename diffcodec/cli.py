@@ -67,22 +67,29 @@ def cli():
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
               help="ddcm: arithmetic of the prior's network, stored in the file and replayed when decoding "
               "(default auto: bf16 for pixel-space priors where the device has native bf16, else fp32).")
+@click.option("--kbps", type=float, default=None,
+              help="Video: target rate of the whole clip (frame 0 picks the parameters at the matching --bpp).")
+@click.option("--size", "frame_size", default=None, metavar="WxH", help="Video: frame size of raw .yuv input.")
+@click.option("--fps", default=None, metavar="N[/D]", help="Video: frame rate of raw .yuv input (or relabel).")
 @device_option
 @quiet_option
 def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, base, seed, bpp, precision,
-           device, quiet):
-    """Encode an image (PNG, JPEG, TIFF, BMP, WebP; '-' = stdin) into a .ddc file."""
+           kbps, frame_size, fps, device, quiet):
+    """Encode an image (PNG, JPEG, TIFF, BMP, WebP) or a video (Y4M, raw .yuv, anything ffmpeg reads: every frame
+    coded alone) into a .ddc file; '-' = stdin (an image, or a Y4M stream)."""
     from diffcodec import api, atomic, images
 
     output = _output_path(input, output, ".ddc", as_json)
     images.check_output_path(output, [input], force)
-    t0 = time.perf_counter()
-    arr = images.image_from_bytes(images.read_bytes(input), input)
     given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "base": base, "seed": seed,
              "bpp": bpp, "precision": precision}
     params = {name: v for name, v in given.items() if v is not None}
     if api.get_codec(method).takes_device():   # resolved by the codec when it loads a network
         params["device"] = device
+    if _is_video_input(input) or kbps is not None or frame_size is not None:
+        return _encode_clip(input, output, method, preset, params, kbps, frame_size, fps, as_json, quiet)
+    t0 = time.perf_counter()
+    arr = images.image_from_bytes(images.read_bytes(input), input)
     data = api.encode(arr, method=method, preset=preset, **params)
     elapsed = time.perf_counter() - t0
     atomic.write_bytes(output, data)
@@ -98,31 +105,83 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
              f"spends on this image", quiet)
 
 
+def _is_video_input(path: str) -> bool:
+    from diffcodec import video
+
+    if path == "-":
+        peek = getattr(sys.stdin.buffer, "peek", None)
+        return bool(peek) and video.looks_like_y4m(peek(len(video.Y4M_MAGIC))[:len(video.Y4M_MAGIC)])
+    return video.is_video_path(path)
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    w, sep, h = text.lower().partition("x")
+    try:
+        if not sep:
+            raise ValueError
+        return int(w), int(h)
+    except ValueError:
+        raise UsageError(f"--size must be WxH, got {text!r}") from None
+
+
+def _encode_clip(input, output, method, preset, params, kbps, frame_size, fps, as_json, quiet):
+    from diffcodec import api, atomic, video
+    from diffcodec.progress import bar
+
+    with video.open_video(input, size=_parse_size(frame_size), fps=fps) as reader:
+        info = reader.info
+        with bar(total=info.frames, desc="encode", unit="frame") as frames_bar:
+            write = (lambda w: w(sys.stdout.buffer)) if output == "-" else (lambda w: atomic.write_with(output, w))
+            summary = api.encode_clip(reader, write, method, preset, kbps=kbps,
+                                      on_frame=lambda n: frames_bar.update(), **params)
+    if output == "-":
+        sys.stdout.buffer.flush()
+    result = {"input": input, "output": output, "method": method, "width": info.width, "height": info.height,
+              "chroma": info.chroma, **summary}
+    if as_json:
+        emit_json(result)
+    else:
+        quality = f", PSNR-Y {summary['psnr_y']:.2f} dB" if summary.get("psnr_y") is not None else ""
+        say(f"{input} -> {output}: {method}, {info.width}x{info.height} {info.chroma}, {summary['frames']} frames, "
+            f"{summary['file_bytes']:,} bytes, {summary['kbps']:.1f} kbps{quality}, "
+            f"{summary['encode_fps'] or 0:.2f} frames/s", quiet)
+
+
 @cli.command()
 @click.argument("input", metavar="IN")
 @click.option("-o", "--output", "output", metavar="OUT",
               help="Output image, type from the extension: .png .bmp .tif .webp (lossless) .ppm; '-' = PNG on stdout. "
-                   "Default: IN with .png.")
+                   "A clip: .y4m, .yuv, .mp4 (lossless H.264), .mkv (FFV1), out_%04d.png, '-' = Y4M on stdout. "
+                   "Default: IN with .png (.y4m for a clip).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--refine", is_flag=True, help="opq: remove blocking with the diffusion refiner (slower).")
 @click.option("--steps", type=click.IntRange(1, 50), default=None,
               help="Refiner sampling steps (default 1: best PSNR and MS-SSIM in our measurements); "
               "diffae: decoder steps (default: the file's).")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None, help="Refiner noise seed (default 0).")
+@click.option("--frames", "frame_range", default=None, metavar="A:B",
+              help="A clip: decode frames A to B-1 only (either may be left out), from the nearest keyframe.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @device_option
 @quiet_option
-def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
-    """Decode a .ddc file ('-' = stdin) into an image."""
+def decode(input, output, force, refine, steps, seed, frame_range, as_json, device, quiet):
+    """Decode a .ddc file ('-' = stdin) into an image, or a clip into a video."""
     from diffcodec import api, atomic, images
 
+    given = {"refine": refine or None, "steps": steps, "seed": seed}
+    options = {name: v for name, v in given.items() if v is not None}
+    clip = _open_clip(input)
+    if clip is not None:
+        return _decode_clip(input, output, clip, options, frame_range, device, force, as_json, quiet)
+    if frame_range is not None:
+        raise UsageError("--frames applies to clips; this file holds one image")
     output = _output_path(input, output, ".png", as_json)
     fmt = images.output_format(output)
     images.check_output_path(output, [input], force)
     data = images.read_bytes(input)
     # The file's codec says what it decodes with; flags it does not take are its one-line usage error.
-    given = {"refine": refine or None, "steps": steps, "seed": seed}
-    options = {name: v for name, v in given.items() if v is not None}
     codec = api.codec_of(data)
     if "device" in codec.decode_options:    # resolved (importing torch) only by a codec that runs a network
         options["device"] = device
@@ -137,6 +196,97 @@ def decode(input, output, force, refine, steps, seed, as_json, device, quiet):
         emit_json(summary)
     else:
         say(f"{input} -> {output}: {pixels.shape[1]}x{pixels.shape[0]}, {elapsed:.2f} s", quiet)
+
+
+_CLIP_SNIFF = 64 * 1024
+
+
+def _open_clip(input: str):
+    """A StreamReader over IN when it is a clip (a 'v' chunk or several frames), else None (the caller reads the
+    file as an image). Standard input is buffered so that what was read stays readable."""
+    import io
+
+    from diffcodec import clips, container, images
+
+    if input == "-":
+        f = sys.stdin.buffer
+        head = f.peek(_CLIP_SNIFF)[:_CLIP_SNIFF] if hasattr(f, "peek") else b""
+        if not head.startswith(container.SIGNATURE_VIDEO):
+            return None
+        return container.StreamReader(f)
+    try:
+        f = open(input, "rb")
+    except OSError:
+        images.read_bytes(input)            # its one-line error for a missing or unreadable file
+        raise
+    try:
+        if not f.read(len(container.SIGNATURE_VIDEO)) == container.SIGNATURE_VIDEO:
+            f.close()
+            return None
+        f.seek(0)
+        stream = container.StreamReader(io.BufferedReader(f) if not hasattr(f, "peek") else f)
+    except BaseException:
+        f.close()
+        raise
+    if not clips.is_clip(stream):
+        f.close()
+        return None
+    return stream
+
+
+def _parse_frames(text: str | None) -> tuple[int, int | None]:
+    if text is None:
+        return 0, None
+    a, sep, b = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        first, stop = int(a) if a else 0, int(b) if b else None
+    except ValueError:
+        raise UsageError(f"--frames takes A:B (frame numbers, B excluded), got {text!r}") from None
+    if first < 0 or (stop is not None and stop <= first):
+        raise UsageError(f"--frames {text}: need 0 <= A < B")
+    return first, stop
+
+
+def _decode_clip(input, output, stream, options, frame_range, device, force, as_json, quiet):
+    from dataclasses import replace
+
+    from diffcodec import api, clips, video
+    from diffcodec.progress import bar
+
+    if output is None:
+        if input == "-":
+            raise UsageError("reading stdin: give -o OUT (use -o - for Y4M on stdout)")
+        output = str(Path(input).with_suffix(".y4m"))
+    if as_json and output == "-":
+        raise UsageError("--json prints on stdout, which -o - already uses; write to a file instead")
+    if output != "-" and not video.is_video_path(output):
+        raise UsageError(f"{output}: a clip decodes to a video (.y4m, .yuv, .mp4, .mkv or out_%04d.png)")
+    first, stop = _parse_frames(frame_range)
+    codec = api.get_codec(stream.header.method, for_decoding=True)
+    if "device" in codec.decode_options:
+        options["device"] = device
+    codec.check_decode_options(options)
+    info = clips.clip_video_info(stream)
+    stop_ = info.frames if stop is None else min(stop, info.frames)
+    t0 = time.perf_counter()
+    n = 0
+    with video.open_writer(output, replace(info, frames=max(stop_ - first, 0)), force=force) as writer, \
+            bar(total=max(stop_ - first, 0), desc="decode", unit="frame") as frames_bar:
+        for _, planes in api.decode_frames(stream, first, stop, **options):
+            writer.write(planes)
+            n += 1
+            frames_bar.update()
+    elapsed = time.perf_counter() - t0
+    summary = {"input": input, "output": output, "width": info.width, "height": info.height, "frames": n,
+               "first_frame": first, "decode_s": round(elapsed, 3),
+               "decode_fps": round(n / elapsed, 3) if elapsed else None}
+    if as_json:
+        emit_json(summary)
+    else:
+        say(f"{input} -> {output}: {info.width}x{info.height}, {n} frames from {first}, {elapsed:.2f} s "
+            f"({n / elapsed if elapsed else 0:.2f} frames/s)", quiet)
 
 
 @cli.command()
@@ -216,6 +366,13 @@ def info(input, as_json):
         ("bpp", f"{meta['bpp']:.4f} (payload only {meta['payload_bpp']:.4f})"),
         ("compression ratio", f"{meta['compression_ratio']:.1f} : 1"),
     ]
+    v = meta.get("video")
+    if v:
+        fps = f"{v['fps'][0]}/{v['fps'][1]}" if v["fps"][1] != 1 else str(v["fps"][0])
+        rows.insert(5, ("video", f"{fps} fps, {v['duration_s']:.2f} s, {v['chroma']} {v['matrix']} {v['range']}, "
+                                 f"{v['keyframes']} keyframe(s), {v['kbps']:.1f} kbps"))
+        b = v["bytes_per_frame"]
+        rows.insert(6, ("bytes per frame", f"{b['min']:,} min, {b['mean']:,.0f} mean, {b['max']:,} max"))
     details = meta.get(meta["method"])        # the codec's own description (Codec.describe)
     if isinstance(details, dict) and details.get("summary"):
         rows.insert(4, (f"{meta['method']} mode", details["summary"]))
@@ -294,23 +451,33 @@ def models(as_json, verify):
               help="diffae: also decode each file with N decoder steps (repeat).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Encode parameter for every file (repeat), e.g. --param space=latent --param steps=10.")
+@click.option("--video", "videos", multiple=True, metavar="CLIP",
+              help="Video benchmark of CLIP (repeat) against --vs h264 (x264 medium + veryslow/tune psnr), h265, "
+                   "av1, h264-gop (default: h264 h265 av1), see diffcodec.bench_video.")
+@click.option("--kbps", "kbps", default=None, metavar="A,B,...", help="--video: rate points as clip targets in kbps.")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="--video: first N frames of each clip.")
 @device_option
 @quiet_option
-def bench(inputs, method, presets, baselines, outdir, report_images, refine_steps, decode_steps, params, device,
-          quiet):
-    """Rate-distortion benchmark against JPEG/WebP/AVIF at matched file sizes.
+def bench(inputs, method, presets, baselines, outdir, report_images, refine_steps, decode_steps, params, videos,
+          kbps, max_frames, device, quiet):
+    """Rate-distortion benchmark against JPEG/WebP/AVIF at matched file sizes (with --video: clips against
+    x264/x265/SVT-AV1 at matched total size).
 
     Default input: ../shared/data/kodak (Kodak24) when it exists beside the repository.
     """
     from diffcodec import api
     from diffcodec import bench as bench_mod
 
-    if not inputs:
+    if videos and (inputs or refine_steps or decode_steps):
+        raise UsageError("--video takes clips only (no image inputs, --refine-steps or --decode-steps)")
+    if not videos and (kbps is not None or max_frames is not None):
+        raise UsageError("--kbps and --max-frames apply to --video")
+    if not inputs and not videos:
         default = bench_mod.default_image_dir()
         if default is None:
             raise UsageError("no input images given and ../shared/data/kodak not found")
         inputs = (str(default),)
-    files = bench_mod.collect_images(list(inputs))
+    files = bench_mod.collect_images(list(inputs)) if not videos else []
     codec = api.get_codec(method)
     dev = api.resolve_device(device)
     if refine_steps and "refine" not in codec.decode_options:
@@ -331,6 +498,23 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
             except ValueError:
                 continue
         encode_params[key.replace("-", "_")] = value
+    if videos:
+        from click.core import ParameterSource
+
+        from diffcodec import bench_video
+
+        vs = (bench_video.DEFAULT_BASELINES if click.get_current_context().get_parameter_source("baselines")
+              == ParameterSource.DEFAULT else baselines)
+        vconfig = bench_video.VideoBenchConfig(videos, method, Path(outdir), presets=presets,
+                                               kbps=bench_video.parse_kbps(kbps), baselines=vs,
+                                               encode_params=encode_params, device=dev, max_frames=max_frames,
+                                               quiet=quiet, command="diffcodec " + shlex.join(sys.argv[1:]))
+        summary = bench_video.run_video_bench(vconfig)
+        say(f"wrote {outdir}/results.csv, frames.csv, summary.json, summary.md, rd_*.png, perframe_*.png, "
+            "report.html", quiet)
+        if not quiet:
+            click.echo((Path(outdir) / "summary.md").read_text())
+        return summary
     config = bench_mod.BenchConfig(files, method, Path(outdir), presets=list(presets), baselines=list(baselines),
                                    device=dev, encode_params=encode_params, extra_settings=extras,
                                    report_images=report_images, quiet=quiet,

@@ -80,7 +80,7 @@ CHUNK_VIDEO = "v"                # format 1.1: frame rate and chroma layout of a
 CHUNK_INDEX = "i"                # format 1.1: keyframe index (frame -> offset of its D chunk)
 _CHUNK_NAMES = {CHUNK_METADATA: "metadata", CHUNK_VIDEO: "video", CHUNK_INDEX: "index"}
 CHROMA_LAYOUTS = ("420", "444", "mono")
-MATRICES = ("bt601", "bt709")
+MATRICES = ("bt601", "bt709", "bt2020")
 RANGES = ("limited", "full")
 
 
@@ -401,6 +401,11 @@ class ClipWriter:
         h = _image_header(self.method, self.first, self.width, self.height, self.channels)
         h.frames = len(self.sizes)
         return _plain_header(h)
+
+    def size(self) -> int:
+        """The size :meth:`write` will write."""
+        h = self.header()
+        return len(_file_head(h, self.video, self.sizes)) + sum(1 + len(_encode_varint(n)) + n + 4 for n in self.sizes)
 
     def write(self, out: BinaryIO) -> int:
         """Write the whole file to ``out``; returns its size."""

@@ -58,6 +58,16 @@ def discretized_laplace_table(scale: float, support: int, total: int = 1 << 16) 
     return quantize_table(np.diff(cdf), total)
 
 
+class TableSet:
+    """Integer frequency tables (n_tables, K), checked once: coding then picks a row per symbol (its context)
+    without re-checking the tables for every call."""
+
+    def __init__(self, freqs: np.ndarray):
+        self.probs = _as_probs(np.asarray(freqs))
+        if self.probs.ndim != 2:
+            raise ValueError("a table set is a 2-D array (n_tables, K)")
+
+
 class Encoder:
     """Collects symbols in decode order and returns the compressed bytes."""
 
@@ -80,6 +90,12 @@ class Encoder:
         s = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
         if s.size:
             self._coder.encode(s, _model.Categorical(perfect=False), _as_probs(freqs).reshape(s.size, -1))
+
+    def categorical_in_context(self, symbols: np.ndarray, tables: TableSet, contexts: np.ndarray) -> None:
+        """Symbol i under row ``contexts[i]`` of ``tables`` (the same coding as categorical_per_symbol)."""
+        s = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
+        if s.size:
+            self._coder.encode(s, _model.Categorical(perfect=False), tables.probs[contexts])
 
     def num_bits(self) -> int:
         return int(self._coder.num_bits())
@@ -119,6 +135,11 @@ class Decoder:
         if not f.shape[0]:
             return np.zeros(0, np.int64)
         return self._decode(_model.Categorical(perfect=False), f)
+
+    def categorical_in_context(self, tables: TableSet, contexts: np.ndarray) -> np.ndarray:
+        if not len(contexts):
+            return np.zeros(0, np.int64)
+        return self._decode(_model.Categorical(perfect=False), tables.probs[contexts])
 
     def maybe_exhausted(self) -> bool:
         return bool(self._coder.maybe_exhausted())

@@ -35,9 +35,17 @@ def read_bytes(path: str) -> bytes:
     """Read a whole input file, '-' meaning standard input."""
     if path == "-":
         return sys.stdin.buffer.read()
-    try:
-        with open(path, "rb") as f:
+    with open_input(path) as f:
+        try:
             return f.read()
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def open_input(path: str):
+    """Open an input file for reading; a missing or unreadable one is a one-line UsageError naming it."""
+    try:
+        return open(path, "rb")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:

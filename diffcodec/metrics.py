@@ -5,7 +5,13 @@ the reference first. Grayscale images are treated as one channel.
 
 - :func:`psnr`: PSNR over all channels, peak 255; ``inf`` for identical images.
 - :func:`psnr_y`: PSNR of the BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B (full range, float64, not rounded);
-  for grayscale input the gray values are the luma.
+  for grayscale input the gray values are the luma. Given video frames (tuples of planes, see
+  :mod:`diffcodec.yuv`) instead, it is the PSNR of the coded Y planes themselves.
+- :func:`psnr_planes`, :func:`psnr_yuv`: per-frame PSNR of each plane of a video frame, and
+  PSNR-YUV = (6 PSNR-Y + PSNR-U + PSNR-V) / 8, the convention of learned video coding papers (per frame,
+  on the 8-bit planes, peak 255; a mono frame's PSNR-YUV is its PSNR-Y). A clip's figure is the mean of
+  its per-frame values (:func:`sequence_psnr`), not the PSNR of the pooled error; a frame coded losslessly
+  has an infinite PSNR and makes the mean infinite.
 - :func:`ssim`, :func:`ms_ssim`: from ``pytorch_msssim`` (data_range=255, Gaussian window 11 / sigma 1.5,
   float32 CPU tensors in NCHW layout: faster than float64 on the CPU, and within 1e-6 of it).
   MS-SSIM with its default 5 scales needs the smaller image side to be larger than 160 px; for smaller images
@@ -63,10 +69,57 @@ def luma(img: np.ndarray) -> np.ndarray:
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of the BT.601 luma (computed in float64, not rounded to integers)."""
+    """PSNR in dB of the BT.601 luma (computed in float64, not rounded to integers); for video frames given as
+    tuples (or lists) of planes, the PSNR of their Y planes."""
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return psnr_planes(a, b)["y"]
     a, b = _check_pair(a, b)
     d = luma(a) - luma(b)
     return _psnr_from_mse(float(np.mean(d * d)))
+
+
+def _plane_psnr(a: np.ndarray, b: np.ndarray, which: str) -> float:
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape:
+        raise UsageError(f"{which} planes differ in shape: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        raise UsageError(f"empty {which} plane")
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return _psnr_from_mse(float(np.mean(d * d)))
+
+
+def psnr_planes(ref_planes, planes) -> dict[str, float]:
+    """PSNR of each plane of one video frame (reference first): ``{"y", "u", "v", "yuv"}``, where
+    yuv = (6 y + u + v) / 8; a mono frame gives only ``{"y", "yuv"}`` with yuv = y."""
+    ref_planes, planes = tuple(ref_planes), tuple(planes)
+    if len(ref_planes) != len(planes) or len(planes) not in (1, 3):
+        raise UsageError(f"frames differ in planes: {len(ref_planes)} vs {len(planes)} (1 or 3 expected)")
+    y = _plane_psnr(ref_planes[0], planes[0], "Y")
+    if len(planes) == 1:
+        return {"y": y, "yuv": y}
+    u = _plane_psnr(ref_planes[1], planes[1], "U")
+    v = _plane_psnr(ref_planes[2], planes[2], "V")
+    return {"y": y, "u": u, "v": v, "yuv": (6.0 * y + u + v) / 8.0}
+
+
+def psnr_yuv(ref_planes, planes) -> float:
+    """PSNR-YUV = (6 PSNR-Y + PSNR-U + PSNR-V) / 8 of one video frame (PSNR-Y for a mono frame)."""
+    return psnr_planes(ref_planes, planes)["yuv"]
+
+
+def sequence_psnr(pairs) -> dict[str, float]:
+    """Mean of the per-frame :func:`psnr_planes` values over (reference planes, planes) pairs, plus
+    ``"frames"``; an iterable, so clips are compared one frame at a time."""
+    sums: dict[str, float] = {}
+    n = 0
+    for ref, dist in pairs:
+        for k, v in psnr_planes(ref, dist).items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += 1
+    if n == 0:
+        raise UsageError("no frames to compare")
+    return {**{k: v / n for k, v in sums.items()}, "frames": n}
 
 
 def _to_tensor(img: np.ndarray):

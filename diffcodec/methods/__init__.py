@@ -56,6 +56,11 @@ class Codec:
         at the default preset, instead of once per preset)."""
         return False
 
+    def clip_params(self, encoded: Encoded) -> tuple[str | None, dict[str, Any]]:
+        """(preset, encode options) that code another frame with exactly ``encoded``'s header (a clip has one
+        header: frame 0 chooses, every later frame is coded with these)."""
+        raise UnsupportedError(f"{self.name} cannot code clips")
+
     # ---------------------------------------------------------------- coding
     def rgb_input(self, image: np.ndarray) -> np.ndarray:
         """``image`` checked to be uint8 (H, W, 1) or (H, W, 3), as (H, W, 3) RGB (grey repeated): the input of

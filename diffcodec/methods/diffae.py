@@ -73,6 +73,7 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "device": "where the networks run: auto (default), cpu or cuda",
     "space": "decoder space: latent (default) or pixel (picks the model diffae or diffae-pixel)",
     "model": "model id under codebooks/models/ (default: the space's)",
+    "grid": "index into the model's grid of quantization steps (instead of a preset or --bpp)",
 }
 DECODE_OPTIONS = {
     "steps": f"decoder steps (1..{MAX_STEPS}), overriding the file's",
@@ -472,8 +473,12 @@ class DiffAECodec(Codec):
     }
 
     def params_override_preset(self, params: dict) -> bool:
-        """A target bpp replaces the preset (the two are refused together)."""
-        return params.get("bpp") is not None
+        """A target bpp or a grid index replaces the preset (they are refused together)."""
+        return params.get("bpp") is not None or params.get("grid") is not None
+
+    def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
+        p = encoded.params
+        return None, {"grid": p.get("d"), "steps": p.get("n"), "seed": p.get("s"), "model": encoded.model}
 
     def __init__(self):
         self.last_info: dict = {}
@@ -492,9 +497,9 @@ class DiffAECodec(Codec):
         self.check_encode_options(params)
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown diffae preset {preset!r} (available: {', '.join(PRESETS)})")
-        bpp = params.get("bpp")
-        if bpp is not None and preset is not None:
-            raise UsageError("give a diffae preset or a target --bpp, not both")
+        bpp, grid = params.get("bpp"), params.get("grid")
+        if sum(x is not None for x in (bpp, preset, grid)) > 1:
+            raise UsageError("give one of a diffae preset, a target --bpp or a grid index, not both")
         steps = DEFAULT_STEPS if params.get("steps") is None else params["steps"]
         seed = 0 if params.get("seed") is None else params["seed"]
         _check_int("steps", steps, 1, MAX_STEPS, UsageError)
@@ -525,6 +530,8 @@ class DiffAECodec(Codec):
                                  f"{width}x{height} image (smallest file {smallest} bytes = "
                                  f"{smallest * 8 / (height * width):.4f} bpp)")
             _, payload, hp = best
+        elif grid is not None:
+            payload, hp = coded(_check_int("grid", grid, 0, len(model.deltas) - 1, UsageError))
         else:
             payload, hp = coded(model.presets[preset or DEFAULT_PRESET])
         self.last_info = {"grid_index": hp["d"], "delta": float(model.deltas[hp["d"]]), "payload_bytes": len(payload)}

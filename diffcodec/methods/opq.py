@@ -19,10 +19,13 @@ exploits that ordering and the spatial correlation of neighbouring patches.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from diffcodec import artifacts, color
-from diffcodec.entropy import Decoder, Encoder
+from diffcodec.entropy import Decoder, Encoder, TableSet
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import Codec, Encoded, register
 
@@ -42,6 +45,7 @@ PRESETS: dict[str, tuple[int, int, int]] = {
 ACTIVITY_EDGES = np.array([2, 5, 10, 20, 40, 80])
 N_ACTIVITY = len(ACTIVITY_EDGES) + 1
 N_CONTEXTS = (KSUB // 8) * N_ACTIVITY
+_ACTIVITY_BUCKET = np.searchsorted(ACTIVITY_EDGES, np.arange(2 * KSUB), side="right")   # activity -> bucket
 
 
 def causal_neighbours(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -65,7 +69,7 @@ def causal_neighbours(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> t
 def context_ids(left: np.ndarray, top: np.ndarray, tl: np.ndarray) -> np.ndarray:
     hi, lo = np.maximum(left, top), np.minimum(left, top)
     med = np.where(tl >= hi, lo, np.where(tl <= lo, hi, left + top - tl))
-    activity = np.searchsorted(ACTIVITY_EDGES, np.abs(left - tl) + np.abs(top - tl), side="right")
+    activity = _ACTIVITY_BUCKET[np.abs(left - tl) + np.abs(top - tl)]
     return (med // 8) * N_ACTIVITY + activity
 
 
@@ -83,6 +87,24 @@ def diagonals(gh: int, gw: int):
         yield rows, d - rows
 
 
+@functools.lru_cache(maxsize=16)
+def _decode_plan(gh: int, gw: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per diagonal: flat positions and the flat positions of their left / top / top-left neighbours under the
+    rules of :func:`causal_neighbours`, in a grid flattened with one extra cell (index gh * gw) that holds
+    KSUB // 2 (the value of every neighbour of (0, 0))."""
+    flat = np.arange(gh * gw).reshape(gh, gw)
+    mid = gh * gw
+    plan = []
+    for rows, cols in diagonals(gh, gw):
+        has_top, has_left = rows > 0, cols > 0
+        r1, c1 = np.maximum(rows - 1, 0), np.maximum(cols - 1, 0)
+        left = np.where(has_left, flat[rows, c1], np.where(has_top, flat[r1, cols], mid))
+        top = np.where(has_top, flat[r1, cols], left)
+        tl = np.where(has_top & has_left, flat[r1, c1], np.where(has_top, top, left))
+        plan.append((flat[rows, cols], left, top, tl))
+    return plan
+
+
 class ChannelCodebook:
     """One channel's OPQ: rotation R (64x64), centroids (M, 256, 64/M), decode tables (M, 256, 64)
     and context frequency tables (M, N_CONTEXTS, 256)."""
@@ -92,6 +114,7 @@ class ChannelCodebook:
         self.centroids = centroids.astype(np.float32)
         self.tables = tables.astype(np.float32)
         self.ctx_freq = ctx_freq.astype(np.int32)
+        self.ctx_tables = [TableSet(t) for t in self.ctx_freq]      # checked once per load
         self.m = centroids.shape[0]
         self.dsub = centroids.shape[2]
         self._norms = (self.centroids ** 2).sum(-1)
@@ -137,33 +160,35 @@ def load_codebooks(preset: str) -> tuple[list[ChannelCodebook], str]:
     return books, sha
 
 
-def encode_indices(enc: Encoder, grid: np.ndarray, ctx_freq: np.ndarray) -> None:
-    """Code an (gh, gw, M) index grid, sub-quantizer by sub-quantizer, in diagonal order."""
+def encode_indices(enc: Encoder, grid: np.ndarray, tables: list[TableSet]) -> None:
+    """Code an (gh, gw, M) index grid, sub-quantizer by sub-quantizer, in diagonal order; ``tables[m]`` holds
+    sub-quantizer m's context tables."""
     gh, gw, m_count = grid.shape
     order = [(r, c) for r, c in diagonals(gh, gw)]
     rows = np.concatenate([r for r, _ in order])
     cols = np.concatenate([c for _, c in order])
     for m in range(m_count):
         ctx = all_context_ids(grid[..., m])[rows, cols]
-        enc.categorical_per_symbol(grid[rows, cols, m], ctx_freq[m][ctx])
+        enc.categorical_in_context(grid[rows, cols, m], tables[m], ctx)
 
 
 def encode_grids(grids: list[np.ndarray], books: list[ChannelCodebook]) -> bytes:
     """The payload: every channel's index grid in channel order, in one range coder."""
     enc = Encoder()
     for grid, book in zip(grids, books):
-        encode_indices(enc, grid, book.ctx_freq)
+        encode_indices(enc, grid, book.ctx_tables)
     return enc.finish()
 
 
-def decode_indices(dec: Decoder, gh: int, gw: int, ctx_freq: np.ndarray) -> np.ndarray:
-    m_count = ctx_freq.shape[0]
-    grid = np.zeros((gh, gw, m_count), dtype=np.int64)
-    for m in range(m_count):
-        g = grid[..., m]
-        for rows, cols in diagonals(gh, gw):
-            ctx = context_ids(*causal_neighbours(g, rows, cols))
-            g[rows, cols] = dec.categorical_per_symbol(ctx_freq[m][ctx])
+def decode_indices(dec: Decoder, gh: int, gw: int, tables: list[TableSet]) -> np.ndarray:
+    """Inverse of :func:`encode_indices`: the contexts of each anti-diagonal come from the decoded ones before."""
+    plan = _decode_plan(gh, gw)
+    grid = np.zeros((gh, gw, len(tables)), dtype=np.int64)
+    for m, table in enumerate(tables):
+        g = np.full(gh * gw + 1, KSUB // 2, dtype=np.int64)      # the last cell: the missing-neighbour value
+        for pos, left, top, tl in plan:
+            g[pos] = dec.categorical_in_context(table, context_ids(g[left], g[top], g[tl]))
+        grid[..., m] = g[:-1].reshape(gh, gw)
     return grid
 
 
@@ -177,7 +202,8 @@ class OPQCodec(Codec):
         "opq-128-32-32": "128+32+32 bits per patch (3 bpp before entropy coding)",
     }
     default_preset = "opq-32-8-8"
-    encode_options: dict[str, str] = {}       # the preset is the whole rate choice
+    encode_options = {"bpp": "the largest preset whose file lands at or under this many bits per pixel "
+                              "(instead of a preset)"}
     decode_options = {
         "refine": "run the diffusion refiner (opq-refiner) over the decoded image",
         "steps": "refiner sampling steps (with refine; default 1)",
@@ -220,8 +246,12 @@ class OPQCodec(Codec):
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
-        if params:
-            raise UsageError(f"opq takes no parameters besides --preset (got {', '.join(params)})")
+        self.check_encode_options(params)
+        bpp = params.get("bpp")
+        if bpp is not None:
+            if preset is not None:
+                raise UsageError("give an opq preset or a target --bpp, not both")
+            return self._at_bpp(image, bpp)
         preset = preset or self.default_preset
         preset_bits(preset)
         books, sha = load_codebooks(preset)
@@ -232,6 +262,29 @@ class OPQCodec(Codec):
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         return self.compress_with_reconstruction(image, preset, **params)[0]
+
+    def _at_bpp(self, image: np.ndarray, bpp) -> tuple[Encoded, np.ndarray]:
+        """The largest preset (by bits per patch) whose whole file is at or under ``bpp``."""
+        from diffcodec.container import framed_size
+
+        if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
+            raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+        height, width, channels = image.shape
+        smallest = None
+        for preset in sorted(PRESETS, key=lambda p: sum(PRESETS[p]), reverse=True):
+            encoded, recon = self.compress_with_reconstruction(image, preset)
+            size = framed_size(self.name, encoded, width, height, channels)
+            if size * 8 <= bpp * height * width:
+                return encoded, recon
+            smallest = size
+        raise UsageError(f"--bpp {bpp:g} is below what opq reaches for this {width}x{height} image (smallest file "
+                         f"{smallest} bytes = {smallest * 8 / (height * width):.4f} bpp, preset opq-16-8-8)")
+
+    def params_override_preset(self, params: dict) -> bool:
+        return params.get("bpp") is not None
+
+    def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
+        return "opq-" + encoded.model, {}
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options (:attr:`decode_options`): refine=True runs the diffusion refiner (steps, seed, device)."""
@@ -249,7 +302,7 @@ class OPQCodec(Codec):
             raise CorruptInputError("opq file must hold exactly one payload chunk")
         dec = Decoder(encoded.chunks[0])
         gh, gw = -(-height // PATCH), -(-width // PATCH)
-        grids = [decode_indices(dec, gh, gw, books[c].ctx_freq) for c in range(channels)]
+        grids = [decode_indices(dec, gh, gw, books[c].ctx_tables) for c in range(channels)]
         # A range decoder reads garbage as some symbols: the payload must be exactly the coding of what it
         # decodes to (catches trailing and altered words; re-encoding costs a few ms).
         if encode_grids(grids, books) != bytes(encoded.chunks[0]):

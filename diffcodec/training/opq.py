@@ -119,7 +119,7 @@ def evaluate(books: list[ChannelCodebook], val_planes: list[np.ndarray]) -> dict
         enc = Encoder()
         for c, book in enumerate(books):
             g = index_grids(book, [planes[c]])[0]
-            encode_indices(enc, g, book.ctx_freq)
+            encode_indices(enc, g, book.ctx_tables)
             n_idx += g.size
             rec[c] = color.from_patches(book.reconstruct(g), h, w, PATCH)
         bits += len(enc.finish()) * 8

@@ -98,6 +98,11 @@ class DDCMCodec(Codec):
     }
     can_generate = True
 
+    def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
+        p = DDCMParams.from_header(encoded.params, encoded.rng)
+        return None, {"steps": p.steps, "k": p.k, "atoms": p.atoms, "codebook": p.codebook, "space": p.space,
+                      "base": p.base, "seed": p.seed, "precision": p.precision}
+
     def params_override_preset(self, params: dict) -> bool:
         """A target bpp, or steps, K and atoms all given, leave nothing for a preset to set."""
         return params.get("bpp") is not None or all(params.get(k) is not None for k in ("steps", "k", "atoms"))

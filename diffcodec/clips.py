@@ -1,0 +1,203 @@
+"""Clips: every frame coded alone (intra) by an image codec into one format-1.1 `.ddc` file, streamed.
+
+    encode: VideoReader --frame--> YUV -> RGB (the clip's matrix and range) --> Codec.compress --> ClipWriter
+    decode: StreamReader --payload--> Codec.decompress --> RGB -> YUV (the clip's chroma) --> VideoWriter
+
+Frame 0 chooses the coding parameters (its preset, or what ``bpp`` / ``kbps`` pick for it); every later frame
+is coded with the same ones (:meth:`Codec.clip_params`), because a clip has one header. Memory holds one frame
+and its payload; coded payloads wait on disk until the header (which counts the frames) can be written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from diffcodec import container, yuv
+from diffcodec.errors import UsageError
+from diffcodec.methods import Codec, Encoded, get_codec
+
+FRAME_OVERHEAD = 16     # bytes a frame adds besides its payload at most: D framing (<= 10) and its index entry
+
+
+@dataclass
+class ClipSummary:
+    frames: int = 0
+    file_bytes: int = 0
+    payload_bytes: list[int] = field(default_factory=list)
+    fps: tuple[int, int] = (25, 1)
+    encode_s: float = 0.0
+    psnr_y: list[float] = field(default_factory=list)       # per frame, where the encoder knows its output
+    psnr_yuv: list[float] = field(default_factory=list)
+    attempts: int = 1
+
+    @property
+    def kbps(self) -> float:
+        return self.file_bytes * 8 * self.fps[0] / self.fps[1] / max(self.frames, 1) / 1000
+
+    def as_dict(self) -> dict[str, Any]:
+        mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
+        return {"frames": self.frames, "file_bytes": self.file_bytes, "kbps": round(self.kbps, 3),
+                "fps": list(self.fps), "encode_s": round(self.encode_s, 3),
+                "encode_fps": round(self.frames / self.encode_s, 3) if self.encode_s else None,
+                "bytes_per_frame": {"min": min(self.payload_bytes, default=0),
+                                    "mean": mean(self.payload_bytes), "max": max(self.payload_bytes, default=0)},
+                "psnr_y": mean(self.psnr_y), "psnr_yuv": mean(self.psnr_yuv), "attempts": self.attempts}
+
+
+def video_chunk(info) -> dict[str, Any]:
+    """The container's 'v' map for a clip described by a :class:`diffcodec.video.VideoInfo`."""
+    return {"fps": list(info.fps), "chroma": info.chroma, "matrix": info.matrix, "range": info.range,
+            "coded": "rgb"}
+
+
+def frame_budget_bpp(kbps: float, info) -> float:
+    """Bits per pixel one frame may spend so that the clip lands at ``kbps``."""
+    frame_bits = kbps * 1000 * info.fps[1] / info.fps[0]
+    return (frame_bits - 8 * FRAME_OVERHEAD) / (info.width * info.height)
+
+
+def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: dict, device_params: dict,
+                 on_frame: Callable[[int], None] | None) -> tuple[container.ClipWriter, ClipSummary]:
+    info = reader.info
+    channels = 1 if info.chroma == "mono" else 3
+    writer = container.ClipWriter(method, info.width, info.height, channels, video_chunk(info))
+    summary = ClipSummary(fps=info.fps)
+    fixed: tuple[str | None, dict] | None = None
+    t0 = time.perf_counter()
+    try:
+        for frame in reader:
+            rgb = yuv.planes_to_rgb(frame.planes, info)
+            if fixed is None:
+                encoded, recon = codec.compress_with_reconstruction(rgb, preset, **params, **device_params)
+                fixed = codec.clip_params(encoded)
+            else:
+                encoded, recon = codec.compress_with_reconstruction(rgb, fixed[0], **fixed[1], **device_params)
+            summary.payload_bytes.append(writer.add(encoded))
+            if recon is not None:
+                _track_quality(summary, frame.planes, recon, info)
+            summary.frames += 1
+            if on_frame is not None:
+                on_frame(summary.frames)
+    except BaseException:
+        writer.close()
+        raise
+    summary.encode_s = time.perf_counter() - t0
+    if summary.frames == 0:
+        writer.close()
+        raise UsageError("the clip has no frames")
+    return writer, summary
+
+
+def _track_quality(summary: ClipSummary, planes, recon: np.ndarray, info) -> None:
+    from diffcodec import metrics
+
+    out = yuv.rgb_to_planes(recon, info.chroma, matrix=info.matrix, color_range=info.range)
+    psnr = metrics.psnr_planes(planes, out)
+    summary.psnr_y.append(psnr["y"])
+    summary.psnr_yuv.append(psnr["yuv"])
+
+
+def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], Any], method: str = "opq",
+                preset: str | None = None, *, kbps: float | None = None,
+                on_frame: Callable[[int], None] | None = None, **params) -> dict[str, Any]:
+    """Code every frame of ``reader`` (a :class:`diffcodec.video.VideoReader`) and write one `.ddc` clip.
+
+    ``out`` is a binary file object, or a function that takes a writer callback (e.g.
+    ``lambda w: atomic.write_with(path, w)``), so the file appears only when complete. ``kbps`` is the target
+    rate of the whole clip: frame 0 is coded at the matching ``bpp`` and sets the parameters; when the clip
+    lands over the target and the reader can seek back, it is coded again at a proportionally lower rate (at
+    most 4 passes), else a UsageError says what it reached. Returns the summary (frames, kbps, bytes per frame,
+    encode time and, where the codec knows its output, PSNR-Y / PSNR-YUV)."""
+    codec = get_codec(method)
+    if preset is not None and preset not in codec.presets:
+        raise UsageError(f"unknown {method} preset {preset!r} (available: {', '.join(codec.presets)})")
+    device_params = {k: params.pop(k) for k in ("device",) if k in params}
+    codec.check_encode_options({**params, **device_params})
+    if kbps is not None:
+        if not (isinstance(kbps, (int, float)) and kbps > 0):
+            raise UsageError(f"--kbps must be a positive number, got {kbps!r}")
+        if preset is not None or params.get("bpp") is not None:
+            raise UsageError("give --kbps or a preset / --bpp, not both")
+        if "bpp" not in codec.encode_options:
+            raise UsageError(f"{method} has no rate control (--bpp), so it cannot aim at --kbps")
+    info = reader.info
+    attempts, scale = 0, 1.0
+    while True:
+        attempts += 1
+        pass_params = dict(params)
+        if kbps is not None:
+            bpp = frame_budget_bpp(kbps, info) * scale
+            if bpp <= 0:
+                raise UsageError(f"--kbps {kbps:g} leaves no bits for a {info.width}x{info.height} frame at "
+                                 f"{info.fps[0]}/{info.fps[1]} fps")
+            pass_params["bpp"] = bpp
+        writer, summary = _encode_pass(reader, codec, method, preset, pass_params, device_params, on_frame)
+        try:
+            size = writer.size()
+            summary.file_bytes, summary.attempts = size, attempts
+            if kbps is None or summary.kbps <= kbps:
+                if hasattr(out, "write"):
+                    writer.write(out)
+                else:
+                    out(writer.write)
+                return summary.as_dict()
+        finally:
+            writer.close()
+        if attempts >= 4 or not _rewind(reader):
+            raise UsageError(f"--kbps {kbps:g}: the clip landed at {summary.kbps:.1f} kbps after {attempts} "
+                             f"pass(es) ({method} cannot go lower with fixed parameters per clip"
+                             f"{'' if attempts >= 4 else '; the input cannot be read again'})")
+        scale *= kbps / summary.kbps * 0.97
+
+
+def _rewind(reader) -> bool:
+    try:
+        reader.seek(0)
+        return True
+    except (UsageError, OSError, AttributeError):
+        return False
+
+
+def is_clip(stream: container.StreamReader) -> bool:
+    return stream.video is not None or (stream.header is not None and stream.header.frames > 1)
+
+
+def clip_video_info(stream: container.StreamReader):
+    """The :class:`diffcodec.video.VideoInfo` a decoded clip is written with (a file without a 'v' chunk: 25 fps,
+    4:4:4 or mono, BT.601 limited)."""
+    from diffcodec.video import VideoInfo
+
+    h = stream.header
+    assert h is not None
+    v = stream.video or {"fps": [25, 1], "chroma": "mono" if h.pixel.channels == 1 else "444",
+                         "matrix": "bt601", "range": "limited"}
+    return VideoInfo(h.width, h.height, tuple(v["fps"]), v["chroma"], frames=h.frames, matrix=v["matrix"],
+                     range=v["range"])
+
+
+def decode_frames(stream: container.StreamReader, first: int = 0, stop: int | None = None,
+                  **options) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+    """(frame number, YUV planes) of frames ``first`` .. ``stop - 1`` of a clip, decoded one at a time from the
+    nearest keyframe at or before ``first`` (every frame of an intra clip is one)."""
+    h = stream.header
+    assert h is not None
+    codec = get_codec(h.method, for_decoding=True)
+    codec.check_decode_options(options)
+    stop = h.frames if stop is None else min(stop, h.frames)
+    if not 0 <= first < stop:
+        raise UsageError(f"--frames {first}:{stop} selects no frame of this {h.frames}-frame clip")
+    info = clip_video_info(stream)
+    index = stream.seek_frame(first)
+    for payload in stream.payloads():
+        if index >= stop:
+            break
+        if index >= first:
+            encoded = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng, chunks=[payload])
+            rgb = codec.decompress(encoded, h.height, h.width, h.pixel.channels, **options)
+            yield index, yuv.rgb_to_planes(rgb, info.chroma, matrix=info.matrix, color_range=info.range)
+        index += 1
