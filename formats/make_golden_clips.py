@@ -1,0 +1,87 @@
+"""Generate the golden clip vectors (format 1.1) in formats/golden/ (run only when a vector is added or the format
+changes on purpose): small generated clips (a test picture moving sideways, so no data files are needed) coded
+with opq, whose decoding is exact on every machine. clips.json records how each source clip is made, the sha256
+of the .ddc, its layout (version, header, video chunk, index, payload lengths) and the sha256 of the decoded
+planes; tests/test_golden_clips.py checks all of it.
+
+    python formats/make_golden_clips.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from diffcodec import clips, container, video, yuv
+from diffcodec.testimage import synthetic_image
+
+HERE = Path(__file__).resolve().parent / "golden"
+
+CLIPS = [
+    # name, preset, height, width, frames, chroma, fps, seed
+    ("clip-opq-32-8-8_420_24x40_3f", "opq-32-8-8", 24, 40, 3, "420", (30000, 1001), 1),
+    ("clip-opq-16-8-8_mono_17x23_2f", "opq-16-8-8", 17, 23, 2, "mono", (25, 1), 2),
+]
+
+
+def source_planes(height: int, width: int, frames: int, chroma: str, seed: int) -> list[tuple[np.ndarray, ...]]:
+    wide = synthetic_image(height, width + 4 * frames, seed)
+    return [yuv.rgb_to_planes(np.ascontiguousarray(wide[:, 4 * i:4 * i + width]), chroma) for i in range(frames)]
+
+
+def source_y4m(height, width, frames, chroma, fps, seed) -> bytes:
+    info = video.VideoInfo(width, height, fps, chroma)
+    out = io.BytesIO()
+    out.write(video.y4m_header(info))
+    for planes in source_planes(height, width, frames, chroma, seed):
+        out.write(b"FRAME\n" + b"".join(np.ascontiguousarray(p).tobytes() for p in planes))
+    return out.getvalue()
+
+
+def encode(preset, height, width, frames, chroma, fps, seed) -> bytes:
+    out = io.BytesIO()
+    with video.open_video(io.BytesIO(source_y4m(height, width, frames, chroma, fps, seed))) as reader:
+        clips.encode_clip(reader, out, "opq", preset)
+    return out.getvalue()
+
+
+def planes_sha256(frames) -> str:
+    h = hashlib.sha256()
+    for planes in frames:
+        for p in planes:
+            h.update(np.ascontiguousarray(p).tobytes() + repr(p.shape).encode())
+    return h.hexdigest()
+
+
+def layout(data: bytes) -> dict:
+    c = container.read_container(data)
+    h = c.header
+    return {"version": list(c.version), "method": h.method, "model": h.model, "model_sha": h.model_sha,
+            "width": h.width, "height": h.height, "pixel_format": h.pixel_format, "frames": h.frames,
+            "params": h.params, "rng": h.rng, "video": c.video, "index": c.index,
+            "chunks": [[ch.type, len(ch.data)] for ch in c.chunks]}
+
+
+def decoded(data: bytes) -> list:
+    return [p for _, p in clips.decode_frames(container.StreamReader(io.BytesIO(data)))]
+
+
+def main() -> None:
+    table = []
+    for name, preset, h, w, n, chroma, fps, seed in CLIPS:
+        data = encode(preset, h, w, n, chroma, fps, seed)
+        (HERE / f"{name}.ddc").write_bytes(data)
+        table.append({"file": f"{name}.ddc", "preset": preset, "height": h, "width": w, "frames": n,
+                      "chroma": chroma, "fps": list(fps), "seed": seed, "bytes": len(data),
+                      "ddc_sha256": hashlib.sha256(data).hexdigest(), "layout": layout(data),
+                      "decoded_sha256": planes_sha256(decoded(data))})
+    (HERE / "clips.json").write_text(json.dumps(table, indent=2) + "\n")
+    print(f"wrote {len(table)} clip vectors to {HERE}")
+
+
+if __name__ == "__main__":
+    main()
