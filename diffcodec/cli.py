@@ -24,6 +24,13 @@ from diffcodec.errors import DiffcodecError, ModelError, UsageError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _json_bytes(value):
+    """Header values may be binary (the format allows bin): shown as hex."""
+    if isinstance(value, (bytes, bytearray)):
+        return f"0x{bytes(value).hex()}" if len(value) <= 32 else f"<{len(value)} bytes 0x{bytes(value[:16]).hex()}...>"
+    return str(value)
+
+
 def _output_path(input: str, output: str | None, suffix: str, as_json: bool) -> str:
     """-o as given, or IN with ``suffix``; stdin needs an explicit -o, and --json needs stdout free."""
     if output is None:
@@ -355,8 +362,8 @@ def info(input, as_json):
         ("format version", meta["format_version"]),
         ("method", meta["method"]),
         ("model", f"{meta['model']} (sha256 {meta['model_sha256_prefix']}...)"),
-        ("parameters", json.dumps(meta["params"]) if meta["params"] else "-"),
-        ("rng", json.dumps(meta["rng"]) if meta["rng"] else "-"),
+        ("parameters", json.dumps(meta["params"], default=_json_bytes) if meta["params"] else "-"),
+        ("rng", json.dumps(meta["rng"], default=_json_bytes) if meta["rng"] else "-"),
         ("size", f"{meta['width']}x{meta['height']}, {meta['channels']} channel(s), {meta['bit_depth']}-bit "
                  f"{meta['colour_space']}, {meta['frames']} frame(s)"),
         ("header bytes", meta["header_bytes"]),

@@ -138,3 +138,35 @@ def test_models_lists_and_verifies(tmp_path):
     p = subprocess.run(CLI + ["models"], capture_output=True, env=env)
     assert p.returncode == 5 and b"opq/opq-16-8-8" in p.stderr and b"Traceback" not in p.stderr
     assert b"CORRUPT" in p.stdout
+
+
+def test_info_shows_binary_header_values(tmp_path):
+    """The format allows bin values in params; the text view must show them (it crashed on them)."""
+    from diffcodec import container
+
+    f = tmp_path / "bin.ddc"
+    f.write_bytes(container.write_container(
+        container.Header("opq", "32-8-8", 0, 4, 4, 0, params={"blob": b"\x00\x01", "big": bytes(100)}), [b""]))
+    p = run(["info", str(f)])
+    out = p.stdout.decode()
+    assert '"blob": "0x0001"' in out and "<100 bytes 0x" in out
+    assert json.loads(run(["info", str(f), "--json"]).stdout)["params"]["blob"]
+
+
+def test_outputs_honour_the_umask_and_keep_an_overwritten_files_mode(tmp_path):
+    import os
+    import stat
+
+    src = tmp_path / "in.png"
+    Image.fromarray(synthetic_image(16, 16)).save(src)
+    old = os.umask(0o022)
+    try:
+        run(["encode", str(src), "-o", str(tmp_path / "a.ddc"), "-q"])
+        run(["decode", str(tmp_path / "a.ddc"), "-o", str(tmp_path / "a.png"), "-q"])
+    finally:
+        os.umask(old)
+    for name in ("a.ddc", "a.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    os.chmod(tmp_path / "a.ddc", 0o664)
+    run(["encode", str(src), "-o", str(tmp_path / "a.ddc"), "-q", "--force"])
+    assert stat.S_IMODE((tmp_path / "a.ddc").stat().st_mode) == 0o664
