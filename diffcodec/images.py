@@ -54,6 +54,10 @@ def open_input(path: str):
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
 
 
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
+                (b"MM\x00*", "TIFF"), (b"BM", "BMP"), (b"RIFF", "WebP"))
+
+
 def image_from_bytes(data: bytes, name: str = "input") -> np.ndarray:
     """Decode PNG/JPEG/TIFF/BMP/WebP bytes into uint8 (H, W, C), C in {1, 3}."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -75,6 +79,9 @@ def image_from_bytes(data: bytes, name: str = "input") -> np.ndarray:
             im = ImageOps.exif_transpose(im)
             im.load()
     except UnidentifiedImageError:
+        known = next((fmt for magic, fmt in _IMAGE_MAGIC if data.startswith(magic)), None)
+        if known is not None:   # the signature of a format we read, but not a readable file: damaged
+            raise CorruptInputError(f"{name}: damaged or truncated {known} file") from None
         raise UsageError(f"{name}: not a supported image (PNG, JPEG, TIFF, BMP, WebP)") from None
     except Image.DecompressionBombError:
         raise UsageError(f"{name}: image is too large (over {MAX_PIXELS} pixels)") from None

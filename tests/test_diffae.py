@@ -209,6 +209,8 @@ def test_corrupt_and_truncated_streams(models):
         rewrite_container(data, params={"d": 1, "n": 0, "s": 0}),            # steps out of range
         rewrite_container(data, params={"n": 4, "s": 0}),                    # missing parameter
         rewrite_container(data, params={"d": "x", "n": 4, "s": 0}),
+        rewrite_container(data, rng={"g": "philox-np", "s": 0}),          # diffae files carry no rng map
+        rewrite_container(data, model="latent-ae"),                         # an installed model of another kind
     ]
     for i, b in enumerate(bad):
         with pytest.raises(CorruptInputError):
@@ -296,3 +298,18 @@ def test_cli_encode_decode_and_train(models, tmp_path, capsys):
                "--encoder-channels", "8,8,8", "--cond-channels", "4", "--out", str(out), "--no-export",
                "--device", "cpu", "--threads", "1", "--quiet") == 0
     assert (out / "checkpoint.pt").exists()
+
+
+def test_a_model_missing_a_tensor_is_a_one_line_model_error(models, tmp_path, monkeypatch):
+    from diffcodec import artifacts
+
+    data = _encode(synthetic_image(16, 16))
+    copy = tmp_path / "codebooks"
+    shutil.copytree(models["codebooks"], copy)
+    monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(copy))
+    tensors, manifest, _ = artifacts.load_artifact("models/diffae")
+    dropped = next(k for k in tensors if k.startswith("net."))
+    artifacts.save_artifact("models/diffae", {k: v for k, v in tensors.items() if k != dropped}, manifest)
+    with pytest.raises(ModelError) as e:
+        api.decode(data, device="cpu")
+    assert "does not match its manifest" in str(e.value) and "\n" not in str(e.value)

@@ -123,3 +123,17 @@ def test_png_output_round_trips():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         images.image_to_bytes(arr, "WEBP")
+
+
+def test_a_cut_image_is_corrupt_input_wherever_it_is_cut():
+    """A file with a known image signature that does not decode is damaged (exit 3), not a usage mistake."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(synthetic_image(32, 32)).save(buf, "PNG")
+    data = buf.getvalue()
+    for cut in (12, 40, len(data) // 2):          # inside the header, inside the first chunk, mid-stream
+        with pytest.raises(CorruptInputError):
+            images.image_from_bytes(data[:cut], "cut.png")
+    with pytest.raises(UsageError, match="not a supported image"):
+        images.image_from_bytes(b"hello, not an image at all", "x.txt")

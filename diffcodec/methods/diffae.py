@@ -328,7 +328,8 @@ def load_model(model_id: str, device: str = "cpu") -> DiffAEModel:
             if t.shape != (c, 2 * supports[g] + 1) or t.min() < 1:
                 raise ValueError(f"table {g} has shape {t.shape}")
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise ModelError(f"artifact {name!r} does not match its manifest: {e}") from None
+        reason = " ".join(str(e).split())            # torch's load_state_dict errors span several lines
+        raise ModelError(f"artifact {name!r} does not match its manifest: {reason[:300]}") from None
     net.to(device).eval()
     net.requires_grad_(False)
     if torch.device(device).type == "cpu":
@@ -553,8 +554,16 @@ class DiffAECodec(Codec):
             steps = _check_int("steps", options["steps"], 1, MAX_STEPS, UsageError)
         if not _MODEL_ID.match(encoded.model):
             raise corrupt(f"bad model id {encoded.model!r}")
+        if encoded.rng is not None:
+            raise corrupt("a diffae file has no rng map (its noise seed is the parameter 's')")
         if len(encoded.chunks) != 1:
             raise CorruptInputError("diffae file must hold exactly one payload chunk")
+        try:        # an installed artifact of another kind named by the header: the header is wrong, not the model
+            kind = artifacts.read_manifest(artifact_name(encoded.model)).get("format")
+        except ModelError:
+            kind = ARTIFACT_FORMAT                    # absent or unreadable: load_model names the problem
+        if kind != ARTIFACT_FORMAT:
+            raise corrupt(f"model {encoded.model!r} is not a diffae model")
         model = load_model(encoded.model, resolve_device(options.get("device")))
         if artifacts.sha_prefix32(model.sha) != encoded.model_sha:
             raise ModelError(f"file was encoded with a different diffae model {model.model_id!r} (sha256 prefix "
