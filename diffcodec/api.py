@@ -103,6 +103,15 @@ def info(data: bytes) -> dict:
     return meta
 
 
+def extract_base(data: bytes) -> tuple[str, bytes]:
+    """(suffix, bytes) of the base layer of a layered file (ddcm ``--base``): a JPEG / WebP / AVIF file as stored,
+    or an opq `.ddc`. Decoding it gives exactly the image the refinement started from."""
+    c = read(data)
+    h = c.header
+    codec = get_codec(h.method, for_decoding=True)
+    return codec.base_layer(c.encoded, h.height, h.width, h.pixel.channels)
+
+
 def codec_of(data: bytes) -> Codec:
     """The codec that decodes these `.ddc` bytes (ask it what it takes: ``decode_options``)."""
     return get_codec(read(data).header.method, for_decoding=True)

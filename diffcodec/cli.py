@@ -64,8 +64,9 @@ def cli():
 @click.option("--space", type=click.Choice(["pixel", "latent"]), default=None,
               help="ddcm: space (default latent; with --bpp and no --space/--base, conditional on the largest opq "
                    "base that fits); diffae: decoder space (default latent).")
-@click.option("--base", default=None, metavar="PRESET",
-              help="ddcm: conditional mode, an opq base layer (e.g. opq-16-8-8) + refiner-guided codebook steps.")
+@click.option("--base", default=None, metavar="BASE",
+              help="ddcm: conditional mode on a base layer refined by the diffusion prior: an opq preset "
+                   "(opq-16-8-8 ...) or a standard codec (jpeg, webp, avif; quality chosen by --bpp, or avif:q40).")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None,
               help="ddcm: codebook/noise seed; diffae: decoder noise seed (default 0).")
 @click.option("--bpp", type=float, default=None,
@@ -294,6 +295,29 @@ def _decode_clip(input, output, stream, options, frame_range, device, force, as_
     else:
         say(f"{input} -> {output}: {info.width}x{info.height}, {n} frames from {first}, {elapsed:.2f} s "
             f"({n / elapsed if elapsed else 0:.2f} frames/s)", quiet)
+
+
+@cli.command("extract-base")
+@click.argument("input", metavar="IN")
+@click.option("-o", "--output", "output", metavar="OUT",
+              help="The base layer's file ('-' = stdout). Default: IN with the base's suffix (.jpg .webp .avif, or "
+                   ".base.ddc for an opq base).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@quiet_option
+def extract_base(input, output, force, quiet):
+    """Write the base layer of a layered file (ddcm --base) as a standalone file: a JPEG / WebP / AVIF file any
+    viewer opens, or an opq .ddc; it decodes to exactly the image the refinement started from."""
+    from diffcodec import api, atomic, images
+
+    data = images.read_bytes(input)
+    suffix, base = api.extract_base(data)
+    if output is None:
+        if input == "-":
+            raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
+        output = str(Path(input).with_suffix(".base.ddc" if suffix == ".ddc" else suffix))
+    images.check_output_path(output, [input], force)
+    atomic.write_bytes(output, base)
+    say(f"{input} -> {output}: base layer, {len(base):,} bytes", quiet)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ A module fixture builds, in a temporary DIFFCODEC_CODEBOOKS: a tiny `models/late
 the real shipped opq codebooks used by the base layer.
 """
 
+import io
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffcodec import api, artifacts, codebooks_rng, container
+from diffcodec import api, artifacts, codebooks_rng, container, metrics
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import ddcm
 
@@ -110,9 +111,18 @@ def own_models(tmp_path, monkeypatch):
     return folder
 
 
-_encode = ddcm_encode_file
+def _encode(img, **params):
+    """The tiny random refiner of these tests never beats its base, so the encoder's automatic choice would ship
+    the base alone (its own test: test_base_alone_when_the_refinement_loses); these tests check refined files."""
+    params.setdefault("refine", True)
+    return ddcm_encode_file(img, **params)
 
 
+
+
+def _base_file(img, **params):
+    """api.encode of a conditional ddcm file on the CPU, refined (see _encode)."""
+    return api.encode(img, method="ddcm", device="cpu", refine=True, **params)
 
 
 def _user(img):
@@ -280,7 +290,7 @@ def test_missing_latent_models_are_named(tmp_path, monkeypatch, models):
         api.decode(data)
     _copy_opq(tmp_path)                                              # a base layer needs the refiner
     with pytest.raises(ModelError, match="opq-refiner"):
-        api.encode(img, method="ddcm", base="opq-16-8-8", device="cpu")
+        _base_file(img, base="opq-16-8-8")
 
 
 @pytest.mark.parametrize("mode", [{"space": "latent"}, {"base": "opq-16-8-8"},
@@ -365,7 +375,8 @@ def test_base_condition_is_the_opq_decode(models, monkeypatch):
     img = synthetic_image(19, 26)
     seen = []
     real = ddcm.RefinerPrior.condition
-    monkeypatch.setattr(ddcm.RefinerPrior, "condition", lambda self, rgb: seen.append(rgb.copy()) or real(self, rgb))
+    monkeypatch.setattr(ddcm.RefinerPrior, "condition",
+                        lambda self, rgb, spec=None: seen.append(rgb.copy()) or real(self, rgb, spec))
     data, _, _ = _encode(img, base="opq-16-8-8", k=16, steps=3)
     api.decode(data, device="cpu")
     expected = api.decode(api.encode(img, method="opq", preset="opq-16-8-8"))
@@ -382,18 +393,18 @@ def test_base_steers_toward_the_target(models):
 def test_base_options_are_checked(models):
     img = synthetic_image(16, 16)
     with pytest.raises(UsageError, match="opq-16-8-8"):            # lists the valid presets
-        api.encode(img, method="ddcm", base="opq-8-4-4", device="cpu")
+        _base_file(img, base="opq-8-4-4")
     with pytest.raises(UsageError, match="unknown --base"):
-        api.encode(img, method="ddcm", base=16, device="cpu")
+        _base_file(img, base=16)
     with pytest.raises(UsageError, match="pixel"):
-        api.encode(img, method="ddcm", base="opq-16-8-8", space="latent", device="cpu")
+        _base_file(img, base="opq-16-8-8", space="latent")
 
 
 def test_base_bpp_accounting(models):
     img = synthetic_image(32, 32)
     base_bytes = len(container.read_container(api.encode(img, method="opq", preset="opq-16-8-8")).payloads[0])
     for target in (1.5, 3.0):
-        data = api.encode(img, method="ddcm", base="opq-16-8-8", bpp=target, k=64, device="cpu")
+        data = _base_file(img, base="opq-16-8-8", bpp=target, k=64)
         meta = api.info(data)
         assert meta["bpp"] <= target
         assert meta["ddcm"]["base_bytes"] == base_bytes
@@ -403,21 +414,21 @@ def test_base_bpp_accounting(models):
                                                      _sha32("models/opq-refiner"), base_bytes)
     low = (base_bytes + 20) * 8 / (32 * 32)                      # under header + base: refused, naming the base
     with pytest.raises(UsageError, match="base layer alone"):
-        api.encode(img, method="ddcm", base="opq-16-8-8", bpp=low, device="cpu")
+        _base_file(img, base="opq-16-8-8", bpp=low)
 
 
 def test_base_mode_defaults_to_few_steps(models):
     # measured: the conditional refiner does best with N = 3-5 steps at equal bits (benchmarks/ddcm_steps.py)
     img = synthetic_image(32, 32)
-    p = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", device="cpu"))["params"]
+    p = api.info(_base_file(img, base="opq-16-8-8"))["params"]
     assert (p["n"], p["k"], p["m"]) == ddcm.PRESETS[ddcm.BASE_DEFAULT_PRESET]
-    alone = len(api.encode(img, method="ddcm", base="opq-16-8-8", steps=1, device="cpu"))    # no index bits
+    alone = len(_base_file(img, base="opq-16-8-8", steps=1))    # no index bits
     bpp = lambda extra_bytes: (alone + extra_bytes) * 8 / (32 * 32)
-    p = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(14), k=64, device="cpu"))["params"]
+    p = api.info(_base_file(img, base="opq-16-8-8", bpp=bpp(14), k=64))["params"]
     assert p["n"] == ddcm.BASE_DEFAULT_STEPS and p["m"] < 32                  # atoms fill first
-    p = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(200), k=64, device="cpu"))["params"]
+    p = api.info(_base_file(img, base="opq-16-8-8", bpp=bpp(200), k=64))["params"]
     assert p["n"] > ddcm.BASE_DEFAULT_STEPS and p["m"] == 32                 # then steps grow
-    big = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(2000), k=64, device="cpu"))
+    big = api.info(_base_file(img, base="opq-16-8-8", bpp=bpp(2000), k=64))
     assert big["params"]["n"] == ddcm.BASE_MAX_AUTO_STEPS and big["params"]["m"] == 32   # up to a cap (CPU time)
     assert big["bpp"] < bpp(2000)
 
@@ -425,21 +436,21 @@ def test_base_mode_defaults_to_few_steps(models):
 def test_base_bpp_takes_the_free_step_over_a_few_atoms(models):
     # measured: with K = 4096, N = 3 needs more than 64 atoms to beat one free refiner step (N = 1, no bits)
     img = synthetic_image(32, 32)
-    alone = len(api.encode(img, method="ddcm", base="opq-16-8-8", steps=1, device="cpu"))
+    alone = len(_base_file(img, base="opq-16-8-8", steps=1))
     bpp = lambda extra_bytes: (alone + extra_bytes) * 8 / (32 * 32)
     step = lambda m: ddcm.payload_bytes([ddcm.alphabet(4096, m)] * 2)       # N = 3: two coded steps
-    few = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(step(48)), device="cpu"))
+    few = api.info(_base_file(img, base="opq-16-8-8", bpp=bpp(step(48))))
     assert (few["params"]["n"], few["params"]["m"]) == (1, 1) and few["file_bytes"] <= alone   # no index bits
-    more = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(step(80)), device="cpu"))
+    more = api.info(_base_file(img, base="opq-16-8-8", bpp=bpp(step(80))))
     assert more["params"]["n"] == ddcm.BASE_DEFAULT_STEPS and more["params"]["m"] > 64
-    pinned = api.info(api.encode(img, method="ddcm", base="opq-16-8-8", bpp=bpp(step(48)), k=4096, device="cpu"))
+    pinned = api.info(_base_file(img, base="opq-16-8-8", bpp=bpp(step(48)), k=4096))
     assert pinned["params"]["n"] == ddcm.BASE_DEFAULT_STEPS                # a given K (or N, M) keeps the rule out
 
 
 def test_bpp_alone_picks_the_mode(models):
     # --bpp with neither --space nor --base: conditional on the largest AUTO_BASES layer that fits, else latent
     img = synthetic_image(32, 32)
-    alone = {b: len(api.encode(img, method="ddcm", base=b, steps=1, device="cpu")) for b in ddcm.AUTO_BASES}
+    alone = {b: len(_base_file(img, base=b, steps=1)) for b in ddcm.AUTO_BASES}
     by_size = sorted(ddcm.AUTO_BASES, key=alone.get)
     assert by_size == list(reversed(ddcm.AUTO_BASES))                      # listed largest first
     for small, big in zip(by_size, by_size[1:]):
@@ -518,3 +529,74 @@ def test_cli_modes(models, tmp_path):
             "-o", str(tmp_path / "g.png"), "--bitstream", str(tmp_path / "g.ddc"), "--device", "cpu")
     assert p.returncode == 0, p.stderr.decode()
     assert api.info((tmp_path / "g.ddc").read_bytes())["params"]["sp"] == "latent"
+
+
+def _export_codec_refiner(seed: int = 0) -> None:
+    from diffcodec.diffusion import NoiseSchedule, UNet
+    from diffcodec.diffusion.models import export_denoiser
+    from diffcodec.methods.codec_refiner import CONDITION_CHANNELS
+
+    torch.manual_seed(seed)
+    model = UNet(cond_channels=CONDITION_CHANNELS, cond_residual=True, base_channels=8, channel_mult=(1, 2),
+                 attn_levels=())
+    _perturb_out(model, seed)
+    export_denoiser("models/codec-refiner", model, NoiseSchedule("cosine"), "x0", {"command": "test"})
+
+
+def test_base_alone_when_the_refinement_loses(models, monkeypatch):
+    """The encoder compares its refined image with the plain base and ships the base alone (n = 0, no index
+    bits) when the base is better: the decoded image is never worse than the base it carries. The tiny random
+    refiner here always loses."""
+    img = synthetic_image(32, 40)
+    refined, _, _ = ddcm_encode_file(img, base="opq-16-8-8", k=64, steps=3, refine=True)
+    data, recon, _ = ddcm_encode_file(img, base="opq-16-8-8", k=64, steps=3)
+    meta = api.info(data)
+    base = api.decode(api.encode(img, method="opq", preset="opq-16-8-8"))
+    assert meta["params"]["n"] == 0 and meta["ddcm"]["index_bytes"] == 0 and "base layer alone" in \
+        meta["ddcm"]["summary"]
+    assert len(data) < len(refined) and np.array_equal(recon, base)
+    assert metrics.psnr(img, base) >= metrics.psnr(img, api.decode(refined, device="cpu"))
+    monkeypatch.setattr(ddcm.codec, "load_prior", lambda *a, **k: pytest.fail("no network for a plain base"))
+    assert np.array_equal(api.decode(data, device="cpu"), base)
+
+
+@pytest.mark.parametrize("base", ["jpeg:q30", "webp:q20", "avif:q40"])
+def test_standard_codec_base_is_stored_verbatim(own_models, base):
+    from diffcodec import baselines
+
+    _export_codec_refiner()
+    img = synthetic_image(24, 40)
+    data, recon, stats = ddcm_encode_file(img, base=base, k=32, steps=3, atoms=2, refine=True)
+    assert stats.coded_steps == 2 and np.array_equal(api.decode(data, device="cpu"), recon)
+    meta = api.info(data)
+    assert meta["model"] == "codec-refiner" and meta["params"]["b"] == base and meta["params"]["bs"] == 0
+    kind, q = base.split(":q")
+    suffix, stored = api.extract_base(data)
+    assert stored == baselines.get_baseline(kind).encode(img, int(q)) and suffix == {"jpeg": ".jpg"}.get(kind,
+                                                                                                      "." + kind)
+    # the extracted file decodes to exactly the condition the refinement started from
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(stored)).convert("RGB")),
+                          baselines.get_baseline(kind).decode(stored, channels=3))
+
+
+def test_standard_codec_base_quality_from_bpp_and_corruption(own_models):
+    _export_codec_refiner()
+    img = synthetic_image(32, 48)
+    for target in (2.5, 4.0, 8.0):        # the smallest JPEG of this 48x32 image is ~1.6 bpp
+        data = _base_file(img, base="jpeg", bpp=target)
+        meta = api.info(data)
+        assert meta["bpp"] <= target and meta["params"]["b"].startswith("jpeg:q")
+    with pytest.raises(UsageError, match="smallest jpeg"):
+        api.encode(img, method="ddcm", base="jpeg", bpp=0.01, device="cpu")
+    data = _base_file(img, base="jpeg:q50", steps=1)
+    with pytest.raises(CorruptInputError, match="quality"):
+        api.decode(rewrite_container(data, params={**api.info(data)["params"], "b": "jpeg"}), device="cpu")
+    layered = container.read_container(data).payloads[0]
+    stored, index = ddcm.split_layers(layered)
+    garbage = container.encode_varint(len(stored)) + bytes(len(stored)) + index
+    with pytest.raises(CorruptInputError, match="base layer"):
+        api.decode(rewrite_container(data, payload=garbage), device="cpu")
+    with pytest.raises(UsageError, match="no base layer"):
+        api.extract_base(api.encode(img, method="ddcm", steps=2, k=16, device="cpu"))

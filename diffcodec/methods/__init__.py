@@ -87,6 +87,10 @@ class Codec:
         """Compressed generation: a sample and the encoding that decodes to it (``can_generate`` codecs)."""
         raise UsageError(f"{self.name} cannot generate")
 
+    def base_layer(self, encoded: Encoded, height: int, width: int, channels: int) -> tuple[str, bytes]:
+        """(file suffix, bytes) of the standalone file a layered encoding is built on (``extract-base``)."""
+        raise UsageError(f"{self.name} files have no base layer")
+
     def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:
         """What `diffcodec info` adds about a file of this method without decoding it (``summary``: one line for
         people); {} when there is nothing to add. Must not raise on malformed values."""

@@ -1,46 +1,132 @@
-"""The base layer of conditional DDCM (``--base PRESET``): an opq bitstream, decoded exactly as `opq` decodes
-it; the decoded image is the condition of the refiner prior."""
+"""The base layer of conditional DDCM (``--base``): an opq bitstream (``opq-16-8-8`` ...), decoded exactly as
+`opq` decodes it, or a standard codec's file (``jpeg``, ``webp``, ``avif``, optionally with a quality:
+``avif:q40``) stored verbatim and decoded by Pillow; the decoded image is the condition of the refiner prior.
+
+The header's ``b`` names the base: an opq preset, or ``<codec>:q<quality>`` (the quality is always written,
+also when ``--bpp`` chose it, because the refiner is conditioned on it).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from diffcodec.container import Encoded
-from diffcodec.errors import ModelError, UsageError
+from diffcodec.errors import CorruptInputError, ModelError, UsageError
+
+CODEC_BASES = ("jpeg", "webp", "avif")
+DEFAULT_CODEC_QUALITY = 40          # a standard-codec base without --bpp or :qN
+_CODEC_SPEC = re.compile(r"^(jpeg|webp|avif)(?::q(\d{1,3}))?$")
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    kind: str                       # "opq" or one of CODEC_BASES
+    name: str                       # the opq preset, or the codec
+    quality: int | None = None      # a codec's quality (None: to be chosen)
+
+    @property
+    def header(self) -> str:
+        """The header's ``b`` value."""
+        if self.kind == "opq":
+            return self.name
+        if self.quality is None:
+            raise ValueError("a standard-codec base is written with its quality")
+        return f"{self.name}:q{self.quality}"
 
 
 @dataclass
 class BaseLayer:
-    preset: str             # opq preset, e.g. "opq-16-8-8"
-    sha: int                # first 4 bytes of the opq codebook file's sha256
-    data: bytes             # opq's payload (its one D chunk)
-    image: np.ndarray       # the decoded base image, uint8 (H, W, C) as opq decodes it
+    spec: BaseSpec          # what the base is (with the quality a codec base was coded at)
+    sha: int                # first 4 bytes of the opq codebook file's sha256 (0 for a standard codec)
+    data: bytes             # opq's payload (its one D chunk), or the standard codec's whole file
+    image: np.ndarray       # the decoded base image, uint8 (H, W, C)
+
+    @property
+    def preset(self) -> str:
+        return self.spec.header
+
+
+def parse_base(base, err=UsageError) -> BaseSpec:
+    """``opq-16-8-8`` / ``jpeg`` / ``avif:q40`` -> BaseSpec (``err`` for anything else)."""
+    from diffcodec.methods.opq import PRESETS as OPQ_PRESETS
+
+    if isinstance(base, str) and base in OPQ_PRESETS:
+        return BaseSpec("opq", base)
+    m = _CODEC_SPEC.match(base) if isinstance(base, str) else None
+    if m is None:
+        raise err(f"unknown --base {base!r}: an opq preset ({', '.join(OPQ_PRESETS)}) or a standard codec "
+                  f"({', '.join(CODEC_BASES)}, optionally with a quality, e.g. avif:q40)")
+    quality = None if m.group(2) is None else int(m.group(2))
+    if quality is not None:
+        from diffcodec import baselines
+
+        b = baselines.get_baseline(m.group(1))
+        if not b.qmin <= quality <= b.qmax:
+            raise err(f"{m.group(1)} base quality must be in {b.qmin}..{b.qmax}, got {quality}")
+    return BaseSpec("codec", m.group(1), quality)
 
 
 def check_base(base) -> str:
-    from diffcodec.methods.opq import PRESETS as OPQ_PRESETS
-
-    if not isinstance(base, str) or base not in OPQ_PRESETS:
-        raise UsageError(f"unknown --base {base!r}: the base layer is an opq preset "
-                         f"({', '.join(OPQ_PRESETS)})")
+    parse_base(base)
     return base
 
 
-def code_base(image: np.ndarray, preset: str) -> BaseLayer:
-    """Code ``image`` (H, W, 1 or 3) with opq ``preset``; the base image is opq's own decode of those bytes."""
-    from diffcodec.methods.opq import OPQCodec
-
-    enc = OPQCodec().compress(image, check_base(preset))
-    if len(enc.chunks) != 1:
-        raise ModelError("opq produced more than one payload chunk")
+def code_base(image: np.ndarray, base: str, budget_bytes: int | None = None) -> BaseLayer:
+    """Code ``image`` (H, W, 1 or 3) as the base layer ``base``; the base image is the decoder's own decode of
+    the bytes. A standard-codec base without a quality gets the highest quality whose file is at most
+    ``budget_bytes`` (when given; else DEFAULT_CODEC_QUALITY)."""
+    spec = parse_base(base)
     h, w, c = image.shape
-    return BaseLayer(preset, enc.model_sha, enc.chunks[0], decode_base(enc.chunks[0], preset, enc.model_sha, h, w, c))
+    if spec.kind == "opq":
+        from diffcodec.methods.opq import OPQCodec
+
+        enc = OPQCodec().compress(image, spec.name)
+        if len(enc.chunks) != 1:
+            raise ModelError("opq produced more than one payload chunk")
+        return BaseLayer(spec, enc.model_sha, enc.chunks[0], decode_base(enc.chunks[0], spec.header, enc.model_sha,
+                                                                          h, w, c))
+    from diffcodec import baselines
+
+    pixels = image[..., 0] if c == 1 else image
+    if spec.quality is not None:
+        data = baselines.get_baseline(spec.name).encode(pixels, spec.quality)
+        quality = spec.quality
+    elif budget_bytes is not None:
+        result = baselines.encode_at_size(spec.name, pixels, max(budget_bytes, 0))
+        if result.over_target:
+            from diffcodec.methods.ddcm.params import BelowBaseLayerError
+
+            raise BelowBaseLayerError(f"--bpp is below the smallest {spec.name} base layer: {result.bytes} bytes at "
+                                      f"quality {result.quality} for this {w}x{h} image")
+        data, quality = result.data, result.quality
+    else:
+        quality = DEFAULT_CODEC_QUALITY
+        data = baselines.get_baseline(spec.name).encode(pixels, quality)
+    coded = BaseSpec("codec", spec.name, quality)
+    return BaseLayer(coded, 0, data, decode_base(data, coded.header, 0, h, w, c))
 
 
-def decode_base(data: bytes, preset: str, sha: int, height: int, width: int, channels: int) -> np.ndarray:
-    from diffcodec.methods.opq import OPQCodec
+def decode_base(data: bytes, base: str, sha: int, height: int, width: int, channels: int) -> np.ndarray:
+    """The decoded base image uint8 (height, width, channels); a base that does not decode to that shape is a
+    corrupt file."""
+    spec = parse_base(base, err=lambda m: CorruptInputError(f"corrupt ddcm header: {m}"))
+    if spec.kind == "opq":
+        from diffcodec.methods.opq import OPQCodec
 
-    enc = Encoded(model=preset.removeprefix("opq-"), model_sha=sha, chunks=[data])
-    return OPQCodec().decompress(enc, height, width, channels)
+        enc = Encoded(model=spec.name.removeprefix("opq-"), model_sha=sha, chunks=[data])
+        return OPQCodec().decompress(enc, height, width, channels)
+    from diffcodec import baselines
+
+    try:
+        img = baselines.get_baseline(spec.name).decode(bytes(data), channels=channels)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CorruptInputError(f"corrupt ddcm base layer: the {spec.name} file does not decode ({e})") from None
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape != (height, width, channels):
+        raise CorruptInputError(f"corrupt ddcm base layer: the {spec.name} file is {img.shape[1]}x{img.shape[0]}, "
+                                f"the header says {width}x{height}")
+    return img

@@ -13,16 +13,18 @@ from diffcodec import artifacts
 from diffcodec.device import resolve_device
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import Codec, Encoded, register
-from diffcodec.methods.ddcm.base_layer import BaseLayer, check_base, code_base, decode_base
+from diffcodec.methods.ddcm.base_layer import BaseLayer, check_base, code_base, decode_base, parse_base
 from diffcodec.methods.ddcm.combinatorics import alphabet, atoms_to_symbol, select_atoms
 from diffcodec.methods.ddcm.params import (
     DEFAULT_CODEBOOK,
     DEFAULT_SPACE,
+    MAX_K,
     METHOD,
     BelowBaseLayerError,
     DDCMParams,
     _coded_steps,
     choose_params,
+    file_bytes,
 )
 from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
 from diffcodec.methods.ddcm.priors import Prior, auto_precision, load_prior, missing_models
@@ -49,7 +51,9 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "atoms": "atoms M picked per coded step (1..min(K, 1024))",
     "codebook": "codebook kind: mshift (default), iid or shift",
     "space": "pixel or latent (default latent; with bpp and neither space nor base: automatic)",
-    "base": "an opq preset: conditional ddcm on that opq base layer (pixel space)",
+    "base": "the base layer of conditional ddcm (pixel space): an opq preset, or jpeg / webp / avif (quality chosen "
+            "by bpp, or given: avif:q40)",
+    "refine": "with a base: None (auto: keep the refinement only where it beats the plain base), True, False",
     "seed": "codebook seed (default 0)",
     "bpp": "choose steps/K/atoms (and, alone, the mode) to land at or under this many bits per pixel",
     "device": "where the prior runs: auto (default), cpu or cuda",
@@ -64,6 +68,15 @@ GENERATE_OPTIONS = {
     "seed": "seed of the codebooks and of the random choices (default 0)",
     "device": "where the prior runs: auto (default), cpu or cuda",
 }
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return float(np.mean(d * d))
+
+
+def _corrupt_base(message: str) -> CorruptInputError:
+    return CorruptInputError(f"corrupt ddcm header: {message}")
 
 
 @register
@@ -101,7 +114,8 @@ class DDCMCodec(Codec):
     def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
         p = DDCMParams.from_header(encoded.params, encoded.rng)
         return None, {"steps": p.steps, "k": p.k, "atoms": p.atoms, "codebook": p.codebook, "space": p.space,
-                      "base": p.base, "seed": p.seed, "precision": p.precision}
+                      "base": p.base, "seed": p.seed, "precision": p.precision,
+                      **({"refine": True} if p.base is not None and p.steps else {})}
 
     def params_override_preset(self, params: dict) -> bool:
         """A target bpp, or steps, K and atoms all given, leave nothing for a preset to set."""
@@ -145,11 +159,17 @@ class DDCMCodec(Codec):
                               precision="fp32" if precision == "auto" else precision)
         template.check()
         prior = load_prior(space, resolve_device(params.get("device")), base=base)
-        layer = code_base(image, base) if base is not None else None
-        template = replace(template, base_sha=0 if layer is None else layer.sha,
-                           precision=auto_precision(prior) if precision == "auto" else precision)
         bpp = params.get("bpp")
         h, w, c = image.shape
+        template = replace(template, precision=auto_precision(prior) if precision == "auto" else precision)
+        layer = None
+        if base is not None:
+            budget = None
+            if bpp is not None and parse_base(base).quality is None and parse_base(base).kind != "opq":
+                budget = self._codec_base_budget(bpp, h, w, c, template, prior)
+            layer = code_base(image, base, budget)
+        template = replace(template, base=None if layer is None else layer.spec.header,
+                           base_sha=0 if layer is None else layer.sha)
         if bpp is not None:
             if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
                 raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
@@ -169,14 +189,31 @@ class DDCMCodec(Codec):
             raise UsageError(f"--steps {p.steps} exceeds the prior's {prior.schedule.T} timesteps")
         return p, prior, layer
 
+    @staticmethod
+    def _codec_base_budget(bpp: float, h: int, w: int, c: int, template: DDCMParams, prior: Prior) -> int:
+        """Bytes a standard-codec base may take under ``bpp``: the file with that base and no index bits (one
+        free refiner step), its header written with the longest quality."""
+        if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
+            raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+        spec = parse_base(template.base)
+        longest = replace(template, base=f"{spec.name}:q100", steps=1, k=MAX_K, atoms=1)
+        overhead = file_bytes(longest, 0, h, w, c, prior.model_id, artifacts.sha_prefix32(prior.sha),
+                              base_bytes=1 << 28)
+        return int(bpp * h * w / 8) - (overhead - (1 << 28))
+
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
+        refine = params.pop("refine", None)
+        if refine not in (None, True, False):
+            raise UsageError(f"ddcm refine must be auto (None), True or False, got {refine!r}")
         p, prior, layer = self._params(image, preset, params)
+        if layer is not None and (refine is False or p.steps == 0):
+            return self._base_only(p, prior, layer)
         h, w, channels = image.shape
         rgb = self.rgb_input(image)
         target = prior.to_space(rgb)
         shape = tuple(target.shape[1:])
-        cond = None if layer is None else prior.condition(self.rgb_input(layer.image))
+        cond = None if layer is None else prior.condition(self.rgb_input(layer.image), layer.spec)
 
         import torch
 
@@ -194,7 +231,17 @@ class DDCMCodec(Codec):
                           rng=p.rng_spec(), chunks=[payload])
         from diffcodec.data import rgb_to_channels
 
-        return encoded, rgb_to_channels(prior.to_image(x, h, w), channels)
+        recon = rgb_to_channels(prior.to_image(x, h, w), channels)
+        if layer is not None and refine is None and _mse(layer.image, image) <= _mse(recon, image):
+            return self._base_only(p, prior, layer)    # the refinement lost to its own base: ship the base alone
+        return encoded, recon
+
+    def _base_only(self, p: DDCMParams, prior: Prior, layer: BaseLayer) -> tuple[Encoded, np.ndarray]:
+        """The file that decodes to its base layer as is (header n = 0: no step, no index bits)."""
+        q = replace(p, steps=0, atoms=1)
+        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=q.header(),
+                          rng=q.rng_spec(), chunks=[join_layers(layer.data, b"")])
+        return encoded, layer.image
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         return self.compress_with_reconstruction(image, preset, **params)[0]
@@ -214,6 +261,10 @@ class DDCMCodec(Codec):
         if len(encoded.chunks) != 1:
             raise CorruptInputError("ddcm file must hold exactly one payload chunk")
         base_data, index_data = (None, encoded.chunks[0]) if p.base is None else split_layers(encoded.chunks[0])
+        if p.steps == 0:                            # the encoder found the base better than its refinement
+            if index_data:
+                raise CorruptInputError("corrupt ddcm payload: index bytes after a base layer decoded as is")
+            return decode_base(base_data, p.base, p.base_sha, height, width, channels)
         prior = load_prior(p.space, resolve_device(options.get("device")), base=p.base, missing=UnsupportedError)
         if artifacts.sha_prefix32(prior.sha) != encoded.model_sha:
             raise ModelError(f"file was encoded with a different {prior.model_id} model (sha256 prefix "
@@ -226,7 +277,7 @@ class DDCMCodec(Codec):
         cond = None
         if p.base is not None:
             base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
-            cond = prior.condition(self.rgb_input(base_image))
+            cond = prior.condition(self.rgb_input(base_image), parse_base(p.base, err=_corrupt_base))
         shape = prior.shape(height, width)
         it = iter(symbols)
         x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it), cond=cond)
@@ -250,6 +301,20 @@ class DDCMCodec(Codec):
         self.last_stats = stats
         return encoded, image
 
+    def base_layer(self, encoded: Encoded, height: int, width: int, channels: int) -> tuple[str, bytes]:
+        """A standard-codec base: its file as stored (any viewer opens it); an opq base: a one-image opq .ddc."""
+        from diffcodec import container
+
+        p = DDCMParams.from_header(encoded.params, encoded.rng)
+        if p.base is None or len(encoded.chunks) != 1:
+            raise UsageError("this ddcm file has no base layer (it was coded without --base)")
+        data, _ = split_layers(encoded.chunks[0])
+        spec = parse_base(p.base)
+        if spec.kind != "opq":
+            return {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}[spec.name], data
+        opq = Encoded(model=spec.name.removeprefix("opq-"), model_sha=p.base_sha, chunks=[data])
+        return ".ddc", container.frame("opq", opq, width, height, channels)
+
     # ---------------------------------------------------------------- info
     def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:
         """The mode and, with a base layer, how the payload splits into base and index bytes (None values where
@@ -269,5 +334,7 @@ class DDCMCodec(Codec):
         summary = f"space {space}" + (f", base layer {base}" if base else ", no base layer")
         if base and out["base_bytes"] is not None:
             summary += f" ({out['base_bytes']:,} base + {out['index_bytes']:,} index bytes)"
+        if isinstance(params, dict) and params.get("n") == 0:
+            summary += ", decoded as the base layer alone (the refinement did not beat it)"
         out["summary"] = summary
         return out

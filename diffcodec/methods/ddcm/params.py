@@ -10,7 +10,7 @@ from diffcodec import codebooks_rng, container
 from diffcodec.errors import CorruptInputError, UnsupportedError, UsageError
 from diffcodec.methods.ddcm.combinatorics import alphabet
 from diffcodec.methods.ddcm.payload import payload_bytes
-from diffcodec.methods.ddcm.priors import BASE_MODEL, SPACE_MODELS, SPACES
+from diffcodec.methods.ddcm.priors import BASE_MODEL, CODEC_BASE_MODEL, SPACE_MODELS, SPACES
 
 METHOD = "ddcm"
 DEFAULT_STEPS = 20
@@ -55,15 +55,15 @@ class DDCMParams:
     codebook: str = DEFAULT_CODEBOOK    # mshift | iid | shift
     space: str = DEFAULT_SPACE
     seed: int = 0
-    base: str | None = None             # opq preset of the base layer (conditional ddcm), None: unconditional
-    base_sha: int = 0                   # first 4 bytes of that opq codebook's sha256
+    base: str | None = None             # the base layer (conditional ddcm): an opq preset or "<codec>:q<quality>"
+    base_sha: int = 0                   # first 4 bytes of that opq codebook's sha256 (0: a standard codec)
     precision: str = "fp32"             # fp32 | bf16 (bf16 autocast of the prior's network)
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
             if type(v) is not int or not lo <= v <= hi:
                 raise err(f"ddcm {name} must be an integer in {lo}..{hi}, got {v!r}")
-        _int("steps", self.steps, 1, MAX_STEPS)
+        _int("steps", self.steps, 0 if self.base is not None else 1, MAX_STEPS)   # 0: the base layer as is
         _int("k", self.k, 1, MAX_K)
         _int("atoms", self.atoms, 1, min(self.k, MAX_ATOMS))
         _int("seed", self.seed, 0, codebooks_rng.MAX_SEED)
@@ -74,10 +74,9 @@ class DDCMParams:
         if self.precision not in PRECISIONS:
             raise err(f"ddcm precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.base is not None:
-            from diffcodec.methods.opq import PRESETS as OPQ_PRESETS
+            from diffcodec.methods.ddcm.base_layer import parse_base
 
-            if not isinstance(self.base, str) or self.base not in OPQ_PRESETS:
-                raise err(f"ddcm base must be an opq preset ({', '.join(OPQ_PRESETS)}), got {self.base!r}")
+            parse_base(self.base, err=lambda m: err(f"ddcm base: {m}"))
             _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
             if self.space != "pixel":
                 raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
@@ -86,7 +85,11 @@ class DDCMParams:
     @property
     def model_id(self) -> str:
         """The header `model` these parameters go with: the prior of the space, or the refiner with a base."""
-        return BASE_MODEL if self.base is not None else SPACE_MODELS[self.space]
+        if self.base is None:
+            return SPACE_MODELS[self.space]
+        from diffcodec.methods.ddcm.base_layer import parse_base
+
+        return BASE_MODEL if parse_base(self.base).kind == "opq" else CODEC_BASE_MODEL
 
     def header(self) -> dict:
         """The header's `params` map (the codebook seed lives in the header's `rng` map: :meth:`rng_spec`)."""
@@ -116,7 +119,14 @@ class DDCMParams:
                     precision=params.get("pr", "fp32"))
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
-        return p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))
+        p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))
+        if p.base is not None:
+            from diffcodec.methods.ddcm.base_layer import parse_base
+
+            if parse_base(p.base).kind != "opq" and (parse_base(p.base).quality is None or p.base_sha != 0):
+                raise CorruptInputError(f"corrupt ddcm header: a standard-codec base is written as "
+                                        f"<codec>:q<quality> with bs 0, got b {p.base!r}, bs {p.base_sha}")
+        return p
 
 
 def _coded_steps(schedule, steps: int) -> tuple[list[int], list[bool]]:

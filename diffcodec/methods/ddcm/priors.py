@@ -17,7 +17,8 @@ SPACES = ("pixel", "latent")
 LATENT_MODELS = ("models/latent-ae", "models/latent-ddpm")     # what --space latent needs installed
 LATENT_CLIP = 10.0              # latent x0_hat is clamped to +-10 (latents are unit-variance: a safety net for
                                 # eps-priors at the noisiest step, where 1/alpha_t ~ 2e4 on the cosine schedule)
-BASE_MODEL = "opq-refiner"      # the conditional prior of --base (pixel space only)
+BASE_MODEL = "opq-refiner"      # the conditional prior of an opq --base (pixel space only)
+CODEC_BASE_MODEL = "codec-refiner"  # ... and of a standard-codec --base (jpeg, webp, avif)
 
 
 class Prior:
@@ -90,10 +91,27 @@ class RefinerPrior(PixelPrior):
                                                             clip=1.0)
         self.model_id, self.sha, self.device = BASE_MODEL, manifest["sha256"], device
 
-    def condition(self, base_rgb: np.ndarray):
+    def condition(self, base_rgb: np.ndarray, spec=None):
         from diffcodec.data import to_tensor
 
         return to_tensor(base_rgb[None]).to(self.device)
+
+
+class CodecRefinerPrior(PixelPrior):
+    """Conditional DDCM on a standard-codec base: `models/codec-refiner`, conditioned on the decoded base and on
+    its codec and quality (:func:`diffcodec.methods.codec_refiner.condition`)."""
+
+    def __init__(self, device: str):
+        from diffcodec.methods.codec_refiner import CONDITION_CHANNELS
+
+        self.schedule, self.model_fn, manifest = _load_unet(CODEC_BASE_MODEL, device, channels=3,
+                                                            cond_channels=CONDITION_CHANNELS, clip=1.0)
+        self.model_id, self.sha, self.device = CODEC_BASE_MODEL, manifest["sha256"], device
+
+    def condition(self, base_rgb: np.ndarray, spec=None):
+        from diffcodec.methods.codec_refiner import condition
+
+        return condition(base_rgb[None], spec.name, spec.quality).to(self.device)
 
 
 class LatentPrior(Prior):
@@ -141,7 +159,9 @@ def load_prior(space: str, device: str, base: str | None = None, missing=UsageEr
     if base is not None:
         if space != "pixel":
             raise UsageError("--base (conditional ddcm) works in --space pixel only")
-        return RefinerPrior(device)
+        from diffcodec.methods.ddcm.base_layer import parse_base
+
+        return RefinerPrior(device) if parse_base(base).kind == "opq" else CodecRefinerPrior(device)
     if space == "latent":
         absent = missing_models(space)
         if absent:
