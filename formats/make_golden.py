@@ -58,6 +58,9 @@ VECTORS = [
     # conditional ddcm: opq-16-8-8 base layer + opq-refiner, the default base preset n3-k4096-m512
     ("ddcm-cond_opq-16-8-8_n3-k4096-m512_rgb_32x48", "ddcm", None, 32, 48, 8, False,
      {"base": "opq-16-8-8", "precision": "fp32", **_CPU}),
+    # conditional ddcm on a standard codec's file (JPEG q30, stored verbatim) + codec-refiner, one free step
+    ("ddcm-cond_jpeg-q30_n1_rgb_32x48", "ddcm", None, 32, 48, 12, False,
+     {"base": "jpeg:q30", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),
     # grayscale ddcm (coded as RGB with the plane replicated, output the rounded mean)
     ("ddcm-latent_n20-k4096-m16_gray_29x37", "ddcm", "n20-k4096-m16", 29, 37, 9, True,
      {"space": "latent", "precision": "fp32", **_CPU}),
