@@ -206,33 +206,23 @@ def decode(input, output, force, refine, steps, seed, frame_range, as_json, devi
         say(f"{input} -> {output}: {pixels.shape[1]}x{pixels.shape[0]}, {elapsed:.2f} s", quiet)
 
 
-_CLIP_SNIFF = 64 * 1024
-
-
 def _open_clip(input: str):
     """A StreamReader over IN when it is a clip (a 'v' chunk or several frames), else None (the caller reads the
-    file as an image). Standard input is buffered so that what was read stays readable."""
-    import io
-
+    file as an image). Standard input is only peeked at, so that an image there stays readable."""
     from diffcodec import clips, container, images
 
+    n = len(container.SIGNATURE_VIDEO)
     if input == "-":
         f = sys.stdin.buffer
-        head = f.peek(_CLIP_SNIFF)[:_CLIP_SNIFF] if hasattr(f, "peek") else b""
-        if not head.startswith(container.SIGNATURE_VIDEO):
-            return None
-        return container.StreamReader(f)
+        head = f.peek(n)[:n] if hasattr(f, "peek") else b""
+        return container.StreamReader(f) if head == container.SIGNATURE_VIDEO else None
+    f = images.open_input(input)            # a missing or unreadable file: its one-line error
     try:
-        f = open(input, "rb")
-    except OSError:
-        images.read_bytes(input)            # its one-line error for a missing or unreadable file
-        raise
-    try:
-        if not f.read(len(container.SIGNATURE_VIDEO)) == container.SIGNATURE_VIDEO:
+        if f.read(n) != container.SIGNATURE_VIDEO:
             f.close()
             return None
         f.seek(0)
-        stream = container.StreamReader(io.BufferedReader(f) if not hasattr(f, "peek") else f)
+        stream = container.StreamReader(f)
     except BaseException:
         f.close()
         raise

@@ -648,6 +648,7 @@ class StreamReader:
         self.header: Header | None = None
         self.video: dict[str, Any] | None = None
         self.index: list[list[int]] | None = None
+        self._offsets: dict[int, int] = {}     # the index as frame -> offset (checked for every D chunk read)
         self.chunks: list[Chunk] = []       # known optional chunks (m, v, i), in file order
         self._chunk_places: list[int] = []  # how many D chunks preceded each of them
         self.header_bytes = 0
@@ -690,6 +691,7 @@ class StreamReader:
                 if self.frames_read:
                     raise CorruptInputError(f"corrupt file: index chunk 'i' at offset {start} after a 'D' chunk")
                 self.index = _decode_index(body, self.header.frames)
+                self._offsets = dict((f, off) for f, off in self.index)
             self.chunks.append(Chunk(ctype, body))
             self._chunk_places.append(self.frames_read)
         elif ord(ctype) <= 0x5A:  # unknown uppercase = critical
@@ -729,12 +731,9 @@ class StreamReader:
 
     def index_offset(self, frame: int) -> int | None:
         """File offset of frame ``frame``'s D chunk according to the index (None: not a keyframe there)."""
-        if self.index is None or self.first_payload_offset is None:
+        if self.index is None or self.first_payload_offset is None or frame not in self._offsets:
             return None
-        for f, off in self.index:
-            if f == frame:
-                return self.first_payload_offset + off
-        return None
+        return self.first_payload_offset + self._offsets[frame]
 
     def seek_frame(self, frame: int) -> int:
         """Position the reader at the nearest indexed keyframe at or before ``frame`` (the file object must be
