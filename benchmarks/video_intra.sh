@@ -20,5 +20,5 @@ for c in "${clips[@]}"; do
   out=benchmarks/results/video-$method/$c
   echo "== $(date -u +%H:%M:%S) $method $c -> $out"
   python -m diffcodec bench --video "$src" -m "$method" --vs h264 --vs h265 --vs av1 --vs h264-gop \
-    --device cpu -q -o "$out" "$@"
+    --device cpu --quiet -o "$out" "$@"
 done

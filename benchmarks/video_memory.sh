@@ -13,9 +13,9 @@ for n in 10 50 132; do
   "$ffmpeg" -loglevel error -y -i "$clip" -frames:v "$n" -pix_fmt yuv420p -f yuv4mpegpipe "$out/clip$n.y4m"
   for step in encode decode; do
     if [ "$step" = encode ]; then
-      args=(encode "$out/clip$n.y4m" -o "$out/clip$n.ddc" -p opq-32-8-8 -f -q)
+      args=(encode "$out/clip$n.y4m" -o "$out/clip$n.ddc" -p opq-32-8-8 -f --quiet)
     else
-      args=(decode "$out/clip$n.ddc" -o "$out/clip$n.out.y4m" -f -q)
+      args=(decode "$out/clip$n.ddc" -o "$out/clip$n.out.y4m" -f --quiet)
     fi
     /usr/bin/time -f "%M %e" -o "$out/time.txt" python3 -m diffcodec "${args[@]}"
     read -r rss wall < "$out/time.txt"

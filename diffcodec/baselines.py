@@ -8,6 +8,12 @@ Baselines (name: settings, valid quality range):
   effort), q 0..100.
 - ``avif``: Pillow's AVIF plugin (libavif), ``speed=6`` (Pillow's default, as in REFERENCE.md), chroma 4:2:0,
   full range, q 0..100.
+- ``jxl`` (optional extra ``jxl``: the ``pillow-jxl-plugin`` package, libjxl): JPEG XL, lossy VarDCT, effort 7
+  (cjxl's default), q 0..100 (cjxl's quality scale; q=100 is lossless, so it is left out: 0..99).
+- ``heic`` (optional extra ``heic``: the ``pillow-heif`` package, libheif + x265): HEIC, chroma 4:2:0, q 0..100.
+
+An optional baseline whose package is missing stays registered but unavailable: :func:`baseline_status` says what
+to install, and encoding with it is an UnsupportedError saying the same.
 
 Optimised Huffman tables make JPEG files a few percent smaller than Pillow's default for free; the Kodak numbers
 in REFERENCE.md were measured without them.
@@ -54,13 +60,32 @@ class Baseline:
     save_options: dict[str, Any] = field(default_factory=dict)
     gray_options: dict[str, Any] = field(default_factory=dict)   # replaces save_options for 1-channel images
     feature: str | None = None                                   # PIL.features name that must be available
+    plugin: str | None = None       # module registering the Pillow plugin ("module" or "module:function")
+    install: str = ""               # how to get the plugin, for the message when it is missing
 
-    def _check_available(self) -> None:
+    def unavailable(self) -> str | None:
+        """None when this baseline can encode here, else what is missing (one line)."""
         if self.feature is not None:
             from PIL import features
 
             if not features.check(self.feature):
-                raise UnsupportedError(f"baseline {self.name!r} needs Pillow built with {self.feature} support")
+                return f"baseline {self.name!r} needs Pillow built with {self.feature} support"
+        if self.plugin is not None:
+            import importlib
+
+            module, _, register = self.plugin.partition(":")
+            try:
+                mod = importlib.import_module(module)
+            except ImportError:
+                return f"baseline {self.name!r} needs {self.install}"
+            if register:
+                getattr(mod, register)()
+        return None
+
+    def _check_available(self) -> None:
+        why = self.unavailable()
+        if why is not None:
+            raise UnsupportedError(why)
 
     def encode(self, img: np.ndarray, quality: int) -> bytes:
         """Encode a uint8 (H, W, 3) or (H, W) image at an integer quality within [qmin, qmax]."""
@@ -112,12 +137,30 @@ BASELINES: dict[str, Baseline] = {
         {"speed": 6, "subsampling": "4:2:0", "range": "full"},
         {"speed": 6, "subsampling": "4:0:0", "range": "full"}, feature="avif",
     ),
+    "jxl": Baseline(
+        "jxl", "JPEG XL lossy, effort 7 (pillow-jxl-plugin/libjxl)", 0, 99, "JXL", {"effort": 7, "lossless": False},
+        plugin="pillow_jxl", install="pillow-jxl-plugin: pip install 'diffcodec[jxl]'",
+    ),
+    "heic": Baseline(
+        "heic", "HEIC 4:2:0 (pillow-heif/libheif + x265)", 0, 100, "HEIF", {"chroma": 420},
+        plugin="pillow_heif:register_heif_opener", install="pillow-heif: pip install 'diffcodec[heic]'",
+    ),
 }
 
 
-def available_baselines() -> list[str]:
-    """Names of the registered baselines, in registry order."""
+def registered_baselines() -> list[str]:
+    """Names of every registered baseline, in registry order (optional ones included)."""
     return list(BASELINES)
+
+
+def available_baselines() -> list[str]:
+    """Names of the baselines that can encode here (their Pillow support or plugin is installed), in order."""
+    return [n for n, b in BASELINES.items() if b.unavailable() is None]
+
+
+def baseline_status() -> dict[str, str | None]:
+    """Every registered baseline: None when it can run here, else what to install."""
+    return {n: b.unavailable() for n, b in BASELINES.items()}
 
 
 def get_baseline(name: str) -> Baseline:

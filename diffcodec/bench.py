@@ -10,20 +10,35 @@
    again with every extra decode setting;
 3. :func:`measure_baselines`: encode every baseline at the largest quality whose file does not exceed the
    diffcodec file (:func:`diffcodec.baselines.encode_at_size`);
-4. :func:`write_outputs`: results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png and report.html
-   (their text and bytes come from :mod:`diffcodec.bench_report`).
+4. :func:`write_outputs`: results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png, one rd_<metric>.png
+   per perceptual metric, and report.html (their text and bytes come from :mod:`diffcodec.bench_report`).
 
 Conventions:
 
-- A setting is labelled by its preset ("default" when the codec picks it) followed by the encode parameters
-  used (``"n20-k4096-m64 space=latent"``). When the codec says the parameters replace the preset entirely
-  (``params_override_preset(params)``, e.g. a target ``bpp``), the method runs once at its default preset and
-  the label is the parameters alone (``"bpp=0.1 k=4096"``).
+- Settings: every preset (or those named), and every ``qualities`` value (``Codec.quality_params``). The codec
+  says what each is fixed to before seeing an image (``Codec.encode_setting``): settings it answers alike for
+  run once (``asked`` lists them all). When it says the parameters replace the preset entirely
+  (``params_override_preset(params)``, e.g. a target ``bpp``), the method runs once at its default preset.
+- Labels say what ran: every diffcodec row records ``coded``, the parameters read back from its file
+  (``Codec.coded_setting`` of the header's model and params), and a setting is labelled by its ``coded`` value
+  when all its files read back alike (``"n50-k4096-m412 latent"``); otherwise (a rate search that picks per
+  image) by what the codec was asked, resolved (``"bpp=0.1"``), with ``coded`` per row. ``asked`` is what was
+  requested (a preset, ``q=50``, the parameters); tables show it in brackets where the label does not contain it.
+- The output folder must be empty or absent; ``force`` (``bench --force``) first deletes what an earlier run
+  wrote there (:data:`OUTPUT_FILES`, ``crops/*.png``), so the report lists this run's files only.
 - bpp is 8 * (file size in bytes) / pixels, from the complete file (container header included);
   ``payload_bpp`` counts only the payload when ``diffcodec.api.info(data)`` reports ``payload_bytes``.
 - Means in the summary are arithmetic means over images of the per-image values (per-image PSNR averaged,
   the CompressAI convention); NaN values (MS-SSIM of images <= 160 px) are left out of a mean.
 - Baseline timings: ``encode_s`` is one encode at the chosen quality, ``search_s`` the whole quality search.
+- Perceptual metrics (``metrics``; :mod:`diffcodec.perceptual`): SSIMULACRA 2, and Butteraugli when libjxl's tool
+  is found, unless named; every row gets their columns. A named metric that cannot run here is refused before
+  anything runs.
+- BD-rate / BD-quality (:mod:`diffcodec.bdrate`, PCHIP): per image, each codec's curve over the settings against
+  the ``anchor`` codec's (default: the first baseline), then the mean over the images where it is defined; for
+  every metric column (PSNR gives BD-PSNR). Needs two or more settings.
+- ``published``: JSON files of published rate-distortion points (``benchmarks/published/*.json``) drawn as dashed
+  lines and listed as rows marked "published, not re-measured"; never mixed into the measured rows.
 - ``peak_rss_mb`` is the process's peak resident set size so far (``getrusage(RUSAGE_SELF).ru_maxrss``), read
   after each diffcodec encode + decode: a high-water mark of the whole run up to that point, not the memory of
   that one call, and it includes the torch runtime that the metrics load before the first image (``rss_start_mb``
@@ -44,6 +59,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -58,20 +74,53 @@ import numpy as np
 
 from diffcodec import atomic, progress
 from diffcodec import baselines as _baselines
+from diffcodec import bdrate as _bdrate
 from diffcodec import metrics as _metrics
+from diffcodec import perceptual as _perceptual
 from diffcodec.bench_report import (
     CODEC,
+    CSV_COLUMNS,
+    METRIC_PLOTS,
     csv_text,
     format_markdown_table,
     json_clean,
+    load_published,
     rd_plot_png,
     report_html,
     summarize,
 )
-from diffcodec.errors import DiffcodecError, UsageError
+from diffcodec.errors import DiffcodecError, UnsupportedError, UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-OUTPUT_FILES = ["results.csv", "summary.json", "summary.md", "rd_psnr.png", "rd_msssim.png", "report.html", "crops/"]
+OUTPUT_FILES = ["results.csv", "summary.json", "summary.md", "rd_psnr.png", "rd_msssim.png",
+                *[f"rd_{m}.png" for m in METRIC_PLOTS], "report.html", "crops/"]
+
+
+def prepare_outdir(outdir: Path, force: bool, patterns: Sequence[str], folders: Sequence[str]) -> None:
+    """Refuse a non-empty ``outdir`` (UsageError) unless ``force``; with it, delete the files an earlier run wrote
+    there (``patterns`` at the top, ``*.png`` in ``folders``), so that a report holds only the new run's files.
+    Anything else in the folder stays and is named in the error."""
+    outdir = Path(outdir)
+    if not outdir.exists():
+        return
+    if not outdir.is_dir():
+        raise UsageError(f"{str(outdir)!r} is not a folder")
+    entries = sorted(p.name for p in outdir.iterdir())
+    if not entries:
+        return
+    if not force:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise UsageError(f"output folder {str(outdir)!r} is not empty ({shown}): give another -o, or --force to "
+                         f"replace an earlier run's results there")
+    for pattern in patterns:
+        for f in outdir.glob(pattern):
+            if f.is_file():
+                f.unlink()
+    for folder in folders:
+        d = outdir / folder
+        if d.is_dir():
+            for f in d.glob("*.png"):
+                f.unlink()
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -209,6 +258,11 @@ class BenchConfig:
     crop_size: int = 256
     command: str | Sequence[str] | None = None
     quiet: bool = False
+    qualities: Sequence[int] = ()           # -q/--quality values: settings through Codec.quality_params
+    force: bool = False                     # replace an earlier run's files in outdir (else it must be empty)
+    metrics: Sequence[str] | None = None    # perceptual metrics (None: perceptual.default_metrics())
+    anchor: str | None = ""                 # BD anchor codec ("": the first baseline; None: no BD table)
+    published: Sequence[str | os.PathLike] = ()   # published RD curves (JSON) to draw, never re-measured
 
     def __post_init__(self) -> None:
         self.images = [Path(p) for p in self.images]
@@ -216,6 +270,11 @@ class BenchConfig:
         self.presets, self.baselines = list(self.presets or ()), list(self.baselines or ())
         self.encode_params = dict(self.encode_params or {})
         self.extra_settings = list(self.extra_settings or ())
+        self.qualities = list(self.qualities or ())
+        self.metrics = _perceptual.default_metrics() if self.metrics is None else list(self.metrics)
+        if self.anchor == "":
+            self.anchor = self.baselines[0] if self.baselines else None
+        self.published = list(self.published or ())
 
     def check(self) -> None:
         """UsageError for anything that would fail later (before any file is written)."""
@@ -227,12 +286,22 @@ class BenchConfig:
         if self.crop_size < 1:
             raise UsageError(f"crop size must be positive, got {self.crop_size}")
         for b in self.baselines:
-            _baselines.get_baseline(b)    # UsageError listing the available ones
+            why = _baselines.get_baseline(b).unavailable()    # UsageError listing the registered ones
+            if why is not None:
+                raise UnsupportedError(f"--vs {b}: {why}")
+        self.metrics = _perceptual.check_metrics(self.metrics or ())
+        if self.anchor is not None and self.anchor not in (CODEC, *self.baselines):
+            raise UsageError(f"--anchor {self.anchor!r} is not among the codecs run "
+                             f"({', '.join([CODEC, *self.baselines])})")
+        for f in self.published:
+            load_published(f)             # UsageError for a missing or malformed file
         for e in self.extra_settings:
             if not isinstance(e, dict) or not isinstance(e.get("label"), str) or not e["label"]:
                 raise UsageError(f"extra setting needs a non-empty 'label': {e!r}")
             if not isinstance(e.get("decode_options", {}), dict):
                 raise UsageError(f"extra setting 'decode_options' must be a dict: {e!r}")
+        if not self.force:
+            prepare_outdir(Path(self.outdir), False, (), ())
 
 
 @dataclass(frozen=True)
@@ -240,7 +309,9 @@ class Setting:
     """One rate point of the codec under test: what `encode` gets and how its rows are labelled."""
 
     preset: str | None       # None: the codec's default
-    label: str               # the `setting` column
+    label: str               # the `setting` column until the files are read back (see relabel)
+    params: dict[str, Any] = field(default_factory=dict)    # encode options of this setting only (a quality's)
+    asked: str = ""          # what was requested: preset(s), q=Q, parameters
 
 
 @dataclass
@@ -255,6 +326,7 @@ class CodecUnderTest:
     info: Callable[[bytes], dict] | None = None
     encode_kwargs: dict[str, Any] = field(default_factory=dict)
     decode_kwargs: dict[str, Any] = field(default_factory=dict)
+    coded: Callable[[bytes], str | None] | None = None     # the read-back label of a file (Codec.coded_setting)
 
 
 def setting_label(preset: str | None, params: dict[str, Any], preset_overridden: bool = False) -> str:
@@ -314,18 +386,65 @@ def codec_under_test(config: BenchConfig, encode_fn: Callable[..., bytes] | None
         codec.check_encode_options(enc_kw)
         for e in config.extra_settings:
             codec.check_decode_options({**dec_kw, **e.get("decode_options", {})})
-        # optional codec hook: whether these parameters fix everything a preset would set (a target bpp ...)
-        overrides = getattr(codec, "params_override_preset", None)
-        overridden = bool(params) and callable(overrides) and bool(overrides(params))
+        if config.qualities and not config.presets:
+            presets = []                # -q values alone: no preset rows besides them
+        settings = _codec_settings(codec, presets, params, config.qualities)
+        coded = _coded_label(codec, info_fn)
     else:
+        if config.qualities:
+            raise UsageError("quality settings are the codec's (Codec.quality_params): run through diffcodec.api")
         presets = list(config.presets) if config.presets else [None]
         enc_kw = {**params, **({"device": config.device} if want_device and _takes_device(encode_fn) else {})}
         dec_kw = {"device": config.device} if want_device and _takes_device(decode_fn) else {}
-        overridden = False
-    if overridden:       # the parameters fix everything a preset would: one run at the codec's default
+        settings = [Setting(p, setting_label(p, params), asked=setting_label(p, params)) for p in presets]
+        coded = None
+    return CodecUnderTest(config.method, settings, encode_fn, decode_fn, info_fn, enc_kw, dec_kw, coded)
+
+
+def _codec_settings(codec: Any, presets: Sequence[str | None], params: dict[str, Any],
+                    qualities: Sequence[int]) -> list[Setting]:
+    """The settings of a run, as the codec resolves them (``Codec.encode_setting``): requests it resolves alike run
+    once, their ``asked`` joined. Parameters that replace the preset (a target bpp ...) leave one preset request,
+    at the codec's default."""
+    if params and codec.params_override_preset(params):
         presets = [None]
-    settings = [Setting(p, setting_label(p, params, overridden)) for p in presets]
-    return CodecUnderTest(config.method, settings, encode_fn, decode_fn, info_fn, enc_kw, dec_kw)
+    requests: list[tuple[str | None, dict[str, Any], str]] = [
+        (p, {}, p if p is not None else setting_label(None, params, True)) for p in presets]
+    for q in qualities:
+        if params.get("bpp") is not None or codec.params_override_preset(params):
+            raise UsageError("--quality chooses the rate, which the --param values already fix: give one or the "
+                             "other")
+        q_preset, q_params = codec.quality_params(q)
+        requests.append((q_preset, q_params, f"q={q}"))
+    settings: dict[str, Setting] = {}
+    for preset, extra, asked in requests:
+        key, label = resolved_setting(codec, preset, {**params, **extra})
+        if key in settings:
+            s = settings[key]
+            settings[key] = Setting(s.preset, s.label, s.params, f"{s.asked}, {asked}")
+            continue
+        settings[key] = Setting(preset, label, extra, asked)
+    return list(settings.values())
+
+
+def resolved_setting(codec: Any, preset: str | None, params: dict[str, Any]) -> tuple[str, str]:
+    """(key, label) of what the codec fixes an encode with (preset, params) to (``Codec.encode_setting``): equal
+    keys code every image alike; the label is the preset it resolves to, if any, then the other values."""
+    resolved = dict(codec.encode_setting(preset, params))
+    key = json.dumps(resolved, sort_keys=True, default=str)
+    head = [str(resolved.pop("preset"))] if "preset" in resolved else []
+    return key, " ".join(head + [f"{k}={v}" for k, v in resolved.items()]) or "default"
+
+
+def _coded_label(codec: Any, info_fn: Callable[[bytes], dict] | None) -> Callable[[bytes], str | None]:
+    """data -> the codec's label of what the file was coded with (None when the info has no header fields)."""
+    def coded(data: bytes) -> str | None:
+        try:
+            inf = info_fn(data) if info_fn is not None else None
+            return codec.coded_setting(inf["model"], inf["params"]) if isinstance(inf, dict) else None
+        except (DiffcodecError, KeyError, TypeError, ValueError):
+            return None
+    return coded
 
 
 # ----------------------------------------------------------------------------------------------- measurements
@@ -404,18 +523,24 @@ def _payload_bpp(info_fn: Callable[[bytes], dict] | None, data: bytes, case: Ima
         return None    # info is optional: no payload_bpp then
 
 
+def quality(original: np.ndarray, decoded: np.ndarray, metrics: Sequence[str] = ()) -> dict[str, float]:
+    """Every metric of one decoded image: :func:`diffcodec.metrics.compare` and the named perceptual ones."""
+    return {**_metrics.compare(original, decoded), **_perceptual.measure(original, decoded, metrics)}
+
+
 def measure_codec(case: ImageCase, codec: CodecUnderTest, setting: Setting,
-                  extra_settings: Sequence[dict] = ()) -> tuple[list[dict[str, Any]], int]:
+                  extra_settings: Sequence[dict] = (), metrics: Sequence[str] = ()) -> tuple[list[dict[str, Any]], int]:
     """Encode + decode `case` at `setting`, then decode the same file with every extra setting: the rows and
     the file size (the baselines' target)."""
     img = case.pixels
-    data, enc_s = _timed(codec.encode, img, codec.method, setting.preset, **codec.encode_kwargs)
+    data, enc_s = _timed(codec.encode, img, codec.method, setting.preset, **codec.encode_kwargs, **setting.params)
     dec, dec_s = _timed(codec.decode, data, **codec.decode_kwargs)
     rss = peak_rss_mb()
     dec = case.check(dec, f"{CODEC} {setting.label}")
     row = case.row(CODEC, setting.label, len(data))
     row["payload_bpp"] = _payload_bpp(codec.info, data, case)
-    row.update(_metrics.compare(img, dec))
+    row.update(asked=setting.asked, coded=codec.coded(data) if codec.coded is not None else None)
+    row.update(quality(img, dec, metrics))
     row.update(encode_s=enc_s, decode_s=dec_s, peak_rss_mb=rss)
     case.show(dec, CODEC, setting.label, row)
     rows = [row]
@@ -423,14 +548,15 @@ def measure_codec(case: ImageCase, codec: CodecUnderTest, setting: Setting,
         xs = f"{setting.label}+{e['label']}"
         dec2, dec2_s = _timed(codec.decode, data, **{**codec.decode_kwargs, **e.get("decode_options", {})})
         dec2 = case.check(dec2, f"{CODEC} {xs}")
-        row2 = {**row, "setting": xs, **_metrics.compare(img, dec2), "decode_s": dec2_s, "peak_rss_mb": peak_rss_mb()}
+        row2 = {**row, "setting": xs, **quality(img, dec2, metrics), "decode_s": dec2_s,
+                "peak_rss_mb": peak_rss_mb()}
         rows.append(row2)
         case.show(dec2, CODEC, xs, row2)
     return rows, len(data)
 
 
 def measure_baselines(case: ImageCase, baselines: Sequence[str], target_bytes: int,
-                      matched_to: str) -> list[dict[str, Any]]:
+                      matched_to: str, metrics: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Every baseline at the largest quality whose file is not larger than `target_bytes` (flagged
     ``over_target`` when even its smallest file is larger)."""
     img, rows = case.pixels, []
@@ -441,7 +567,7 @@ def measure_baselines(case: ImageCase, baselines: Sequence[str], target_bytes: i
         bdec, bdec_s = _timed(b.decode, res.data, channels=case.channels)
         bdec = case.check(bdec, bname)
         brow = case.row(bname, res.setting, res.bytes)
-        brow.update(_metrics.compare(img, bdec))
+        brow.update(quality(img, bdec, metrics))
         brow.update(encode_s=benc_s, decode_s=bdec_s, matched_to=matched_to, over_target=res.over_target,
                     quality=res.quality, search_s=search_s)
         rows.append(brow)
@@ -460,13 +586,42 @@ def measure(config: BenchConfig, codec: CodecUnderTest) -> tuple[list[dict[str, 
         case = ImageCase.load(idx, Path(path), config.crop_size, crops_dir if idx < config.report_images else None)
         for setting in codec.settings:
             bar.set_postfix_str(f"{case.name} {setting.label}")
-            codec_rows, nbytes = measure_codec(case, codec, setting, config.extra_settings)
+            codec_rows, nbytes = measure_codec(case, codec, setting, config.extra_settings, config.metrics or ())
             rows += codec_rows
-            rows += measure_baselines(case, config.baselines, nbytes, setting.label)
+            rows += measure_baselines(case, config.baselines, nbytes, setting.label, config.metrics or ())
         if case.crops_dir is not None:
             gallery.append(case.gallery())
     bar.close()
     return rows, gallery
+
+
+def relabel(settings: Sequence[Setting], rows: list[dict[str, Any]], gallery: list[dict[str, Any]]) -> list[Setting]:
+    """Label each setting by what its files read back (their common ``coded`` value) where they all agree and
+    no other setting takes that label; rewrite the rows (``setting``, ``matched_to``) and the gallery to match.
+    Returns the settings with their final labels."""
+    final: dict[str, str] = {}
+    for st in settings:
+        coded = {r.get("coded") for r in rows if r["codec"] == CODEC and r["setting"] == st.label}
+        name = coded.pop() if len(coded) == 1 else None
+        final[st.label] = name if name and name not in final.values() else st.label
+    if len(set(final.values())) != len(final):      # a read-back label equal to another's request label
+        final = {st.label: st.label for st in settings}
+
+    def new(label: str) -> str:        # a setting's label, or it + "+<extra decode>"
+        old = next((o for o in sorted(final, key=len, reverse=True) if label == o or label.startswith(o + "+")),
+                   None)
+        return label if old is None else final[old] + label[len(old):]
+
+    for r in rows:
+        if r["codec"] == CODEC:
+            r["setting"] = new(r["setting"])
+        elif r.get("matched_to"):
+            r["matched_to"] = new(r["matched_to"])
+    for g in gallery:           # captions: "<setting>" for ours, "<quality> @<setting>" for a baseline
+        g["entries"] = [(c, new(name) if c == CODEC else " @".join(
+            [name.split(" @", 1)[0]] + [new(x) for x in name.split(" @", 1)[1:]]), src, row)
+            for c, name, src, row in g["entries"]]
+    return [Setting(st.preset, final[st.label], st.params, st.asked) for st in settings]
 
 
 def write_outputs(config: BenchConfig, codec: CodecUnderTest, rows: list[dict[str, Any]],
@@ -474,12 +629,20 @@ def write_outputs(config: BenchConfig, codec: CodecUnderTest, rows: list[dict[st
     """results.csv, summary.md, the two plots, report.html and summary.json; returns the summary."""
     out = Path(config.outdir)
     labels = [s.label for s in codec.settings]
-    atomic.write_text(out / "results.csv", csv_text(rows))
-    settings = summarize(rows, labels, [e["label"] for e in config.extra_settings], config.baselines)
+    asked = {s.label: s.asked for s in codec.settings}
+    metric_cols = [c for m in (config.metrics or ()) for c in _perceptual.METRICS[m].columns]
+    atomic.write_text(out / "results.csv", csv_text(rows, CSV_COLUMNS + metric_cols))
+    settings = summarize(rows, labels, [e["label"] for e in config.extra_settings], config.baselines,
+                         metric_cols)
+    for e in settings:
+        base = e["setting"] if e["codec"] == CODEC else e["matched_to"]
+        e["asked"] = next((a for lab, a in asked.items() if base == lab or base.startswith(lab + "+")), "")
     command = config.command
     summary: dict[str, Any] = {
         "method": config.method,
         "presets": labels,
+        "asked": asked,
+        "qualities": list(config.qualities),
         "encode_params": dict(config.encode_params),
         "baselines": list(config.baselines),
         "extra_settings": list(config.extra_settings),
@@ -494,23 +657,65 @@ def write_outputs(config: BenchConfig, codec: CodecUnderTest, rows: list[dict[st
         "notes": {
             "means": "arithmetic mean over images of per-image values; NaN (MS-SSIM on images <= 160 px) skipped",
             "bpp": "8 * file bytes / pixels, whole file; payload_bpp from api.info payload_bytes",
-            "baselines": "largest file not exceeding the diffcodec file; setting '@P' = matched to preset P",
+            "baselines": "largest file not exceeding the diffcodec file; setting '@P' = matched to setting P",
+            "labels": "a setting is labelled by the parameters read back from its files (column coded) when they "
+                      "all agree, else by what was asked, resolved by the codec; asked: what was requested",
             "peak_rss_mb": "process peak RSS so far after each diffcodec encode+decode (high-water mark, "
                            "includes torch and the metrics; rss_start_mb is the level before the first image)",
         },
         "settings": settings,
+        "metrics": list(config.metrics or ()),
+        "anchor": config.anchor,
+        "bd": bd_summary(rows, config.anchor, ["psnr", "ms_ssim", *metric_cols]) if config.anchor else [],
+        "published": [load_published(f) for f in config.published],
     }
+    summary["notes"]["bd"] = ("BD-rate (%) and BD-quality (metric units; for distances, how much lower) per image, "
+                              "PCHIP (JCT-VC/JVET sheets), then the mean over images where defined; anchor: "
+                              f"{config.anchor}")
+    summary["notes"]["published"] = "published, not re-measured: values and source in each file"
+    published = summary["published"]
     atomic.write_text(out / "summary.md", format_markdown_table(summary))
     atomic.write_bytes(out / "rd_psnr.png", rd_plot_png(settings, "mean_psnr", "PSNR (RGB) [dB]",
-                                                        "Rate-distortion: PSNR"))
+                                                        "Rate-distortion: PSNR", published=published))
     atomic.write_bytes(out / "rd_msssim.png", rd_plot_png(settings, "mean_ms_ssim", "MS-SSIM [0..1]",
-                                                          "Rate-distortion: MS-SSIM"))
+                                                          "Rate-distortion: MS-SSIM", published=published))
+    for col, (fname, ylabel, title) in METRIC_PLOTS.items():
+        if col in metric_cols:
+            atomic.write_bytes(out / fname, rd_plot_png(settings, f"mean_{col}", ylabel, title, published=published))
     summary["wall_s"] = time.perf_counter() - t_start
     atomic.write_text(out / "report.html", report_html(summary, gallery))
     summary["wall_s"] = time.perf_counter() - t_start
     summary["files"] = list(OUTPUT_FILES)
     atomic.write_text(out / "summary.json", json.dumps(json_clean(summary), indent=2) + "\n")
     return json_clean(summary)
+
+
+def bd_summary(rows: list[dict[str, Any]], anchor: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """BD-rate and BD-quality of every curve (ours and each extra decode, every baseline) against `anchor`, per
+    image over the settings, then averaged (:func:`diffcodec.bdrate.per_image_bd`), for each metric column."""
+    def curve_key(r: dict[str, Any]) -> str:
+        if r["codec"] == CODEC and "+" in r["setting"]:
+            return f"{CODEC} +{r['setting'].split('+', 1)[1]}"
+        return r["codec"]
+
+    curves: dict[str, dict[str, dict[str, list[tuple[float, float]]]]] = {}
+    for r in rows:
+        for col in columns:
+            v = r.get(col)
+            if v is None or not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            curves.setdefault(curve_key(r), {}).setdefault(col, {}).setdefault(r["image"], []).append((r["bpp"], v))
+    out = []
+    for name, per_col in curves.items():
+        if name == anchor:
+            continue
+        for col in columns:
+            if col not in per_col or col not in curves.get(anchor, {}):
+                continue
+            higher = _perceptual.COLUMN_HIGHER_IS_BETTER.get(col, True)
+            res = _bdrate.per_image_bd(curves[anchor][col], per_col[col], higher_is_better=higher)
+            out.append({"codec": name, "anchor": anchor, "metric": col, "higher_is_better": higher, **res})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -529,7 +734,9 @@ def run_bench(config: BenchConfig, *, encode_fn: Callable[..., bytes] | None = N
     # the same runtime (the metrics need torch whether or not the codec does); recorded as rss_start_mb.
     _metrics.compare(np.zeros((16, 16, 3), np.uint8), np.ones((16, 16, 3), np.uint8))
     rss_start = peak_rss_mb()
+    prepare_outdir(Path(config.outdir), config.force, [f for f in OUTPUT_FILES if not f.endswith("/")], ["crops"])
     rows, gallery = measure(config, codec)
+    codec.settings = relabel(codec.settings, rows, gallery)
     return write_outputs(config, codec, rows, gallery, rss_start_mb=rss_start, t_start=t_start)
 
 

@@ -58,10 +58,13 @@ import numpy as np
 
 from diffcodec import atomic, progress
 from diffcodec import metrics as _metrics
-from diffcodec.bench_report import _CSS, _num, csv_text, json_clean, rd_plot_png
+from diffcodec.bench_report import _CSS, _num, codec_style, csv_text, json_clean, rd_plot_png
 from diffcodec.errors import DiffcodecError, UsageError
 
 OURS = "diffcodec"
+# What a run writes into its output folder (deleted first by --force, so a report lists this run's files only)
+OUTPUT_PATTERNS = ("results.csv", "frames.csv", "summary.json", "summary.md", "report.html", "rd_*.png",
+                   "perframe_*.png")
 
 
 # ----------------------------------------------------------------------------------------------- baselines
@@ -80,15 +83,15 @@ class Baseline:
     decoder: str | None = None      # ffmpeg decoder (None: ffmpeg's default for the stream)
     role: str = "size-matched"      # "informative": not GOP-matched to ours
 
-    def encode_args(self, q: float, threads: int) -> list[str]:
+    def encode_args(self, q: float, threads: int, gop: int = 1) -> list[str]:
         qs = f"{q:g}"
-        return ["-c:v", self.encoder, *self.args_for(threads), "-crf", qs]
+        return ["-c:v", self.encoder, *self.args_for(threads, gop), "-crf", qs]
 
-    def args_for(self, threads: int) -> list[str]:
-        return [a.replace("{threads}", str(threads)) for a in self.args]
+    def args_for(self, threads: int, gop: int = 1) -> list[str]:
+        return [a.replace("{threads}", str(threads)).replace("{gop}", str(gop)) for a in self.args]
 
-    def describe(self, threads: int) -> dict[str, Any]:
-        return {"encoder": self.encoder, "ffmpeg_args": shlex.join(["-c:v", self.encoder, *self.args_for(threads),
+    def describe(self, threads: int, gop: int = 1) -> dict[str, Any]:
+        return {"encoder": self.encoder, "ffmpeg_args": shlex.join(["-c:v", self.encoder, *self.args_for(threads, gop),
                                                                      "-crf", "Q"]),
                 "stream": f"raw {self.fmt} ({self.ext})", "gop": self.gop, "role": self.role,
                 "quality_grid": f"CRF {self.grid[0]:g}..{self.grid[-1]:g} "
@@ -96,25 +99,28 @@ class Baseline:
 
 
 _CRF_264 = tuple(float(x) for x in np.arange(0, 51.001, 0.25))
-_INTRA_264 = ("-g", "1", "-keyint_min", "1", "-sc_threshold", "0", "-bf", "0")
+# GOP-matched to our clip: a keyframe every {gop} frames (1: all intra), P-frames only, no scene cuts
+_GOP_264 = ("-g", "{gop}", "-keyint_min", "{gop}", "-sc_threshold", "0", "-bf", "0")
 
 BASELINES: dict[str, Baseline] = {
     "x264-medium": Baseline(
-        "x264-medium", "libx264", ("-preset", "medium", *_INTRA_264, "-threads", "{threads}"), "h264", ".264",
-        _CRF_264, "keyint 1 (every frame an IDR), scene-cut off, no B-frames: matched to our all-intra clips"),
+        "x264-medium", "libx264", ("-preset", "medium", *_GOP_264, "-threads", "{threads}"), "h264", ".264",
+        _CRF_264, "keyint = our GOP (1: every frame an IDR), scene-cut off, no B-frames: matched to our clips"),
     "x264-veryslow-psnr": Baseline(
-        "x264-veryslow-psnr", "libx264", ("-preset", "veryslow", "-tune", "psnr", *_INTRA_264,
+        "x264-veryslow-psnr", "libx264", ("-preset", "veryslow", "-tune", "psnr", *_GOP_264,
                                           "-threads", "{threads}"), "h264", ".264",
-        _CRF_264, "keyint 1, scene-cut off, no B-frames (all intra)"),
+        _CRF_264, "keyint = our GOP, scene-cut off, no B-frames"),
     "x265-medium": Baseline(
         "x265-medium", "libx265", ("-preset", "medium", "-x265-params",
-                                   "keyint=1:min-keyint=1:scenecut=0:info=0:pools={threads}:frame-threads=1:log-level=error"),
-        "hevc", ".265", _CRF_264, "keyint 1, min-keyint 1, scene-cut off (all intra); info=0 (no settings SEI, "
-                                  "which x265 repeats at every keyframe)"),
+                                   "keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:info=0:pools={threads}:"
+                                   "frame-threads=1:log-level=error"),
+        "hevc", ".265", _CRF_264, "keyint = min-keyint = our GOP, scene-cut off, no B-frames; info=0 (no settings "
+                                  "SEI, which x265 repeats at every keyframe)"),
     "svtav1-p8": Baseline(
-        "svtav1-p8", "libsvtav1", ("-preset", "8", "-svtav1-params", "keyint=1:scd=0:lp={threads}"), "obu",
+        "svtav1-p8", "libsvtav1", ("-preset", "8", "-svtav1-params", "keyint={gop}:scd=0:lp={threads}"), "obu",
         ".obu", tuple(float(x) for x in range(1, 64)),
-        "keyint 1 (SVT-AV1 'all intra' prediction structure), scene detection off", decoder="libdav1d"),
+        "keyint = our GOP (1: SVT-AV1's 'all intra' prediction structure; above 1 its default random-access "
+        "structure, which has B-frames), scene detection off", decoder="libdav1d"),
     "x264-medium-gop": Baseline(
         "x264-medium-gop", "libx264", ("-preset", "medium", "-threads", "{threads}"), "h264", ".264", _CRF_264,
         "x264 defaults: keyint 250, scene-cut 40, 3 B-frames (inter coding; NOT matched to our intra clips)",
@@ -204,6 +210,11 @@ def _curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray
     return qs, np.array([float(np.mean(merged[q])) for q in qs])
 
 
+def _structure(summary: dict[str, Any]) -> str:
+    gop = summary.get("gop", 1)
+    return "intra" if gop == 1 else f"keyframe every {gop} frames, P-frames between"
+
+
 def bd_rate(anchor_rates: Sequence[float], anchor_quality: Sequence[float], test_rates: Sequence[float],
             test_quality: Sequence[float]) -> dict[str, Any] | None:
     """Bjontegaard delta rate of the test curve against the anchor, in percent (negative: the test needs fewer
@@ -238,12 +249,14 @@ class VideoBenchConfig:
     encode_params: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     threads: int = 1
+    gop: int | None = None                  # our clips' keyframe interval (None: the method's default)
     max_frames: int | None = None
     vmaf: bool = True
     report_point: int | None = None        # index of the rate point for the per-frame plot and the frame strip
     keep_work: bool = False
     command: str | Sequence[str] | None = None
     quiet: bool = False
+    force: bool = False                     # replace an earlier run's files in outdir (else it must be empty)
 
     def __post_init__(self) -> None:
         self.clips = [str(c) for c in self.clips]
@@ -268,6 +281,18 @@ class VideoBenchConfig:
             raise UsageError("threads must be >= 1")
         if self.max_frames is not None and self.max_frames < 1:
             raise UsageError("--max-frames must be >= 1")
+        if self.gop is not None and self.gop < 1:
+            raise UsageError("--gop must be >= 1")
+        if not self.force:
+            from diffcodec.bench import prepare_outdir
+
+            prepare_outdir(Path(self.outdir), False, (), ())
+
+    @property
+    def resolved_gop(self) -> int:
+        from diffcodec.methods import get_codec
+
+        return get_codec(self.method).default_gop if self.gop is None else self.gop
 
 
 def clip_name(path: str) -> str:
@@ -289,11 +314,19 @@ def rate_points(config: VideoBenchConfig, codec: Any) -> list[RatePoint]:
                          f"(available: {', '.join(codec.presets)})")
     if not presets and not config.kbps:
         presets = list(codec.presets)
-    pts = [RatePoint(p, preset=p) for p in presets]
-    pts += [RatePoint(f"{k:g}kbps", kbps=k) for k in config.kbps]
-    params = " ".join(f"{k}={v}" for k, v in config.encode_params.items())
-    if params:
-        pts = [RatePoint(f"{p.label} {params}", p.preset, p.kbps) for p in pts]
+    from diffcodec.bench import resolved_setting
+
+    params = dict(config.encode_params)
+    if presets and params and codec.params_override_preset(params):
+        presets = [None]            # the parameters fix the rate: one point at the codec's default preset
+    pts, seen = [], set()
+    for p in presets:               # labelled as the codec resolves them; points it resolves alike run once
+        key, label = resolved_setting(codec, p, params)
+        if key not in seen:
+            seen.add(key)
+            pts.append(RatePoint(label, preset=p))
+    extra = " ".join(f"{k}={v}" for k, v in params.items())
+    pts += [RatePoint(f"{k:g}kbps" + (f" {extra}" if extra else ""), kbps=k) for k in config.kbps]
     return pts
 
 
@@ -328,16 +361,16 @@ class Probe:
 class BaselineRunner:
     """Encodes one clip with one configuration at quality values on demand, once each."""
 
-    def __init__(self, b: Baseline, work: Path, ref: str, info: Any, threads: int):
-        self.b, self.work, self.ref, self.info, self.threads = b, work, ref, info, threads
+    def __init__(self, b: Baseline, work: Path, ref: str, info: Any, threads: int, gop: int = 1):
+        self.b, self.work, self.ref, self.info, self.threads, self.gop = b, work, ref, info, threads, gop
         self.probes: dict[float, Probe] = {}
         self.encodes = 0
 
     def probe(self, q: float) -> Probe:
         if q not in self.probes:
             out = f"{self.b.name}_q{q:g}{self.b.ext}"
-            _, rtime = _run_ffmpeg(["-i", self.ref, *self.b.encode_args(q, self.threads), "-f", self.b.fmt, out],
-                                   self.work)
+            args = ["-i", self.ref, *self.b.encode_args(q, self.threads, self.gop), "-f", self.b.fmt, out]
+            _, rtime = _run_ffmpeg(args, self.work)
             self.encodes += 1
             self.probes[q] = Probe(q, self.work / out, (self.work / out).stat().st_size, rtime)
         return self.probes[q]
@@ -405,12 +438,18 @@ def vmaf_scores(ref: Path, dist: Path, work: Path, threads: int) -> list[float]:
 
 
 def measure_file(ref: Path, dist: Path, work: Path, threads: int, want_vmaf: bool) -> dict[str, Any]:
-    """Per-frame and mean PSNR (Y, U, V, YUV), MS-SSIM of Y and VMAF of ``dist`` against ``ref``."""
+    """Per-frame and mean PSNR (Y, U, V, YUV), MS-SSIM of Y, flicker of Y (:func:`metrics.flicker`) and VMAF
+    of ``dist`` against ``ref``."""
     from diffcodec import video
 
-    per: dict[str, list[float]] = {"psnr_y": [], "psnr_u": [], "psnr_v": [], "psnr_yuv": [], "ms_ssim_y": []}
+    per: dict[str, list[float]] = {"psnr_y": [], "psnr_u": [], "psnr_v": [], "psnr_yuv": [], "ms_ssim_y": [],
+                                   "flicker_y": []}
+    prev = None
     with video.open_video(str(ref)) as a, video.open_video(str(dist)) as b:
         for fa, fb in zip(a, b):
+            per["flicker_y"].append(float("nan") if prev is None else
+                                    _metrics.flicker(prev[0], fa.planes[0], prev[1], fb.planes[0]))
+            prev = (fa.planes[0], fb.planes[0])
             p = _metrics.psnr_planes(fa.planes, fb.planes)
             for k in ("y", "u", "v", "yuv"):
                 if k in p:
@@ -500,14 +539,14 @@ class ClipRun:
 
     def add_metrics(self, row: dict[str, Any], dec: Path) -> dict[str, Any]:
         m = measure_file(self.work / "ref.y4m", dec, self.work, self.config.threads, self.config.vmaf)
-        for k in ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ms_ssim_y", "vmaf"):
+        for k in ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ms_ssim_y", "flicker_y", "vmaf"):
             row[k] = m.get(k)
         per = m["per_frame"]
         for f in range(m["frames"]):
             self.frame_rows.append({"clip": self.name, "codec": row["codec"], "setting": row["setting"],
                                     "role": row["role"], "matched_to": row.get("matched_to"), "frame": f,
                                     "psnr_y": per["psnr_y"][f],
-                                    "psnr_yuv": per["psnr_yuv"][f],
+                                    "psnr_yuv": per["psnr_yuv"][f], "flicker_y": per["flicker_y"][f],
                                     "vmaf": per["vmaf"][f] if "vmaf" in per else None})
         return row
 
@@ -524,7 +563,7 @@ class ClipRun:
         try:
             with video.open_video(str(self.work / "ref.y4m")) as reader:
                 summary = clips.encode_clip(reader, lambda w: atomic.write_with(ddc, w), cfg.method, point.preset,
-                                            kbps=point.kbps, **params)
+                                            kbps=point.kbps, gop=cfg.resolved_gop, **params)
         except UsageError as e:
             row = self.row(OURS, point.label, 0, "ours")
             row.update(error=str(e))
@@ -576,7 +615,8 @@ def run_clip(config: VideoBenchConfig, path: str, codec: Any, points: list[RateP
     run = ClipRun(config, path, work)
     bar.set_postfix_str(f"{run.name}: reference")
     run.write_reference()
-    runners = {n: BaselineRunner(BASELINES[n], work, "ref.y4m", run.info, config.threads) for n in config.baselines}
+    runners = {n: BaselineRunner(BASELINES[n], work, "ref.y4m", run.info, config.threads, config.resolved_gop)
+               for n in config.baselines}
     anchor = runners.get(BD_ANCHOR)
     for point in points:
         bar.set_postfix_str(f"{run.name} {point.label}")
@@ -618,10 +658,11 @@ def _search_quality(runner: BaselineRunner, goal: float) -> tuple[Probe, bool]:
 
 RESULT_COLUMNS = [
     "clip", "codec", "setting", "role", "matched_to", "bytes", "target_bytes", "over_target", "kbps", "bpp",
-    "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ms_ssim_y", "vmaf", "encode_fps", "decode_fps", "encode_s",
+    "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ms_ssim_y", "flicker_y", "vmaf", "encode_fps", "decode_fps", "encode_s",
     "decode_s", "quality", "search_encodes", "passes", "target_kbps", "frames", "width", "height", "fps", "error",
 ]
-FRAME_COLUMNS = ["clip", "codec", "setting", "role", "matched_to", "frame", "psnr_y", "psnr_yuv", "vmaf"]
+FRAME_COLUMNS = ["clip", "codec", "setting", "role", "matched_to", "frame", "psnr_y", "psnr_yuv", "flicker_y",
+                 "vmaf"]
 
 
 def bd_rates(rows: list[dict[str, Any]], clip: str, anchor: str = BD_ANCHOR) -> list[dict[str, Any]]:
@@ -671,7 +712,9 @@ def perframe_png(frame_rows: list[dict[str, Any]], clip: str, matched_to: str, o
             continue
         series.setdefault(key, []).append((r["frame"], r["psnr_y"]))
     for key, pts in series.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key, linewidth=2.0 if key.startswith(OURS) else 1.2)
+        style = codec_style(OURS if key.startswith(OURS + " ") else key.split(" ", 1)[0])
+        style.update(marker=None, linewidth=2.0 if key.startswith(OURS) else 1.2)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key, **style)
     ax.set_xlabel("frame")
     ax.set_ylabel("PSNR-Y [dB]")
     ax.set_title(f"{clip}: per-frame PSNR-Y, baselines at the size of {our_label}", fontsize=9)
@@ -707,7 +750,7 @@ def _bd_text(res: dict | None) -> str:
 
 
 def format_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    lines = [f"# Video benchmark: {summary['method']} (intra) vs {', '.join(summary['baselines'])}", "",
+    lines = [f"# Video benchmark: {summary['method']} ({_structure(summary)}) vs {', '.join(summary['baselines'])}", "",
              f"Date (UTC) {summary['date_utc']}; threads {summary['threads']}; command: `{summary['command']}`", "",
              "Baselines at the highest quality whose total size (raw elementary stream) is not larger than our "
              ".ddc file (CRF bisection); `quality-matched` rows: the BD anchor at the largest CRF whose PSNR-Y is "
@@ -742,7 +785,7 @@ def report_html(summary: dict[str, Any], rows: list[dict[str, Any]],
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>diffcodec video benchmark: {esc(summary['method'])}</title>",
              f"<style>{_CSS}</style></head><body>",
-             f"<h1>diffcodec video benchmark: {esc(summary['method'])} (intra)</h1>",
+             f"<h1>diffcodec video benchmark: {esc(summary['method'])} ({esc(_structure(summary))})</h1>",
              f"<p class=meta>Date (UTC) {esc(summary['date_utc'])}; {summary['threads']} thread(s); wall time "
              f"{summary.get('wall_s', 0):.0f} s. Command: <code>{esc(str(summary['command']))}</code></p>"]
     for c in summary["clips"]:
@@ -846,7 +889,9 @@ def write_outputs(config: VideoBenchConfig, runs: list[ClipRun], points: list[Ra
     summary: dict[str, Any] = {
         "method": config.method, "rate_points": labels, "encode_params": dict(config.encode_params),
         "baselines": list(config.baselines),
-        "baseline_settings": {n: BASELINES[n].describe(config.threads) for n in config.baselines},
+        "baseline_settings": {n: BASELINES[n].describe(config.threads, config.resolved_gop)
+                              for n in config.baselines},
+        "gop": config.resolved_gop,
         "threads": config.threads, "device": config.device, "max_frames": config.max_frames,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(command) if isinstance(command, (list, tuple)) else command,
@@ -895,6 +940,9 @@ def run_video_bench(config: VideoBenchConfig) -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     out = Path(config.outdir)
+    from diffcodec.bench import prepare_outdir
+
+    prepare_outdir(out, config.force, OUTPUT_PATTERNS, ["frames"])
     out.mkdir(parents=True, exist_ok=True)
     runs: list[ClipRun] = []
     strips: dict[str, list] = {}

@@ -1,13 +1,16 @@
 """`diffcodec` command line: a thin layer over :mod:`diffcodec.api`.
 
 Exit codes: 0 success, 1 internal error (a bug: traceback printed), 2 usage error, 3 corrupt or unreadable
-input, 4 unsupported input (newer format, unknown method), 5 missing or corrupt model files,
-130 interrupted.
+input, 4 unsupported input (newer format, unknown method), 5 missing or corrupt model files, 6 over the decode
+limits (--max-pixels, --max-work), 7 the operating system failed a read or write (disk full, read-only file
+system: the message names the path), 8 `batch`: not every file succeeded (the manifest says which), 130
+interrupted.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -17,7 +20,18 @@ from pathlib import Path
 import click
 
 from diffcodec import __version__
-from diffcodec.cli_options import device_option, emit_json, quiet_option, say, short_json, show_warning
+from diffcodec.cli_batch import batch
+from diffcodec.cli_options import (
+    device_option,
+    emit_json,
+    limit_options,
+    parse_bytes,
+    quiet_option,
+    say,
+    short_json,
+    show_warning,
+    verbose_option,
+)
 from diffcodec.cli_train import train
 from diffcodec.errors import DiffcodecError, ModelError, UsageError
 
@@ -45,7 +59,7 @@ def _output_path(input: str, output: str | None, suffix: str, as_json: bool) -> 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="diffcodec")
 def cli():
-    """Diffusion-based image codec. Run `diffcodec COMMAND -h` for help on a command."""
+    """Diffusion-based image and video codec. Run `diffcodec COMMAND -h` for help on a command."""
 
 
 @cli.command()
@@ -53,6 +67,12 @@ def cli():
 @click.option("-o", "--output", "output", metavar="OUT", help="Output .ddc file ('-' = stdout). Default: IN with .ddc.")
 @click.option("-m", "--method", default="opq", show_default=True, help="Coding method (see `diffcodec methods`).")
 @click.option("-p", "--preset", default=None, help="Rate/quality preset of the method (default: the method's).")
+@click.option("-q", "--quality", type=click.IntRange(0, 100), default=None,
+              help="Quality 0..100 (higher = better), one scale for every method: about the MS-SSIM of JPEG at that "
+                   "quality; each method's mapping to its presets / rates: `diffcodec methods`.")
+@click.option("--size", "max_size", default=None, metavar="BYTES",
+              help="Target size: the whole file at or under BYTES (40000, 40k = 40,000, 1.5M; 64KiB = 65,536); a "
+                   "clip: the whole clip.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--k", "k", type=click.IntRange(1, 1 << 20), default=None, help="ddcm: codebook size K.")
@@ -62,55 +82,118 @@ def cli():
 @click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default=None,
               help="ddcm: codebook kind (default mshift).")
 @click.option("--space", type=click.Choice(["pixel", "latent"]), default=None,
-              help="ddcm: space (default latent; with --bpp and no --space/--base, conditional on the largest opq "
-                   "base that fits); diffae: decoder space (default latent).")
+              help="ddcm: space (default latent; with --bpp and no --space/--base, conditional on the best of "
+                   "avif/webp/jpeg that fits, else on an opq base, else latent); diffae: decoder space (default "
+                   "latent).")
 @click.option("--base", default=None, metavar="BASE",
               help="ddcm: conditional mode on a base layer refined by the diffusion prior: an opq preset "
                    "(opq-16-8-8 ...) or a standard codec (jpeg, webp, avif; quality chosen by --bpp, or avif:q40).")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None,
               help="ddcm: codebook/noise seed; diffae: decoder noise seed (default 0).")
 @click.option("--bpp", type=float, default=None,
-              help="ddcm: choose steps/K/atoms (diffae: the quantization step) to land at or under this bpp "
-              "(with --base: the base layer counts).")
+              help="Land the whole file at or under this bpp: opq picks the largest preset that fits, ddcm its "
+              "steps/K/atoms (with --base: the base layer counts), diffae its quantization step.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
               help="ddcm: arithmetic of the prior's network, stored in the file and replayed when decoding "
               "(default auto: bf16 for pixel-space priors where the device has native bf16, else fp32).")
 @click.option("--kbps", type=float, default=None,
               help="Video: target rate of the whole clip (frame 0 picks the parameters at the matching --bpp).")
-@click.option("--size", "frame_size", default=None, metavar="WxH", help="Video: frame size of raw .yuv input.")
+@click.option("--gop", type=click.IntRange(1, 2**20), default=None, metavar="N",
+              help="Video: a keyframe every N frames, P-frames predicted from the frame before in between (1: every "
+                   "frame alone; default: the method's, see `diffcodec methods`).")
+@click.option("--video-size", "frame_size", default=None, metavar="WxH", help="Video: frame size of raw .yuv input.")
 @click.option("--fps", default=None, metavar="N[/D]", help="Video: frame rate of raw .yuv input (or relabel).")
 @device_option
 @quiet_option
+@verbose_option
 def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, base, seed, bpp, precision,
-           kbps, frame_size, fps, device, quiet):
-    """Encode an image (PNG, JPEG, TIFF, BMP, WebP) or a video (Y4M, raw .yuv, anything ffmpeg reads: every frame
-    coded alone) into a .ddc file; '-' = stdin (an image, or a Y4M stream)."""
-    from diffcodec import api, atomic, images
+           kbps, gop, frame_size, fps, device, quiet, quality=None, max_size=None, verbose=False):
+    """Encode an image (PNG, JPEG, TIFF, BMP, WebP) or a video (Y4M, raw .yuv, anything ffmpeg reads) into a .ddc
+    file; '-' = stdin (an image, or a Y4M stream). The rate: a --preset, -q/--quality (one scale for every method),
+    --size (a file size) or the method's own options (--bpp ...)."""
+    from diffcodec import api, atomic, images, metrics
 
     output = _output_path(input, output, ".ddc", as_json)
     images.check_output_path(output, [input], force)
+    max_bytes = parse_bytes(max_size)
     given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "base": base, "seed": seed,
              "bpp": bpp, "precision": precision}
     params = {name: v for name, v in given.items() if v is not None}
-    if api.get_codec(method).takes_device():   # resolved by the codec when it loads a network
+    codec = api.get_codec(method)
+    if kbps is not None and (quality is not None or max_bytes is not None):
+        raise UsageError("give --kbps or --quality / --size, not both")
+    if quality is not None:         # the same for every image and frame: the codec's own preset / options
+        preset, params = api.rate_request(method, preset, params, quality=quality)
+    if codec.takes_device():   # resolved by the codec when it loads a network
         params["device"] = device
-    if _is_video_input(input) or kbps is not None or frame_size is not None:
-        return _encode_clip(input, output, method, preset, params, kbps, frame_size, fps, as_json, quiet)
+    if _is_video_input(input) or kbps is not None or frame_size is not None or gop is not None:
+        _encode_clip(input, output, method, preset, params, kbps, gop, frame_size, fps, as_json, quiet,
+                     force, max_bytes=max_bytes)
+        if verbose and output != "-" and not as_json:
+            _say_clip_header(output, quiet)
+        return
     t0 = time.perf_counter()
     arr = images.image_from_bytes(images.read_bytes(input), input)
-    data = api.encode(arr, method=method, preset=preset, **params)
+    if max_bytes is not None:
+        preset, params = api.rate_request(method, preset, params, max_bytes=max_bytes, shape=arr.shape)
+    data, recon = api.encode_with_reconstruction(arr, method=method, preset=preset, **params)
     elapsed = time.perf_counter() - t0
-    atomic.write_bytes(output, data)
+    atomic.write_bytes(output, data, overwrite=force)
     meta = api.info(data)
-    summary = {"input": input, "output": output, "preset": preset, **meta, "encode_s": round(elapsed, 3)}
+    psnr = None if recon is None else metrics.psnr(arr.reshape(recon.shape), recon)
+    coded = codec.coded_setting(meta["model"], meta["params"])
+    summary = {"input": input, "output": output, "preset": preset, **meta, "coded": coded, "quality": quality,
+               "max_bytes": max_bytes, "psnr": psnr, "encode_s": round(elapsed, 3)}
     if as_json:
         emit_json(summary)
     else:
-        say(f"{input} -> {output}: {method} {meta['model']}, {meta['width']}x{meta['height']}, "
-             f"{meta['file_bytes']:,} bytes, {meta['bpp']:.3f} bpp, {elapsed:.2f} s", quiet)
-    if bpp is not None and meta["bpp"] < 0.9 * bpp:    # --bpp is "at or under": say when it is far under
-        say(f"note: {meta['bpp']:.3f} bpp is well under --bpp {bpp:g}: that is the most {method}'s --bpp search "
-             f"spends on this image", quiet)
+        say(f"{input} -> {output}: {meta['file_bytes']:,} bytes, {meta['bpp']:.3f} bpp"
+            f"{'' if psnr is None else f', PSNR {psnr:.2f} dB'}, {elapsed:.2f} s ({method} {coded}, "
+            f"{meta['width']}x{meta['height']})", quiet)
+        if verbose:
+            asked = (f"-q {quality}" if quality is not None else f"--size {max_bytes:,} bytes" if max_bytes else
+                     None)
+            rate = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+                             if k != "device")
+            if asked:
+                say(f"  asked:      {asked} -> {' '.join(x for x in (preset, rate) if x) or 'defaults'}", quiet)
+            _say_details(meta, codec, quiet)
+    target = bpp if bpp is not None else (max_bytes * 8 / (meta["width"] * meta["height"]) if max_bytes else None)
+    if target is not None and meta["bpp"] < 0.9 * target:    # "at or under": say when it is far under
+        what = f"--bpp {bpp:g}" if bpp is not None else f"--size {max_bytes:,}"
+        say(f"note: {meta['bpp']:.3f} bpp is well under {what}: that is the most {method}'s rate search spends on "
+            f"this image", quiet)
+    if quality is not None and quality >= codec.quality_ceiling:
+        say(f"note: {method} reaches the quality scale only up to -q {codec.quality_ceiling - 1}; -q {quality} gives "
+            f"its best setting ({coded})", quiet)
+
+
+def _say_clip_header(path: str, quiet: bool) -> None:
+    """The -v line of a clip: what its header says it was coded with (read without the frames)."""
+    from diffcodec import api, container
+
+    with open(path, "rb") as f:
+        h = container.StreamReader(f).header
+    if h is not None:
+        codec = api.get_codec(h.method, for_decoding=True)
+        say(f"  setting:    {h.method} {codec.coded_setting(h.model, h.params)}, {h.width}x{h.height}, "
+            f"{h.frames} frame(s)", quiet)
+
+
+def _say_details(meta: dict, codec, quiet: bool) -> None:
+    """The -v lines of encode and decode: what `diffcodec info` would show about the file, in short."""
+    details = meta.get(meta["method"])
+    rows = [("method", f"{meta['method']}, model {meta['model']} (sha256 {meta['model_sha256_prefix']}...)"),
+            ("setting", codec.coded_setting(meta["model"], meta["params"])),
+            ("mode", details.get("summary") if isinstance(details, dict) else None),
+            ("parameters", json.dumps(meta["params"], default=_json_bytes) if meta["params"] else None),
+            ("rng", json.dumps(meta["rng"], default=_json_bytes) if meta["rng"] else None),
+            ("bytes", f"{meta['file_bytes']:,} = {meta['framing_bytes']:,} header and framing + "
+                      f"{meta['payload_bytes']:,} payload"),
+            ("size", f"{meta['width']}x{meta['height']}, {meta['channels']} channel(s), {meta['frames']} frame(s)")]
+    for name, value in rows:
+        if value:
+            say(f"  {name + ':':<11} {value}", quiet)
 
 
 def _is_video_input(path: str) -> bool:
@@ -131,18 +214,22 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
             raise ValueError
         return int(w), int(h)
     except ValueError:
-        raise UsageError(f"--size must be WxH, got {text!r}") from None
+        raise UsageError(f"--video-size must be WxH, got {text!r}") from None
 
 
-def _encode_clip(input, output, method, preset, params, kbps, frame_size, fps, as_json, quiet):
+def _encode_clip(input, output, method, preset, params, kbps, gop, frame_size, fps, as_json, quiet, force=False,
+                 max_bytes=None):
     from diffcodec import api, atomic, video
     from diffcodec.progress import bar
 
     with video.open_video(input, size=_parse_size(frame_size), fps=fps) as reader:
         info = reader.info
+        if max_bytes is not None:       # --size of a clip: the rate that makes the whole clip that size
+            kbps = api.clip_kbps_for_size(max_bytes, info)
         with bar(total=info.frames, desc="encode", unit="frame") as frames_bar:
-            write = (lambda w: w(sys.stdout.buffer)) if output == "-" else (lambda w: atomic.write_with(output, w))
-            summary = api.encode_clip(reader, write, method, preset, kbps=kbps,
+            write = atomic.write_stdout_with if output == "-" else \
+                (lambda w: atomic.write_with(output, w, overwrite=force))
+            summary = api.encode_clip(reader, write, method, preset, kbps=kbps, gop=gop,
                                       on_frame=lambda n: frames_bar.update(), **params)
     if output == "-":
         sys.stdout.buffer.flush()
@@ -153,8 +240,8 @@ def _encode_clip(input, output, method, preset, params, kbps, frame_size, fps, a
     else:
         quality = f", PSNR-Y {summary['psnr_y']:.2f} dB" if summary.get("psnr_y") is not None else ""
         say(f"{input} -> {output}: {method}, {info.width}x{info.height} {info.chroma}, {summary['frames']} frames, "
-            f"{summary['file_bytes']:,} bytes, {summary['kbps']:.1f} kbps{quality}, "
-            f"{summary['encode_fps'] or 0:.2f} frames/s", quiet)
+            f"{summary['file_bytes']:,} bytes, {summary['kbps']:.1f} kbps{quality}, {summary['encode_s']:.2f} s "
+            f"({summary['encode_fps'] or 0:.2f} frames/s)", quiet)
 
 
 @cli.command()
@@ -172,17 +259,26 @@ def _encode_clip(input, output, method, preset, params, kbps, frame_size, fps, a
 @click.option("--frames", "frame_range", default=None, metavar="A:B",
               help="A clip: decode frames A to B-1 only (either may be left out), from the nearest keyframe.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@limit_options
 @device_option
 @quiet_option
-def decode(input, output, force, refine, steps, seed, frame_range, as_json, device, quiet):
+@verbose_option
+def decode(input, output, force, refine, steps, seed, frame_range, as_json, max_pixels, max_work, device, quiet,
+           verbose=False):
     """Decode a .ddc file ('-' = stdin) into an image, or a clip into a video."""
     from diffcodec import api, atomic, images
 
     given = {"refine": refine or None, "steps": steps, "seed": seed}
     options = {name: v for name, v in given.items() if v is not None}
     clip = _open_clip(input)
+    if clip is not None and verbose and clip.header is not None:
+        h = clip.header
+        clip_codec = api.get_codec(h.method, for_decoding=True)
+        say(f"  setting:    {h.method} {clip_codec.coded_setting(h.model, h.params)}, {h.width}x{h.height}, "
+            f"{h.frames} frame(s)", quiet)
     if clip is not None:
-        return _decode_clip(input, output, clip, options, frame_range, device, force, as_json, quiet)
+        return _decode_clip(input, output, clip, options, frame_range, device, force, as_json, quiet,
+                            {"max_pixels": max_pixels, "max_work": max_work})
     if frame_range is not None:
         raise UsageError("--frames applies to clips; this file holds one image")
     output = _output_path(input, output, ".png", as_json)
@@ -195,15 +291,22 @@ def decode(input, output, force, refine, steps, seed, frame_range, as_json, devi
         options["device"] = device
     codec.check_decode_options(options)
     t0 = time.perf_counter()
-    pixels = api.decode(data, **options)
+    pixels = api.decode(data, max_pixels=max_pixels, max_work=max_work, **options)
     elapsed = time.perf_counter() - t0
-    atomic.write_bytes(output, images.image_to_bytes(pixels, fmt))
+    atomic.write_bytes(output, images.image_to_bytes(pixels, fmt), overwrite=force)
     summary = {"input": input, "output": output, "width": pixels.shape[1], "height": pixels.shape[0],
-               "channels": 1 if pixels.ndim == 2 else pixels.shape[2], "decode_s": round(elapsed, 3)}
+               "channels": 1 if pixels.ndim == 2 else pixels.shape[2], "input_bytes": len(data),
+               "bpp": len(data) * 8 / (pixels.shape[0] * pixels.shape[1]), "decode_s": round(elapsed, 3)}
     if as_json:
         emit_json(summary)
     else:
-        say(f"{input} -> {output}: {pixels.shape[1]}x{pixels.shape[0]}, {elapsed:.2f} s", quiet)
+        meta = api.info(data)
+        say(f"{input} -> {output}: {pixels.shape[1]}x{pixels.shape[0]} from {len(data):,} bytes, "
+            f"{summary['bpp']:.3f} bpp, {elapsed:.2f} s ({meta['method']} "
+            f"{codec.coded_setting(meta['model'], meta['params'])}{', refined' if options.get('refine') else ''})",
+            quiet)
+        if verbose:
+            _say_details(meta, codec, quiet)
 
 
 def _open_clip(input: str):
@@ -215,10 +318,10 @@ def _open_clip(input: str):
     if input == "-":
         f = sys.stdin.buffer
         head = f.peek(n)[:n] if hasattr(f, "peek") else b""
-        return container.StreamReader(f) if head == container.SIGNATURE_VIDEO else None
+        return container.StreamReader(f) if head in container.CLIP_SIGNATURES else None
     f = images.open_input(input)            # a missing or unreadable file: its one-line error
     try:
-        if f.read(n) != container.SIGNATURE_VIDEO:
+        if images.read_head(f, n, input) not in container.CLIP_SIGNATURES:
             f.close()
             return None
         f.seek(0)
@@ -247,7 +350,7 @@ def _parse_frames(text: str | None) -> tuple[int, int | None]:
     return first, stop
 
 
-def _decode_clip(input, output, stream, options, frame_range, device, force, as_json, quiet):
+def _decode_clip(input, output, stream, options, frame_range, device, force, as_json, quiet, limits=None):
     from dataclasses import replace
 
     from diffcodec import api, clips, video
@@ -272,7 +375,7 @@ def _decode_clip(input, output, stream, options, frame_range, device, force, as_
     n = 0
     with video.open_writer(output, replace(info, frames=max(stop_ - first, 0)), force=force) as writer, \
             bar(total=max(stop_ - first, 0), desc="decode", unit="frame") as frames_bar:
-        for _, planes in api.decode_frames(stream, first, stop, **options):
+        for _, planes in api.decode_frames(stream, first, stop, **(limits or {}), **options):
             writer.write(planes)
             n += 1
             frames_bar.update()
@@ -306,7 +409,7 @@ def extract_base(input, output, force, quiet):
             raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
         output = str(Path(input).with_suffix(".base.ddc" if suffix == ".ddc" else suffix))
     images.check_output_path(output, [input], force)
-    atomic.write_bytes(output, base)
+    atomic.write_bytes(output, base, overwrite=force)
     say(f"{input} -> {output}: base layer, {len(base):,} bytes", quiet)
 
 
@@ -326,9 +429,11 @@ def extract_base(input, output, force, quiet):
 @click.option("--size", default="64", show_default=True, help="Sample size: N (square) or WxH.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@limit_options
 @device_option
 @quiet_option
-def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, size, force, as_json, device, quiet):
+def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, size, force, as_json, max_pixels,
+             max_work, device, quiet):
     """Compressed generation: an unconditional sample whose codebook choices are random (seeded); --bitstream
     writes them as a .ddc file that decodes to the sample."""
     from diffcodec import api, atomic, images
@@ -346,11 +451,17 @@ def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, 
             raise UsageError("--bitstream and -o name the same file")
     t0 = time.perf_counter()
     data, sample = api.generate(method, height, width, k=k, steps=steps, atoms=atoms, codebook=codebook,
-                                space=space, seed=seed, device=api.resolve_device(device))
+                                space=space, seed=seed, device=api.resolve_device(device), max_pixels=max_pixels,
+                                max_work=max_work)
     elapsed = time.perf_counter() - t0
-    atomic.write_bytes(output, images.image_to_bytes(sample, fmt))
+    atomic.write_bytes(output, images.image_to_bytes(sample, fmt), overwrite=force)
     if bitstream is not None:
-        atomic.write_bytes(bitstream, data)
+        try:
+            atomic.write_bytes(bitstream, data, overwrite=force)
+        except BaseException:
+            if output != "-":       # the pair appears whole or not at all
+                atomic.remove_quietly(output)
+            raise
     meta = api.info(data)
     summary = {"output": output, "bitstream": bitstream, **meta, "generate_s": round(elapsed, 3)}
     if as_json:
@@ -391,7 +502,7 @@ def info(input, as_json):
     if v:
         fps = f"{v['fps'][0]}/{v['fps'][1]}" if v["fps"][1] != 1 else str(v["fps"][0])
         rows.insert(5, ("video", f"{fps} fps, {v['duration_s']:.2f} s, {v['chroma']} {v['matrix']} {v['range']}, "
-                                 f"{v['keyframes']} keyframe(s), {v['kbps']:.1f} kbps"))
+                                 f"{v['keyframes']} keyframe(s), {v['p_frames']} P-frame(s), {v['kbps']:.1f} kbps"))
         b = v["bytes_per_frame"]
         rows.insert(6, ("bytes per frame", f"{b['min']:,} min, {b['mean']:,.0f} mean, {b['max']:,} max"))
     details = meta.get(meta["method"])        # the codec's own description (Codec.describe)
@@ -404,7 +515,7 @@ def info(input, as_json):
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def methods(as_json):
-    """List coding methods and their presets."""
+    """List coding methods, their presets and how -q/--quality maps to them."""
     from diffcodec import api
 
     table = api.methods()
@@ -415,6 +526,23 @@ def methods(as_json):
         click.echo(f"{name}  (default preset {m['default_preset']})")
         for preset, desc in m["presets"].items():
             click.echo(f"  {preset:<16} {desc}")
+        if m["quality"]:
+            click.echo(f"  -q/--quality     {_quality_text(m['quality'], m['quality_ceiling'])}")
+
+
+def _quality_text(rows: list[dict], ceiling: int) -> str:
+    """'0-12 opq-16-8-8, 13-19 opq-32-8-8, ...': a codec's quality rows (every fifth of a long list)."""
+    spans = [(r["from"], (rows[i + 1]["from"] - 1) if i + 1 < len(rows) else 100,
+              " ".join([r["preset"]] if r["preset"] else []
+                       + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["options"].items()]))
+             for i, r in enumerate(rows)]
+    if len(spans) > 8:
+        spans = [sp for i, sp in enumerate(spans) if i in (0, len(spans) - 1) or sp[0] % 5 == 0]
+        text = ", ".join(f"{a}: {what}" if i < len(spans) - 1 else f"{a}-{b}: {what}"
+                         for i, (a, b, what) in enumerate(spans)) + " (in between: `methods --json`)"
+    else:
+        text = ", ".join(f"{a}-{b} {what}" if a != b else f"{a} {what}" for a, b, what in spans)
+    return text + f" (from {ceiling} on it falls short of the scale)" if ceiling <= 100 else text
 
 
 @cli.command()
@@ -464,7 +592,12 @@ def models(as_json, verify):
                    "fix everything a preset sets).")
 @click.option("--vs", "baselines", multiple=True, default=("jpeg", "webp", "avif"), show_default=True,
               help="Baseline codec(s), matched to each diffcodec file's size (repeat).")
-@click.option("-o", "--outdir", default="bench-out", show_default=True, help="Folder for results.csv, plots, report.")
+@click.option("-q", "--quality", "qualities", multiple=True, type=click.IntRange(0, 100),
+              help="Also (or, without -p, instead of the presets) run the setting of this common quality (repeat; "
+                   "qualities that map to the same setting run once).")
+@click.option("-o", "--outdir", default="bench-out", show_default=True,
+              help="Folder for results.csv, plots, report; must be empty or absent (see --force).")
+@click.option("-f", "--force", is_flag=True, help="Run into a non-empty -o, deleting an earlier run's results there.")
 @click.option("--report-images", default=6, show_default=True, help="Images with crops in report.html.")
 @click.option("--refine-steps", "refine_steps", multiple=True, type=click.IntRange(1, 50),
               help="opq: also decode each file with the diffusion refiner at N steps (repeat).")
@@ -477,10 +610,12 @@ def models(as_json, verify):
                    "av1, h264-gop (default: h264 h265 av1), see diffcodec.bench_video.")
 @click.option("--kbps", "kbps", default=None, metavar="A,B,...", help="--video: rate points as clip targets in kbps.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="--video: first N frames of each clip.")
+@click.option("--gop", type=click.IntRange(1, 2**20), default=None, metavar="N",
+              help="--video: our clips' keyframe interval (default: the method's); the baselines use the same GOP.")
 @device_option
 @quiet_option
 def bench(inputs, method, presets, baselines, outdir, report_images, refine_steps, decode_steps, params, videos,
-          kbps, max_frames, device, quiet):
+          kbps, max_frames, gop, device, quiet, qualities=(), force=False):
     """Rate-distortion benchmark against JPEG/WebP/AVIF at matched file sizes (with --video: clips against
     x264/x265/SVT-AV1 at matched total size).
 
@@ -489,10 +624,10 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
     from diffcodec import api
     from diffcodec import bench as bench_mod
 
-    if videos and (inputs or refine_steps or decode_steps):
-        raise UsageError("--video takes clips only (no image inputs, --refine-steps or --decode-steps)")
-    if not videos and (kbps is not None or max_frames is not None):
-        raise UsageError("--kbps and --max-frames apply to --video")
+    if videos and (inputs or refine_steps or decode_steps or qualities):
+        raise UsageError("--video takes clips only (no image inputs, --refine-steps, --decode-steps or --quality)")
+    if not videos and (kbps is not None or max_frames is not None or gop is not None):
+        raise UsageError("--kbps, --max-frames and --gop apply to --video")
     if not inputs and not videos:
         default = bench_mod.default_image_dir()
         if default is None:
@@ -529,7 +664,8 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
         vconfig = bench_video.VideoBenchConfig(videos, method, Path(outdir), presets=presets,
                                                kbps=bench_video.parse_kbps(kbps), baselines=vs,
                                                encode_params=encode_params, device=dev, max_frames=max_frames,
-                                               quiet=quiet, command="diffcodec " + shlex.join(sys.argv[1:]))
+                                               gop=gop, quiet=quiet, command="diffcodec " + shlex.join(sys.argv[1:]),
+                                               force=force)
         summary = bench_video.run_video_bench(vconfig)
         say(f"wrote {outdir}/results.csv, frames.csv, summary.json, summary.md, rd_*.png, perframe_*.png, "
             "report.html", quiet)
@@ -538,8 +674,8 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
         return summary
     config = bench_mod.BenchConfig(files, method, Path(outdir), presets=list(presets), baselines=list(baselines),
                                    device=dev, encode_params=encode_params, extra_settings=extras,
-                                   report_images=report_images, quiet=quiet,
-                                   command="diffcodec " + shlex.join(sys.argv[1:]))
+                                   report_images=report_images, quiet=quiet, qualities=list(qualities),
+                                   force=force, command="diffcodec " + shlex.join(sys.argv[1:]))
     summary = bench_mod.run_bench(config)
     say(f"wrote {outdir}/results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png, report.html", quiet)
     if not quiet:
@@ -577,6 +713,7 @@ def demo(outdir, preset, quiet):
 
 
 cli.add_command(train)
+cli.add_command(batch)
 
 
 def main(argv=None) -> None:
@@ -598,6 +735,36 @@ def main(argv=None) -> None:
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(1)
+    except OSError as e:      # the OS failed a read or write outside the paths that name it (FileAccessError)
+        _os_error_exit(e)
+    try:
+        sys.stdout.flush()    # --json and info text: a full disk or /dev/full says so here, in one line
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except OSError as e:
+        _os_error_exit(e, "standard output")
+
+
+def _os_error_exit(e: OSError, where: str | None = None) -> None:
+    from diffcodec.errors import FileAccessError, os_reason
+
+    if where is None and e.filename is not None:
+        where = str(e.filename)
+    tb = e.__traceback__
+    while where is None and tb is not None:    # no path: was it click.echo writing to stdout (--json, info)?
+        code = tb.tb_frame.f_code
+        if code.co_name == "echo" and "click" in code.co_filename and not tb.tb_frame.f_locals.get("err"):
+            where = "standard output"
+        tb = tb.tb_next
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)     # what is left in stdout's buffer must not fail again at exit
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    what = f"cannot write ({os_reason(e)})" if where == "standard output" else os_reason(e)
+    click.echo(f"diffcodec: error: {where or 'a read or write'}: {what}", err=True)
+    sys.exit(FileAccessError.exit_code)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""Clips: every frame coded alone (intra) by an image codec into one format-1.1 `.ddc` file, streamed.
+"""Clips: frames coded by an image codec into one `.ddc` file, streamed; with ``gop`` > 1 (codecs that
+``predict``) a keyframe every ``gop`` frames and P-frames predicted from the frame before in between.
 
-    encode: VideoReader --frame--> YUV -> RGB (the clip's matrix and range) --> Codec.compress --> ClipWriter
-    decode: StreamReader --payload--> Codec.decompress --> RGB -> YUV (the clip's chroma) --> VideoWriter
+    encode: VideoReader --frame--> YUV -> RGB (the clip's matrix and range) --> Codec.compress_keyframe
+                                                           or Codec.compress_predicted(reference) --> ClipWriter
+    decode: StreamReader --payload--> Codec.decompress_keyframe / decompress_predicted(reference)
+                                                           --> RGB -> YUV (the clip's chroma) --> VideoWriter
 
 Frame 0 chooses the coding parameters (its preset, or what ``bpp`` / ``kbps`` pick for it); every later frame
-is coded with the same ones (:meth:`Codec.clip_params`), because a clip has one header. Memory holds one frame
-and its payload; coded payloads wait on disk until the header (which counts the frames) can be written.
+is coded with the same ones (:meth:`Codec.clip_params`), because a clip has one header. Memory holds one frame,
+its payload and the codec's reference; coded payloads wait on disk until the header (which counts the frames)
+can be written. Intra clips are format 1.1, clips with P-frames format 2.0.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import numpy as np
 
 from diffcodec import container, yuv
 from diffcodec.errors import UsageError
-from diffcodec.methods import Codec, Encoded, get_codec
+from diffcodec.methods import Codec, Encoded, available, check_decode_cost, decode_limits, get_codec
 
 FRAME_OVERHEAD = 16     # bytes a frame adds besides its payload at most: D framing (<= 10) and its index entry
+MAX_PASSES = 4          # --kbps: encodes of the whole clip at most
+UNDERSHOOT = 0.8        # --kbps with P-frames: a clip under this fraction of the target is coded again, higher
 
 
 @dataclass
@@ -49,10 +55,10 @@ class ClipSummary:
                 "psnr_y": mean(self.psnr_y), "psnr_yuv": mean(self.psnr_yuv), "attempts": self.attempts}
 
 
-def video_chunk(info) -> dict[str, Any]:
+def video_chunk(info, gop: int = 1) -> dict[str, Any]:
     """The container's 'v' map for a clip described by a :class:`diffcodec.video.VideoInfo`."""
     return {"fps": list(info.fps), "chroma": info.chroma, "matrix": info.matrix, "range": info.range,
-            "coded": "rgb"}
+            "coded": "rgb", **({"gop": gop} if gop > 1 else {})}
 
 
 def frame_budget_bpp(kbps: float, info) -> float:
@@ -62,22 +68,28 @@ def frame_budget_bpp(kbps: float, info) -> float:
 
 
 def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: dict, device_params: dict,
-                 on_frame: Callable[[int], None] | None) -> tuple[container.ClipWriter, ClipSummary]:
+                 on_frame: Callable[[int], None] | None, gop: int) -> tuple[container.ClipWriter, ClipSummary]:
     info = reader.info
     channels = 1 if info.chroma == "mono" else 3
-    writer = container.ClipWriter(method, info.width, info.height, channels, video_chunk(info))
+    writer = container.ClipWriter(method, info.width, info.height, channels, video_chunk(info, gop))
     summary = ClipSummary(fps=info.fps)
     fixed: tuple[str | None, dict] | None = None
+    key: Encoded | None = None
+    reference = None
     t0 = time.perf_counter()
     try:
         for frame in reader:
             rgb = yuv.planes_to_rgb(frame.planes, info)
-            if fixed is None:
-                encoded, recon = codec.compress_with_reconstruction(rgb, preset, **params, **device_params)
-                fixed = codec.clip_params(encoded)
+            if key is not None and summary.frames % gop:
+                payload, recon, reference = codec.compress_predicted(rgb, reference, key, **device_params)
+                summary.payload_bytes.append(writer.add_predicted(payload))
             else:
-                encoded, recon = codec.compress_with_reconstruction(rgb, fixed[0], **fixed[1], **device_params)
-            summary.payload_bytes.append(writer.add(encoded))
+                frame_preset, frame_params = (preset, params) if fixed is None else fixed
+                encoded, recon, reference = codec.compress_keyframe(rgb, frame_preset, **frame_params,
+                                                                    **device_params)
+                if fixed is None:
+                    fixed, key = codec.clip_params(encoded), encoded
+                summary.payload_bytes.append(writer.add(encoded))
             if recon is not None:
                 _track_quality(summary, frame.planes, recon, info)
             summary.frames += 1
@@ -103,17 +115,26 @@ def _track_quality(summary: ClipSummary, planes, recon: np.ndarray, info) -> Non
 
 
 def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], Any], method: str = "opq",
-                preset: str | None = None, *, kbps: float | None = None,
+                preset: str | None = None, *, kbps: float | None = None, gop: int | None = None,
                 on_frame: Callable[[int], None] | None = None, **params) -> dict[str, Any]:
     """Code every frame of ``reader`` (a :class:`diffcodec.video.VideoReader`) and write one `.ddc` clip.
 
     ``out`` is a binary file object, or a function that takes a writer callback (e.g.
     ``lambda w: atomic.write_with(path, w)``), so the file appears only when complete. ``kbps`` is the target
     rate of the whole clip: frame 0 is coded at the matching ``bpp`` and sets the parameters; when the clip
-    lands over the target and the reader can seek back, it is coded again at a proportionally lower rate (at
-    most 4 passes), else a UsageError says what it reached. Returns the summary (frames, kbps, bytes per frame,
-    encode time and, where the codec knows its output, PSNR-Y / PSNR-YUV)."""
+    lands over the target (or, with P-frames, under ``UNDERSHOOT`` of it) and the reader can seek back, it is
+    coded again at a proportionally other rate (at most ``MAX_PASSES`` passes; the largest pass at or under the
+    target is written), else a UsageError says what it reached. ``gop``: a keyframe every ``gop`` frames, P-frames
+    between (1: every frame a keyframe; above 1 only for codecs that ``predict``; None: the codec's
+    ``default_gop``). Returns the summary (frames,
+    kbps, bytes per frame, encode time and, where the codec knows its output, PSNR-Y / PSNR-YUV)."""
     codec = get_codec(method)
+    gop = codec.default_gop if gop is None else gop
+    if not (type(gop) is int and 1 <= gop <= container.MAX_FRAMES):
+        raise UsageError(f"--gop must be a whole number of frames from 1, got {gop!r}")
+    if gop > 1 and not codec.predicts:
+        raise UsageError(f"{method} codes every frame alone: use --gop 1 (methods with P-frames: "
+                         f"{', '.join(sorted(n for n, c in available().items() if c.predicts))})")
     if preset is not None and preset not in codec.presets:
         raise UsageError(f"unknown {method} preset {preset!r} (available: {', '.join(codec.presets)})")
     device_params = {k: params.pop(k) for k in ("device",) if k in params}
@@ -127,32 +148,55 @@ def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], An
             raise UsageError(f"{method} has no rate control (--bpp), so it cannot aim at --kbps")
     info = reader.info
     attempts, scale = 0, 1.0
-    while True:
-        attempts += 1
-        pass_params = dict(params)
-        if kbps is not None:
-            bpp = frame_budget_bpp(kbps, info) * scale
-            if bpp <= 0:
-                raise UsageError(f"--kbps {kbps:g} leaves no bits for a {info.width}x{info.height} frame at "
-                                 f"{info.fps[0]}/{info.fps[1]} fps")
-            pass_params["bpp"] = bpp
-        writer, summary = _encode_pass(reader, codec, method, preset, pass_params, device_params, on_frame)
-        try:
-            size = writer.size()
-            summary.file_bytes, summary.attempts = size, attempts
-            if kbps is None or summary.kbps <= kbps:
-                if hasattr(out, "write"):
-                    writer.write(out)
+    best: tuple[container.ClipWriter, ClipSummary] | None = None       # the largest pass at or under --kbps
+    sizes: set[int] = set()
+    try:
+        while True:
+            attempts += 1
+            pass_params = dict(params)
+            if kbps is not None:
+                bpp = frame_budget_bpp(kbps, info) * scale
+                if bpp <= 0:
+                    raise UsageError(f"--kbps {kbps:g} leaves no bits for a {info.width}x{info.height} frame at "
+                                     f"{info.fps[0]}/{info.fps[1]} fps")
+                pass_params["bpp"] = bpp
+            writer, summary = _encode_pass(reader, codec, method, preset, pass_params, device_params, on_frame, gop)
+            summary.file_bytes, summary.attempts = writer.size(), attempts
+            if kbps is None:
+                best = (writer, summary)
+                break
+            repeated = summary.file_bytes in sizes
+            sizes.add(summary.file_bytes)
+            if summary.kbps <= kbps:
+                if best is None or summary.file_bytes > best[1].file_bytes:
+                    if best is not None:
+                        best[0].close()
+                    best = (writer, summary)
                 else:
-                    out(writer.write)
-                return summary.as_dict()
-        finally:
-            writer.close()
-        if attempts >= 4 or not _rewind(reader):
-            raise UsageError(f"--kbps {kbps:g}: the clip landed at {summary.kbps:.1f} kbps after {attempts} "
-                             f"pass(es) ({method} cannot go lower with fixed parameters per clip"
-                             f"{'' if attempts >= 4 else '; the input cannot be read again'})")
-        scale *= kbps / summary.kbps * 0.97
+                    writer.close()
+                # frame 0's budget assumes every frame costs alike; P-frames cost less, so a clip with them
+                # lands under the target and is coded again at a higher rate (an intra clip is done here)
+                if gop == 1 or summary.kbps >= UNDERSHOOT * kbps or repeated:
+                    break
+            else:
+                writer.close()
+            if attempts >= MAX_PASSES or repeated or not _rewind(reader):
+                if best is not None:
+                    break
+                why = "; the input cannot be read again" if attempts < MAX_PASSES and not repeated else ""
+                raise UsageError(f"--kbps {kbps:g}: the clip landed at {summary.kbps:.1f} kbps after {attempts} "
+                                 f"pass(es) ({method} cannot go lower with fixed parameters per clip{why})")
+            scale *= kbps / summary.kbps * 0.97
+        writer, summary = best
+        summary.attempts = attempts
+        if hasattr(out, "write"):
+            writer.write(out)
+        else:
+            out(writer.write)
+        return summary.as_dict()
+    finally:
+        if best is not None:
+            best[0].close()
 
 
 def _rewind(reader) -> bool:
@@ -180,24 +224,40 @@ def clip_video_info(stream: container.StreamReader):
                      range=v["range"])
 
 
-def decode_frames(stream: container.StreamReader, first: int = 0, stop: int | None = None,
+def decode_frames(stream: container.StreamReader, first: int = 0, stop: int | None = None, *,
+                  max_pixels: int | None = None, max_work: int | None = None,
                   **options) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
     """(frame number, YUV planes) of frames ``first`` .. ``stop - 1`` of a clip, decoded one at a time from the
-    nearest keyframe at or before ``first`` (every frame of an intra clip is one)."""
+    nearest keyframe at or before ``first`` (every frame of an intra clip is one); P-frames before ``first``
+    are decoded (they are what the next frame is predicted from) but not returned."""
     h = stream.header
     assert h is not None
     codec = get_codec(h.method, for_decoding=True)
     codec.check_decode_options(options)
+    # the decode limits (max_pixels, max_work: as api.decode) per frame, from the header, before any frame
+    check_decode_cost(codec, Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng), h.height,
+                      h.width, options, decode_limits(max_pixels, max_work))
     stop = h.frames if stop is None else min(stop, h.frames)
     if not 0 <= first < stop:
         raise UsageError(f"--frames {first}:{stop} selects no frame of this {h.frames}-frame clip")
     info = clip_video_info(stream)
     index = stream.seek_frame(first)
-    for payload in stream.payloads():
+    key = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng)
+    reference = None
+    for ctype, payload in stream.frames():
         if index >= stop:
             break
+        # frames before `first` only build the reference: decode them without output-only options
+        opts = options if index >= first else {k: v for k, v in options.items() if k == "device"}
+        if ctype == container.CHUNK_DATA:
+            keyframe = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng, chunks=[payload])
+            if index < first and not codec.predicts:
+                index += 1
+                continue
+            rgb, reference = codec.decompress_keyframe(keyframe, h.height, h.width, h.pixel.channels, **opts)
+        else:
+            rgb, reference = codec.decompress_predicted(payload, reference, key, h.height, h.width,
+                                                        h.pixel.channels, **opts)
         if index >= first:
-            encoded = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng, chunks=[payload])
-            rgb = codec.decompress(encoded, h.height, h.width, h.pixel.channels, **options)
             yield index, yuv.rgb_to_planes(rgb, info.chroma, matrix=info.matrix, color_range=info.range)
         index += 1

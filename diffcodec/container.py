@@ -54,10 +54,13 @@ __all__ = [
 ]
 
 MAGIC = b"DDC"
-FORMAT_MAJOR = 1
-FORMAT_MINOR = 1                 # the version this module reads; it writes 1.0 for images and 1.1 for video
-SIGNATURE = MAGIC + bytes([FORMAT_MAJOR, 0])            # what image files start with (format 1.0)
-SIGNATURE_VIDEO = MAGIC + bytes([FORMAT_MAJOR, 1])      # files with a video chunk 'v' (format 1.1)
+FORMAT_MAJOR = 2
+FORMAT_MINOR = 0                 # the version this module reads (and every 1.x); see the writers below
+KNOWN_MINOR = {1: 1, 2: 0}       # per major version, the newest minor version this module knows
+SIGNATURE = MAGIC + bytes([1, 0])               # what image files start with (format 1.0)
+SIGNATURE_VIDEO = MAGIC + bytes([1, 1])         # clips of keyframes only (format 1.1)
+SIGNATURE_INTER = MAGIC + bytes([2, 0])         # clips with P-frames (format 2.0)
+CLIP_SIGNATURES = (SIGNATURE_VIDEO, SIGNATURE_INTER)
 _SNIFF_BYTES = 12                                       # enough to recognise other formats' signatures
 
 # Limits (formats/ddc-v1.md, "Limits").
@@ -78,6 +81,8 @@ CHUNK_DATA = "D"
 CHUNK_METADATA = "m"
 CHUNK_VIDEO = "v"                # format 1.1: frame rate and chroma layout of a clip
 CHUNK_INDEX = "i"                # format 1.1: keyframe index (frame -> offset of its D chunk)
+CHUNK_PREDICTED = "P"            # format 2.0: payload of a P-frame (decoded from the frame before it)
+FRAME_CHUNKS = (CHUNK_DATA, CHUNK_PREDICTED)
 _CHUNK_NAMES = {CHUNK_METADATA: "metadata", CHUNK_VIDEO: "video", CHUNK_INDEX: "index"}
 CHROMA_LAYOUTS = ("420", "444", "mono")
 MATRICES = ("bt601", "bt709", "bt2020")
@@ -146,20 +151,30 @@ class Container:
     chunks: list[Chunk]          # D chunks and known optional chunks (m), in file order
     version: tuple[int, int]     # (major, minor) read from the file
     header_bytes: int            # signature + the H chunk, all framing included
-    payload_bytes: int           # sum of D chunk data lengths
+    payload_bytes: int           # sum of D (and P) chunk data lengths
     framing_bytes: int           # everything that is not D chunk data
     video: dict[str, Any] | None = None      # the 'v' chunk of a clip (format 1.1), None for an image
     index: list[list[int]] | None = None     # the 'i' chunk: [frame, offset from the first D chunk] pairs
 
     @property
     def payloads(self) -> list[bytes]:
+        """Every frame's payload in frame order (D and, in a 2.0 clip, P chunks)."""
+        return [c.data for c in self.chunks if c.type in FRAME_CHUNKS]
+
+    @property
+    def keyframe_payloads(self) -> list[bytes]:
         return [c.data for c in self.chunks if c.type == CHUNK_DATA]
 
     @property
+    def predicted_frames(self) -> int:
+        return sum(c.type == CHUNK_PREDICTED for c in self.chunks)
+
+    @property
     def encoded(self) -> Encoded:
-        """The codec's view of this file (what :func:`frame` was given)."""
+        """The codec's view of this file (what :func:`frame` was given; a clip's keyframe payloads)."""
         h = self.header
-        return Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng, chunks=self.payloads)
+        return Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng,
+                       chunks=self.keyframe_payloads)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -348,10 +363,13 @@ def write_container(header: Header, payloads: list[bytes], metadata: dict[str, s
     return b"".join(parts)
 
 
-def _file_head(h: Header, video: dict[str, Any] | None, payload_sizes: list[int]) -> bytes:
-    """Signature and H chunk; for a clip (``video``: the 'v' map) also the v chunk and the i index of every frame
-    (all frames are keyframes: intra coding)."""
-    head = [SIGNATURE if video is None else SIGNATURE_VIDEO, _encode_chunk(CHUNK_HEADER, _encode_header(h))]
+def _file_head(h: Header, video: dict[str, Any] | None, payload_sizes: list[int],
+               keyframes: list[bool] | None = None) -> bytes:
+    """Signature and H chunk; for a clip (``video``: the 'v' map) also the v chunk and the i index of its
+    keyframes (``keyframes``: per frame; default all, intra coding, format 1.1; any P-frame makes it 2.0)."""
+    keys = [True] * len(payload_sizes) if keyframes is None else keyframes
+    signature = SIGNATURE if video is None else SIGNATURE_VIDEO if all(keys) else SIGNATURE_INTER
+    head = [signature, _encode_chunk(CHUNK_HEADER, _encode_header(h))]
     if video is not None:
         v = _plain(dict(video))
         try:                                                    # the reader's checks, as a writer error
@@ -360,8 +378,9 @@ def _file_head(h: Header, video: dict[str, Any] | None, payload_sizes: list[int]
             raise UsageError(str(e).removeprefix("corrupt file: ")) from None
         head.append(_encode_chunk(CHUNK_VIDEO, msgpack.packb(v, use_bin_type=True)))
         offsets, pos = [], 0
-        for i, n in enumerate(payload_sizes):
-            offsets.append([i, pos])
+        for i, (n, key) in enumerate(zip(payload_sizes, keys)):
+            if key:
+                offsets.append([i, pos])
             pos += 1 + len(_encode_varint(n)) + n + 4
         head.append(_encode_chunk(CHUNK_INDEX, msgpack.packb(offsets, use_bin_type=True)))
     return b"".join(head)
@@ -378,6 +397,7 @@ class ClipWriter:
         self.video = dict(video)
         self.first: Encoded | None = None
         self.sizes: list[int] = []
+        self.keyframes: list[bool] = []
         self._spool = tempfile.TemporaryFile()
 
     def add(self, encoded: Encoded) -> int:
@@ -390,9 +410,18 @@ class ClipWriter:
                 (self.first.model, self.first.model_sha, self.first.params, self.first.rng):
             raise UsageError(f"frame {len(self.sizes)} was coded with other parameters than frame 0 "
                              f"({encoded.params} vs {self.first.params}); a clip has one header")
-        data = bytes(encoded.chunks[0])
-        self._spool.write(_encode_chunk(CHUNK_DATA, data))
+        return self._append(CHUNK_DATA, bytes(encoded.chunks[0]))
+
+    def add_predicted(self, payload: bytes) -> int:
+        """Append a P-frame (a 'P' chunk, format 2.0); returns its payload bytes."""
+        if self.first is None:
+            raise UsageError("a clip starts with a keyframe")
+        return self._append(CHUNK_PREDICTED, bytes(payload))
+
+    def _append(self, ctype: str, data: bytes) -> int:
+        self._spool.write(_encode_chunk(ctype, data))
         self.sizes.append(len(data))
+        self.keyframes.append(ctype == CHUNK_DATA)
         return len(data)
 
     def header(self) -> Header:
@@ -405,13 +434,14 @@ class ClipWriter:
     def size(self) -> int:
         """The size :meth:`write` will write."""
         h = self.header()
-        return len(_file_head(h, self.video, self.sizes)) + sum(1 + len(_encode_varint(n)) + n + 4 for n in self.sizes)
+        return (len(_file_head(h, self.video, self.sizes, self.keyframes))
+                + sum(1 + len(_encode_varint(n)) + n + 4 for n in self.sizes))
 
     def write(self, out: BinaryIO) -> int:
         """Write the whole file to ``out``; returns its size."""
         h = self.header()
         _check_header(h, UsageError, UsageError)
-        head = _file_head(h, self.video, self.sizes)
+        head = _file_head(h, self.video, self.sizes, self.keyframes)
         out.write(head)
         self._spool.seek(0)
         shutil.copyfileobj(self._spool, out, 1 << 20)
@@ -502,7 +532,7 @@ def _corrupt_header(message: str) -> CorruptInputError:
     return CorruptInputError(f"corrupt file: {message}")
 
 
-def _decode_header(raw: bytes, file_minor: int) -> Header:
+def _decode_header(raw: bytes, version: tuple[int, int]) -> Header:
     arr = _unpack(raw, "header chunk 'H'")
     if type(arr) is not list:
         raise CorruptInputError(f"corrupt file: header chunk 'H' must hold a msgpack array, got {_typename(arr)}")
@@ -510,10 +540,10 @@ def _decode_header(raw: bytes, file_minor: int) -> Header:
     if n < MIN_HEADER_FIELDS:
         raise CorruptInputError(f"corrupt file: header has {n} field(s), at least {MIN_HEADER_FIELDS} are required")
     if n > len(HEADER_FIELDS):
-        if file_minor > FORMAT_MINOR:   # fields added by a newer minor version: ignore them
+        if version[1] > KNOWN_MINOR[version[0]]:   # fields added by a newer minor version: ignore them
             arr = arr[:len(HEADER_FIELDS)]
         else:
-            raise CorruptInputError(f"corrupt file: header has {n} fields, format {FORMAT_MAJOR}.{file_minor} "
+            raise CorruptInputError(f"corrupt file: header has {n} fields, format {version[0]}.{version[1]} "
                                     f"has at most {len(HEADER_FIELDS)}")
     full = list(arr) + list(_HEADER_DEFAULTS[len(arr) - MIN_HEADER_FIELDS:])
     if type(full[7]) is dict:
@@ -664,15 +694,21 @@ class StreamReader:
         ctype, body, _ = self._chunks.next()
         if ctype != CHUNK_HEADER:
             raise CorruptInputError(f"corrupt file: first chunk is '{ctype}', expected the header chunk 'H'")
-        self.header = _decode_header(body, self.version[1])
+        self.header = _decode_header(body, self.version)
         self.header_bytes = self._chunks.pos
         while not self._chunks.at_end():
             chunk = self._chunks.next()
-            if chunk[0] == CHUNK_DATA:
+            if chunk[0] == CHUNK_DATA or (chunk[0] == CHUNK_PREDICTED and self.version[0] >= 2):
+                if chunk[0] == CHUNK_PREDICTED:
+                    raise CorruptInputError(f"corrupt file: the first frame ('P' chunk at offset {chunk[2]}) is "
+                                            f"a P-frame; a clip starts with a keyframe ('D')")
                 self._pending = chunk
                 self.first_payload_offset = chunk[2]
-                return
+                break
             self._other(*chunk)
+        if self.version[0] >= 2 and self.video is None:
+            raise CorruptInputError("corrupt file: a format 2 file is a clip and needs a video chunk 'v' before "
+                                    "its first frame")
 
     def _other(self, ctype: str, body: bytes, start: int) -> None:
         """A chunk that is not a payload: checked, kept if known, skipped if optional and unknown."""
@@ -694,15 +730,24 @@ class StreamReader:
                 self._offsets = dict((f, off) for f, off in self.index)
             self.chunks.append(Chunk(ctype, body))
             self._chunk_places.append(self.frames_read)
+        elif ctype == CHUNK_PREDICTED:      # only reached in a 1.x file: format 1 has no P-frames
+            raise CorruptInputError(f"corrupt file: P-frame chunk 'P' at offset {start} in a format "
+                                    f"{self.version[0]}.{self.version[1]} file (P-frames need format 2)")
         elif ord(ctype) <= 0x5A:  # unknown uppercase = critical
             raise UnsupportedError(f"file contains critical chunk '{ctype}', which this diffcodec "
                                    f"(format {FORMAT_MAJOR}.{FORMAT_MINOR}) does not understand; upgrade diffcodec")
         # unknown lowercase = optional: skipped (its CRC was checked)
 
     def payloads(self) -> Iterator[bytes]:
-        """The D chunks' data in frame order; after the last one, the rest of the file is checked (trailing
-        chunks, the declared frame count)."""
+        """Every frame's payload in frame order (see :meth:`frames`)."""
+        for _, body in self.frames():
+            yield body
+
+    def frames(self) -> Iterator[tuple[str, bytes]]:
+        """(chunk type, data) of every frame in frame order: 'D' for a keyframe, 'P' for a P-frame (format 2);
+        after the last one, the rest of the file is checked (trailing chunks, the declared frame count)."""
         assert self.header is not None
+        frame_types = FRAME_CHUNKS if self.version[0] >= 2 else (CHUNK_DATA,)
         while True:
             if self._pending is not None:
                 chunk, self._pending = self._pending, None
@@ -711,22 +756,22 @@ class StreamReader:
             else:
                 chunk = self._chunks.next()
             ctype, body, start = chunk
-            if ctype != CHUNK_DATA:
+            if ctype not in frame_types:
                 self._other(ctype, body, start)
                 continue
             if self.frames_read >= self.header.frames:
-                raise CorruptInputError(f"corrupt file: more 'D' chunks than the {self.header.frames} the header "
+                raise CorruptInputError(f"corrupt file: more frame chunks than the {self.header.frames} the header "
                                         f"declares")
             if self.index is not None and self.first_payload_offset is not None:
                 expected = self.index_offset(self.frames_read)
-                if expected is not None and expected != start:
-                    raise CorruptInputError(f"corrupt file: index chunk 'i' puts frame {self.frames_read} at offset "
-                                            f"{expected}, but its 'D' chunk is at {start}")
+                if expected is not None and (expected != start or ctype != CHUNK_DATA):
+                    raise CorruptInputError(f"corrupt file: index chunk 'i' puts keyframe {self.frames_read} at "
+                                            f"offset {expected}, but its chunk is a '{ctype}' at {start}")
             self.frames_read += 1
             self.payload_bytes += len(body)
-            yield body
+            yield ctype, body
         if self.frames_read < self.header.frames:
-            raise CorruptInputError(f"truncated file: header declares {self.header.frames} 'D' chunk(s) but only "
+            raise CorruptInputError(f"truncated file: header declares {self.header.frames} frame chunk(s) but only "
                                     f"{self.frames_read} present")
 
     def index_offset(self, frame: int) -> int | None:
@@ -761,14 +806,14 @@ def read_container(data: bytes) -> Container:
         raise TypeError(f"read_container needs bytes, got {type(data).__name__}")
     data = bytes(data)
     reader = StreamReader(io.BytesIO(data), total=len(data))
-    payloads = list(reader.payloads())
+    frames = list(reader.frames())
     assert reader.header is not None
     chunks: list[Chunk] = []            # in file order
     optional = list(zip(reader._chunk_places, reader.chunks))
-    for i, p in enumerate(payloads):
+    for i, (ctype, p) in enumerate(frames):
         chunks += [c for place, c in optional if place == i]
-        chunks.append(Chunk(CHUNK_DATA, p))
-    chunks += [c for place, c in optional if place >= len(payloads)]
+        chunks.append(Chunk(ctype, p))
+    chunks += [c for place, c in optional if place >= len(frames)]
     return Container(header=reader.header, chunks=chunks, version=reader.version, header_bytes=reader.header_bytes,
                      payload_bytes=reader.payload_bytes, framing_bytes=len(data) - reader.payload_bytes,
                      video=reader.video, index=reader.index)

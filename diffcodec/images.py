@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffcodec.errors import CorruptInputError, UsageError
+from diffcodec.errors import CorruptInputError, UsageError, read_failure
 
 READ_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "PPM", "GIF")
 WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
@@ -32,14 +32,26 @@ class ImageWarning(UserWarning):
 
 
 def read_bytes(path: str) -> bytes:
-    """Read a whole input file, '-' meaning standard input."""
+    """Read a whole input file, '-' meaning standard input. A file that cannot be opened is a UsageError; a
+    read the operating system fails (an I/O error, standard input that is a folder) a FileAccessError."""
     if path == "-":
-        return sys.stdin.buffer.read()
+        try:
+            return sys.stdin.buffer.read()
+        except OSError as e:
+            raise read_failure("standard input", e) from None
     with open_input(path) as f:
         try:
             return f.read()
         except OSError as e:
-            raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+            raise read_failure(path, e) from None
+
+
+def read_head(f, n: int, path: str) -> bytes:
+    """Up to ``n`` bytes from the open input ``f``; an OS failure is a one-line FileAccessError naming ``path``."""
+    try:
+        return f.read(n)
+    except OSError as e:
+        raise read_failure(path, e) from None
 
 
 def open_input(path: str):

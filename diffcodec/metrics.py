@@ -103,6 +103,14 @@ def psnr_planes(ref_planes, planes) -> dict[str, float]:
     return {"y": y, "u": u, "v": v, "yuv": (6.0 * y + u + v) / 8.0}
 
 
+def flicker(ref_prev: np.ndarray, ref: np.ndarray, prev: np.ndarray, cur: np.ndarray) -> float:
+    """Temporal flicker of a decoded frame: the mean absolute change from the frame before of the decoded
+    plane minus the same for the reference (8-bit units; positive = the decoded clip changes more than the
+    source, negative = it freezes what moves)."""
+    change = lambda a, b: float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))  # noqa: E731
+    return change(cur, prev) - change(ref, ref_prev)
+
+
 def psnr_yuv(ref_planes, planes) -> float:
     """PSNR-YUV = (6 PSNR-Y + PSNR-U + PSNR-V) / 8 of one video frame (PSNR-Y for a mono frame)."""
     return psnr_planes(ref_planes, planes)["yuv"]

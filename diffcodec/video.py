@@ -51,6 +51,7 @@ frames, a pipe that closes mid-frame), UnsupportedError (a layout or output this
 
 from __future__ import annotations
 
+import errno
 import io
 import operator
 import os
@@ -67,8 +68,8 @@ from typing import IO, Any
 import numpy as np
 
 from diffcodec import yuv
-from diffcodec.atomic import AtomicFile, fsync_dir, mode_for, remove_quietly
-from diffcodec.errors import CorruptInputError, UnsupportedError, UsageError
+from diffcodec.atomic import AtomicFile, fsync_dir, mode_for, publish, remove_quietly
+from diffcodec.errors import CorruptInputError, FileAccessError, UnsupportedError, UsageError, write_failure
 
 VIDEO_EXTENSIONS = (".y4m", ".yuv", ".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts",
                     ".ogv", ".flv", ".wmv", ".3gp")
@@ -593,8 +594,8 @@ def _open_y4m_stream(stream, name: str, fps, size, *, owns: bool, process=None, 
     if matrix != info.matrix:
         info = replace(info, matrix=matrix)
     if size is not None and tuple(size) != (info.width, info.height):
-        raise UsageError(f"{name}: the clip is {info.width}x{info.height}, not {size[0]}x{size[1]} (--size is for "
-                         "raw .yuv input)")
+        raise UsageError(f"{name}: the clip is {info.width}x{info.height}, not {size[0]}x{size[1]} (--video-size is "
+                         "for raw .yuv input)")
     return _StreamReader(stream, name, info, bits, framed=True, owns_stream=owns, process=process, restart=restart)
 
 
@@ -606,7 +607,7 @@ def _open_file(path: str):
 
 def _open_raw(path: str, size, fps, chroma: str) -> _StreamReader:
     if size is None or fps is None:
-        raise UsageError(f"{path}: raw .yuv input needs its size and frame rate (--size WxH --fps N)")
+        raise UsageError(f"{path}: raw .yuv input needs its size and frame rate (--video-size WxH --fps N)")
     w, h = (int(v) for v in size)
     info = VideoInfo(w, h, _rate_arg(fps), chroma)
     f = _open_file(path)
@@ -975,27 +976,38 @@ def y4m_header(info: VideoInfo) -> bytes:
 class _PlanarWriter(VideoWriter):
     """Y4M or raw planes, to a temporary file renamed at close, or to standard output."""
 
-    def __init__(self, path: str, info: VideoInfo, framed: bool, stream: IO[bytes] | None = None):
+    def __init__(self, path: str, info: VideoInfo, framed: bool, stream: IO[bytes] | None = None,
+                 overwrite: bool = True):
         super().__init__(path, info)
         self._framed = framed
-        self._atomic = None if stream is not None else AtomicFile(path)
+        self._atomic = None if stream is not None else AtomicFile(path, overwrite)
         self._out = stream if stream is not None else self._atomic.file
         self._header_written = False
 
     def _write(self, planes) -> None:
-        if self._framed:
-            if not self._header_written:
-                self._out.write(y4m_header(self.info))
-                self._header_written = True
-            self._out.write(b"FRAME\n")
-        for p in planes:
-            self._out.write(np.ascontiguousarray(p).data)
+        try:
+            if self._framed:
+                if not self._header_written:
+                    self._out.write(y4m_header(self.info))
+                    self._header_written = True
+                self._out.write(b"FRAME\n")
+            for p in planes:
+                self._out.write(np.ascontiguousarray(p).data)
+        except BrokenPipeError:
+            raise
+        except OSError as e:        # standard output (a file's errors are FileAccessError already)
+            raise write_failure("standard output" if self.path == "-" else self.path, e) from None
 
     def _close(self) -> None:
         if self._atomic is not None:
             self._atomic.commit()
         else:
-            self._out.flush()
+            try:
+                self._out.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise write_failure("standard output", e) from None
 
     def _abort(self) -> None:
         if self._atomic is not None:
@@ -1014,11 +1026,23 @@ _FFMPEG_CODECS = {
 _COLORSPACE_TAG = {"bt601": "smpte170m", "bt709": "bt709", "bt2020": "bt2020nc"}
 
 
+# what ffmpeg says when the file system, not the stream, failed it: the OS's own words (exit 7, not 4)
+_OS_WRITE_FAILURES = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EIO, errno.EDQUOT,
+                                                    errno.EFBIG, errno.EPERM))
+
+
+def _ffmpeg_write_error(path: str, reason: str) -> Exception:
+    if any(text in reason for text in _OS_WRITE_FAILURES):
+        return FileAccessError(f"{path}: cannot write ({reason})")
+    return UnsupportedError(f"{path}: ffmpeg could not write it ({reason})")
+
+
 class _FFmpegWriter(VideoWriter):
     """Raw planes piped into ffmpeg, which writes a temporary file renamed at close."""
 
-    def __init__(self, path: str, info: VideoInfo):
+    def __init__(self, path: str, info: VideoInfo, overwrite: bool = True):
         super().__init__(path, info)
+        self._overwrite = overwrite
         ext = os.path.splitext(path)[1].lower()
         fmt, codec = _FFMPEG_CODECS[ext]
         if ext == ".mp4" and info.chroma == "420" and (info.width % 2 or info.height % 2):
@@ -1028,7 +1052,10 @@ class _FFmpegWriter(VideoWriter):
         rng = "tv" if info.range == "limited" else "pc"
         exe = ffmpeg_exe()
         parent = os.path.dirname(os.path.abspath(path))
-        fd, self._tmp = tempfile.mkstemp(prefix=".diffcodec-", suffix=".tmp", dir=parent)
+        try:
+            fd, self._tmp = tempfile.mkstemp(prefix=".diffcodec-", suffix=".tmp", dir=parent)
+        except OSError as e:
+            raise write_failure(path, e) from None
         os.close(fd)
         args = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                 "-f", "rawvideo", "-pix_fmt", pix, "-s", f"{info.width}x{info.height}",
@@ -1057,7 +1084,7 @@ class _FFmpegWriter(VideoWriter):
             reason = self._ffmpeg_reason()
             self._abort()
             self._done = True
-            raise UnsupportedError(f"{self.path}: ffmpeg could not write it ({reason})") from None
+            raise _ffmpeg_write_error(self.path, reason) from None
 
     def _close(self) -> None:
         try:
@@ -1068,12 +1095,18 @@ class _FFmpegWriter(VideoWriter):
         if rc != 0:
             reason = self._ffmpeg_reason()
             self._abort()
-            raise UnsupportedError(f"{self.path}: ffmpeg could not write it ({reason})")
+            raise _ffmpeg_write_error(self.path, reason)
         self._stderr.close()
-        os.chmod(self._tmp, mode_for(self.path))
-        with open(self._tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self._tmp, self.path)
+        try:
+            os.chmod(self._tmp, mode_for(self.path))
+            with open(self._tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            publish(self._tmp, self.path, self._overwrite)
+        except BaseException as e:
+            remove_quietly(self._tmp)
+            if isinstance(e, OSError):
+                raise write_failure(self.path, e) from None
+            raise
         fsync_dir(os.path.dirname(os.path.abspath(self.path)))
 
     def _abort(self) -> None:
@@ -1094,11 +1127,15 @@ class _PNGSequenceWriter(VideoWriter):
     """RGB (or gray, for mono) PNG files ``pattern % n`` from ``start``, written into a temporary folder beside
     them and renamed into place at close."""
 
-    def __init__(self, pattern: str, info: VideoInfo, start: int):
+    def __init__(self, pattern: str, info: VideoInfo, start: int, overwrite: bool = True):
         super().__init__(pattern, info)
         self._start = start
+        self._overwrite = overwrite
         parent = os.path.dirname(os.path.abspath(pattern))
-        self._tmpdir = tempfile.mkdtemp(prefix=".diffcodec-", suffix=".tmp", dir=parent)
+        try:
+            self._tmpdir = tempfile.mkdtemp(prefix=".diffcodec-", suffix=".tmp", dir=parent)
+        except OSError as e:
+            raise write_failure(pattern, e) from None
         self._names: list[str] = []
 
     def _write(self, planes) -> None:
@@ -1107,17 +1144,31 @@ class _PNGSequenceWriter(VideoWriter):
         rgb = yuv.planes_to_rgb(planes, self.info)
         name = self.path % (self._start + self.frames_written)
         tmp = os.path.join(self._tmpdir, os.path.basename(name))
-        Image.fromarray(rgb[..., 0] if rgb.shape[2] == 1 else rgb).save(tmp, format="PNG")
+        try:
+            Image.fromarray(rgb[..., 0] if rgb.shape[2] == 1 else rgb).save(tmp, format="PNG")
+        except OSError as e:
+            raise write_failure(name, e) from None
         self._names.append(name)
 
     def _close(self) -> None:
-        for name in self._names:
-            tmp = os.path.join(self._tmpdir, os.path.basename(name))
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        for name in self._names:
-            os.replace(os.path.join(self._tmpdir, os.path.basename(name)), name)
-        os.rmdir(self._tmpdir)
+        published: list[str] = []
+        try:
+            for name in self._names:
+                tmp = os.path.join(self._tmpdir, os.path.basename(name))
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            for name in self._names:
+                publish(os.path.join(self._tmpdir, os.path.basename(name)), name, self._overwrite)
+                published.append(name)
+            os.rmdir(self._tmpdir)
+        except BaseException as e:
+            if not self._overwrite:         # the frames this writer added: the sequence appears whole or not at all
+                for name in published:
+                    remove_quietly(name)
+            self._abort()
+            if isinstance(e, OSError):
+                raise write_failure(self.path, e) from None
+            raise
         fsync_dir(os.path.dirname(os.path.abspath(self.path)))
 
     def _abort(self) -> None:
@@ -1162,11 +1213,11 @@ def open_writer(path: str, info: VideoInfo, *, force: bool = False, start_number
         if ext != ".png":
             raise UsageError(f"{path}: frame sequences are written as PNG (e.g. out_%04d.png)")
         _check_pattern_output(path, force)
-        return _PNGSequenceWriter(path, info, start_number)
+        return _PNGSequenceWriter(path, info, start_number, overwrite=force)
     if ext not in (".y4m", ".yuv", *_FFMPEG_CODECS):
         raise UsageError(f"{path}: unknown video output type {ext or '(none)'}; use .y4m, .yuv, .mp4 (lossless "
                          "H.264), .mkv (FFV1) or a PNG pattern like out_%04d.png")
     check_output_path(path, [], force)
     if ext in (".y4m", ".yuv"):
-        return _PlanarWriter(path, info, framed=ext == ".y4m")
-    return _FFmpegWriter(path, info)
+        return _PlanarWriter(path, info, framed=ext == ".y4m", overwrite=force)
+    return _FFmpegWriter(path, info, overwrite=force)

@@ -1,8 +1,8 @@
-"""Generate the golden clip vectors (format 1.1) in formats/golden/ (run only when a vector is added or the format
-changes on purpose): small generated clips (a test picture moving sideways, so no data files are needed) coded
-with opq, whose decoding is exact on every machine. clips.json records how each source clip is made, the sha256
-of the .ddc, its layout (version, header, video chunk, index, payload lengths) and the sha256 of the decoded
-planes; tests/test_golden_clips.py checks all of it.
+"""Generate the golden clip vectors (format 1.1, and 2.0 with P-frames) in formats/golden/ (run only when a
+vector is added or the format changes on purpose): small generated clips (a test picture moving sideways, so no
+data files are needed) coded with opq, whose decoding is exact on every machine. clips.json records how each
+source clip is made, the sha256 of the .ddc, its layout (version, header, video chunk, index, payload lengths)
+and the sha256 of the decoded planes; tests/test_golden_clips.py checks all of it.
 
     python formats/make_golden_clips.py
 """
@@ -22,9 +22,11 @@ from diffcodec.testimage import synthetic_image
 HERE = Path(__file__).resolve().parent / "golden"
 
 CLIPS = [
-    # name, preset, height, width, frames, chroma, fps, seed
-    ("clip-opq-32-8-8_420_24x40_3f", "opq-32-8-8", 24, 40, 3, "420", (30000, 1001), 1),
-    ("clip-opq-16-8-8_mono_17x23_2f", "opq-16-8-8", 17, 23, 2, "mono", (25, 1), 2),
+    # name, preset, height, width, frames, chroma, fps, seed, gop
+    ("clip-opq-32-8-8_420_24x40_3f", "opq-32-8-8", 24, 40, 3, "420", (30000, 1001), 1, 1),
+    ("clip-opq-16-8-8_mono_17x23_2f", "opq-16-8-8", 17, 23, 2, "mono", (25, 1), 2, 1),
+    ("clip-opq-64-16-16_420_40x56_5f_gop3", "opq-64-16-16", 40, 56, 5, "420", (25, 1), 3, 3),
+    ("clip-opq-32-8-8_mono_21x35_3f_gop3", "opq-32-8-8", 21, 35, 3, "mono", (12, 1), 4, 3),
 ]
 
 
@@ -42,10 +44,10 @@ def source_y4m(height, width, frames, chroma, fps, seed) -> bytes:
     return out.getvalue()
 
 
-def encode(preset, height, width, frames, chroma, fps, seed) -> bytes:
+def encode(preset, height, width, frames, chroma, fps, seed, gop=1) -> bytes:
     out = io.BytesIO()
     with video.open_video(io.BytesIO(source_y4m(height, width, frames, chroma, fps, seed))) as reader:
-        clips.encode_clip(reader, out, "opq", preset)
+        clips.encode_clip(reader, out, "opq", preset, gop=gop)
     return out.getvalue()
 
 
@@ -72,11 +74,11 @@ def decoded(data: bytes) -> list:
 
 def main() -> None:
     table = []
-    for name, preset, h, w, n, chroma, fps, seed in CLIPS:
-        data = encode(preset, h, w, n, chroma, fps, seed)
+    for name, preset, h, w, n, chroma, fps, seed, gop in CLIPS:
+        data = encode(preset, h, w, n, chroma, fps, seed, gop)
         (HERE / f"{name}.ddc").write_bytes(data)
         table.append({"file": f"{name}.ddc", "preset": preset, "height": h, "width": w, "frames": n,
-                      "chroma": chroma, "fps": list(fps), "seed": seed, "bytes": len(data),
+                      "chroma": chroma, "fps": list(fps), "seed": seed, "gop": gop, "bytes": len(data),
                       "ddc_sha256": hashlib.sha256(data).hexdigest(), "layout": layout(data),
                       "decoded_sha256": planes_sha256(decoded(data))})
     (HERE / "clips.json").write_text(json.dumps(table, indent=2) + "\n")

@@ -119,8 +119,8 @@ def test_coding_imports_no_training_module(tmp_path):
     for method, extra in (("opq", []), ("ddcm", ["--space", "latent", "--steps", "3", "--k", "64"]),
                           ("diffae", [])):
         ddc = tmp_path / f"{method}.ddc"
-        runs += [["encode", str(src), "-o", str(ddc), "-m", method, "-q", "--device", "cpu", *extra],
-                 ["decode", str(ddc), "-o", str(tmp_path / f"{method}.png"), "-q", "--device", "cpu"]]
+        runs += [["encode", str(src), "-o", str(ddc), "-m", method, "--quiet", "--device", "cpu", *extra],
+                 ["decode", str(ddc), "-o", str(tmp_path / f"{method}.png"), "--quiet", "--device", "cpu"]]
     p = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(runs)], capture_output=True,
                        env=subprocess_env(artifacts_dir(), threads=1), timeout=600)
     assert p.returncode == 0, p.stderr.decode()[-2000:]
@@ -159,5 +159,5 @@ def test_decode_device_cpu_is_honoured_for_every_method(method, encode_params, d
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda"       # the trap is armed
     out = tmp_path / "out.png"
-    main(["decode", str(src), "-o", str(out), "-q", "--device", "cpu", *decode_flags])
+    main(["decode", str(src), "-o", str(out), "--quiet", "--device", "cpu", *decode_flags])
     assert np.array_equal(np.asarray(Image.open(out)).reshape(expected.shape), expected)

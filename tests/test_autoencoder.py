@@ -174,3 +174,18 @@ def test_cli_refuses_kodak_and_bad_options(codebooks, image_folder, tmp_path, ca
         assert e.value.code == code
     err = capsys.readouterr().err
     assert "Kodak" in err and "Traceback" not in err
+
+
+def test_a_resumed_run_records_every_command():
+    from types import SimpleNamespace
+
+    from diffcodec.training.loop import _command_entry, command_fields
+
+    cfg = SimpleNamespace(command="diffcodec train x --resume")
+    runs = [{"command": "diffcodec train x", "from_step": 0}, {"command": "diffcodec train x --resume", "from_step": 7}]
+    assert command_fields(cfg, {"commands": runs}) == {"command": "diffcodec train x", "resumed_with": runs[1:]}
+    assert command_fields(cfg, {"commands": runs[:1]}) == {"command": "diffcodec train x"}
+    assert command_fields(cfg, {"commands": [{"command": "", "from_step": 0}, runs[1]]}) == {
+        "command": "diffcodec train x --resume"}                       # unrecorded (API) runs are left out
+    assert _command_entry("diffcodec train x --resume  # resumed at step 12") == {
+        "command": "diffcodec train x --resume", "from_step": 12}

@@ -231,8 +231,8 @@ def test_device_passed_only_to_functions_that_take_it(image_dir, tmp_path):
                     encode_fn=enc_dev, decode_fn=dec_kwargs)
     assert seen == [("enc", "cuda"), ("dec", None)]
     seen.clear()
-    s = bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "d", ["lo"], quiet=True, device="auto"),
-                        encode_fn=enc_dev, decode_fn=dec_kwargs)
+    s = bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "d", ["lo"], quiet=True, device="auto",
+                                          force=True), encode_fn=enc_dev, decode_fn=dec_kwargs)
     assert seen == [("enc", "cpu"), ("dec", None)] and s["device"] == "auto"
     assert s["rss_start_mb"] > 0
 
@@ -330,3 +330,132 @@ def test_real_path_asks_the_codec(image_dir, tmp_path, monkeypatch):
         bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "e2", ["lo"], quiet=True, extra_settings=[
             {"label": "s2", "decode_options": {"steps": 2}}]))
     assert not (tmp_path / "e1").exists() and not (tmp_path / "e2").exists()
+
+
+# ----------------------------------------------------------------------------------------------- issue 22
+
+class ResolvingCodec(FakeCodec):
+    """A codec whose parameter `q` replaces the quality of both presets (so lo and mid code alike with it), that
+    reads its own files back, and that has a quality scale."""
+
+    encode_options = {"q": "JPEG quality for every preset"}
+    quality_points = ((0, "lo", {}), (40, "mid", {}), (80, None, {"q": 90}))
+
+    def params_override_preset(self, params):
+        return False
+
+    def encode_setting(self, preset, params):
+        if params.get("q") is not None:
+            return {"q": params["q"]}
+        return {"preset": preset or "mid"}
+
+    def coded_setting(self, model, params):
+        return f"jpeg q{params['jq']}"
+
+
+def _resolving_api(monkeypatch, calls):
+    def encode(image, method, preset=None, **params):
+        calls.append((preset, params))
+        q = params.get("q", QUALITY[preset])
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=q)
+        return b"FAKE" + bytes([q]) + buf.getvalue()
+
+    _install_fake_api(monkeypatch, ResolvingCodec, encode=encode)
+    import diffcodec.api as fake_api
+
+    fake_api.info = lambda data: {**fake_info(data), "model": "fake", "params": {"jq": data[4]}}
+
+
+def test_identical_settings_run_once_and_rows_say_what_ran(image_dir, tmp_path, monkeypatch):
+    """Issue 22 item 2: presets the codec resolves alike (here: `q` overrides what lo and mid set) run once, and
+    the rows are labelled by the parameters read back from the files, not by a preset name."""
+    calls = []
+    _resolving_api(monkeypatch, calls)
+    images = bench.collect_images([str(image_dir)])
+    out = tmp_path / "once"
+    summary = bench.run_bench(bench.BenchConfig(images, "fake", out, baselines=["jpeg"], quiet=True, report_images=1,
+                                                encode_params={"q": 30}))
+    assert calls == [("lo", {"q": 30})] * 2                  # one encode per image, not one per preset
+    rows = _read_csv(out / "results.csv")
+    ours = [r for r in rows if r["codec"] == "diffcodec"]
+    assert [r["setting"] for r in ours] == ["jpeg q30"] * 2 and {r["coded"] for r in ours} == {"jpeg q30"}
+    assert ours[0]["asked"] == "lo, mid"
+    assert {r["matched_to"] for r in rows if r["codec"] == "jpeg"} == {"jpeg q30"}
+    assert summary["presets"] == ["jpeg q30"]
+    assert "| diffcodec | jpeg q30 (lo, mid) |" in (out / "summary.md").read_text()
+    report = (out / "report.html").read_text()
+    assert "diffcodec jpeg q30<br>" in report and " @jpeg q30<br>" in report     # crop captions relabelled too
+    assert "diffcodec q=30" not in report
+
+    # without q: two different settings, each labelled by what its files read back
+    calls.clear()
+    summary = bench.run_bench(bench.BenchConfig(images[:1], "fake", tmp_path / "two", quiet=True, report_images=0))
+    assert [c[0] for c in calls] == ["lo", "mid"] and summary["presets"] == ["jpeg q20", "jpeg q50"]
+
+
+def test_quality_settings_ask_the_codec_and_merge(image_dir, tmp_path, monkeypatch):
+    calls = []
+    _resolving_api(monkeypatch, calls)
+    images = bench.collect_images([str(image_dir / "a_gradient.png")])
+    summary = bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "q", quiet=True, report_images=0,
+                                                qualities=[10, 30, 50, 85]))
+    # 10 and 30 -> lo, 50 -> mid, 85 -> q=90 (no preset): three encodes, four qualities
+    assert calls == [("lo", {}), ("mid", {}), (None, {"q": 90})]
+    assert summary["presets"] == ["jpeg q20", "jpeg q50", "jpeg q90"]
+    assert list(summary["asked"].values()) == ["q=10, q=30", "q=50", "q=85"]
+
+    class Fixed(ResolvingCodec):
+        def params_override_preset(self, params):
+            return "q" in params
+
+    _install_fake_api(monkeypatch, Fixed)
+    with pytest.raises(UsageError, match="--quality chooses the rate"):
+        bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "q2", quiet=True, qualities=[10],
+                                          encode_params={"q": 5}))
+    with pytest.raises(UsageError, match="quality settings"):
+        bench.run_bench(bench.BenchConfig(images, "fake", tmp_path / "q3", quiet=True, qualities=[10]),
+                        encode_fn=fake_encode, decode_fn=fake_decode)
+
+
+def test_non_empty_outdir_is_refused_and_force_replaces_the_old_run(image_dir, tmp_path):
+    """Issue 22 item 3: a second run into the same folder would mix its crops with stale ones."""
+    images = bench.collect_images([str(image_dir)])
+    out = tmp_path / "out"
+    config = lambda **kw: bench.BenchConfig(images, "fake", out, ["lo"], ["jpeg"], quiet=True, crop_size=32, **kw)
+    bench.run_bench(config(), encode_fn=fake_encode, decode_fn=fake_decode)
+    first = sorted(p.name for p in (out / "crops").iterdir())
+    stale = out / "crops" / "000_old_run_diffcodec_zzz.png"
+    stale.write_bytes((out / "crops" / first[0]).read_bytes())
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not empty.*--force"):
+        bench.run_bench(config(), encode_fn=fake_encode, decode_fn=fake_decode)
+    assert stale.exists()                                    # refused before anything was touched
+    bench.run_bench(config(force=True, report_images=1), encode_fn=fake_encode, decode_fn=fake_decode)
+    crops = sorted(p.name for p in (out / "crops").iterdir())
+    report = (out / "report.html").read_text()
+    assert not stale.exists() and len(crops) == 3 and all(f"crops/{c}" in report for c in crops)
+    assert (out / "notes.txt").read_text() == "mine"         # not ours: left alone
+    with pytest.raises(UsageError, match="not empty"):
+        bench.BenchConfig(images, "fake", out).check()
+    bench.BenchConfig(images, "fake", tmp_path / "fresh").check()       # absent: fine
+
+
+def test_each_codec_keeps_its_plot_style_whatever_else_is_plotted():
+    """Issue 22 item 4: JPEG must not be green in one plot and orange in the next."""
+    from diffcodec import bench_report
+
+    def styles(codecs):
+        settings = [{"codec": c, "setting": "x", "mean_bpp": 0.1 * (i + 1), "mean_psnr": 30.0 + i}
+                    for i, c in enumerate(codecs)]
+        fig = bench_report.rd_figure(settings, "mean_psnr", "PSNR", "t")
+        return {line.get_label(): (line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()}
+
+    a = styles(["diffcodec", "jpeg", "webp", "avif"])
+    b = styles(["avif", "jpeg"])
+    c = styles(["jpeg", "x264-medium", "mystery"])
+    assert a["jpeg"] == b["jpeg"] == c["jpeg"] and a["avif"] == b["avif"]
+    assert len({v for v in a.values()}) == 4                  # distinct codecs look distinct
+    assert bench_report.codec_style("mystery") == bench_report.codec_style("mystery")
+    variant = bench_report.codec_style("diffcodec +refine1")
+    assert variant["color"] == bench_report.codec_style("diffcodec")["color"] and variant["linestyle"] != "-"

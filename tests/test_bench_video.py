@@ -130,8 +130,8 @@ def test_cli_video_bench_end_to_end(clip, tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out"
-    argv = ["bench", "--video", str(clip), "-m", "opq", "-p", "opq-64-16-16", "-p", "opq-128-32-32",
-            "--vs", "x264-medium", "-q", "-o", str(out)]
+    argv = ["bench", "--video", str(clip), "-m", "opq", "--gop", "1", "-p", "opq-64-16-16", "-p", "opq-128-32-32",
+            "--vs", "x264-medium", "--quiet", "-o", str(out)]
     main(argv)          # standalone_mode=False: returns on success, exits only on errors
     for name in ("results.csv", "frames.csv", "summary.json", "summary.md", "report.html",
                  "rd_moving_psnr_y.png", "rd_moving_vmaf.png", "perframe_moving.png"):
@@ -176,3 +176,22 @@ def test_cli_video_bench_usage_errors(clip, tmp_path):
     with pytest.raises(UsageError, match="--kbps takes numbers"):
         bv.parse_kbps("100,x")
     assert bv.parse_kbps("100, 250.5") == [100.0, 250.5]
+
+
+def test_rate_points_ask_the_codec_and_the_output_folder_must_be_fresh(clip, tmp_path):
+    """Issue 22: presets the codec resolves alike are one rate point labelled by what it resolves to; a folder with
+    an earlier run's files is refused without force."""
+    from diffcodec.methods import get_codec
+
+    ddcm = get_codec("ddcm")
+    cfg = bv.VideoBenchConfig([str(clip)], "ddcm", tmp_path / "o", encode_params={"steps": 3, "atoms": 8})
+    assert [p.label for p in bv.rate_points(cfg, ddcm)] == ["steps=3 atoms=8 k=4096"]
+    cfg = bv.VideoBenchConfig([str(clip)], "ddcm", tmp_path / "o", encode_params={"bpp": 0.2})
+    assert [(p.label, p.preset) for p in bv.rate_points(cfg, ddcm)] == [("bpp=0.2", None)]     # not one per preset
+    opq = bv.VideoBenchConfig([str(clip)], "opq", tmp_path / "o", presets=["opq-16-8-8", "opq-32-8-8"])
+    assert [p.label for p in bv.rate_points(opq, get_codec("opq"))] == ["opq-16-8-8", "opq-32-8-8"]
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "rd_old_psnr_y.png").write_bytes(b"x")
+    with pytest.raises(UsageError, match="not empty"):
+        opq.check()
+    bv.VideoBenchConfig([str(clip)], "opq", tmp_path / "o", force=True).check()

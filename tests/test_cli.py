@@ -116,7 +116,7 @@ def test_newer_major_version_is_unsupported(png, tmp_path):
     ddc = tmp_path / "a.ddc"
     run(["encode", str(png), "-o", str(ddc)])
     blob = bytearray(ddc.read_bytes())
-    blob[3] = 2
+    blob[3] = 3
     ddc.write_bytes(bytes(blob))
     p = run(["decode", str(ddc), "-o", str(tmp_path / "o.png")], check=False)
     assert_one_line_error(p, 4)
@@ -161,12 +161,12 @@ def test_outputs_honour_the_umask_and_keep_an_overwritten_files_mode(tmp_path):
     Image.fromarray(synthetic_image(16, 16)).save(src)
     old = os.umask(0o022)
     try:
-        run(["encode", str(src), "-o", str(tmp_path / "a.ddc"), "-q"])
-        run(["decode", str(tmp_path / "a.ddc"), "-o", str(tmp_path / "a.png"), "-q"])
+        run(["encode", str(src), "-o", str(tmp_path / "a.ddc"), "--quiet"])
+        run(["decode", str(tmp_path / "a.ddc"), "-o", str(tmp_path / "a.png"), "--quiet"])
     finally:
         os.umask(old)
     for name in ("a.ddc", "a.png"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
     os.chmod(tmp_path / "a.ddc", 0o664)
-    run(["encode", str(src), "-o", str(tmp_path / "a.ddc"), "-q", "--force"])
+    run(["encode", str(src), "-o", str(tmp_path / "a.ddc"), "--quiet", "--force"])
     assert stat.S_IMODE((tmp_path / "a.ddc").stat().st_mode) == 0o664

@@ -40,7 +40,7 @@ def encode(path, method, **params):
 
 
 @pytest.mark.parametrize("method, params", [
-    ("opq", {"preset": "opq-32-8-8"}),
+    ("opq", {"preset": "opq-32-8-8", "gop": 1}),
     ("ddcm", {"steps": 3, "k": 64, "space": "latent", "device": "cpu"}),
     ("diffae", {"device": "cpu"}),
 ])
@@ -94,29 +94,29 @@ def test_cli_files_pipes_ranges_and_info(tmp_path):
     src = tmp_path / "in.y4m"
     make_clip(src, frames=5)
     ddc = tmp_path / "in.ddc"
-    p = run("encode", str(src), "-o", str(ddc), "-q", "--json")
+    p = run("encode", str(src), "-o", str(ddc), "--quiet", "--json")
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert summary["frames"] == 5 and summary["file_bytes"] == ddc.stat().st_size
     info = json.loads(run("info", str(ddc), "--json").stdout)
-    assert info["frames"] == 5 and info["video"]["keyframes"] == 5 and info["format_version"] == "1.1"
+    assert info["frames"] == 5 and info["video"]["keyframes"] == 1 and info["format_version"] == "2.0"
     assert b"video" in run("info", str(ddc)).stdout
     # whole clip, a range, lossless mkv, PNG frames
-    assert run("decode", str(ddc), "-o", str(tmp_path / "out.y4m"), "-q").returncode == 0
-    assert run("decode", str(ddc), "-o", str(tmp_path / "part.y4m"), "--frames", "3:", "-q").returncode == 0
+    assert run("decode", str(ddc), "-o", str(tmp_path / "out.y4m"), "--quiet").returncode == 0
+    assert run("decode", str(ddc), "-o", str(tmp_path / "part.y4m"), "--frames", "3:", "--quiet").returncode == 0
     with video.open_video(str(tmp_path / "out.y4m")) as a, video.open_video(str(tmp_path / "part.y4m")) as b:
         whole, part = list(a), list(b)
     assert len(whole) == 5 and len(part) == 2
     assert all(np.array_equal(x, y) for x, y in zip(whole[3].planes, part[0].planes))
-    assert run("decode", str(ddc), "-o", str(tmp_path / "out.mkv"), "-q").returncode == 0
+    assert run("decode", str(ddc), "-o", str(tmp_path / "out.mkv"), "--quiet").returncode == 0
     with video.open_video(str(tmp_path / "out.mkv")) as m:
         assert all(np.array_equal(x, y) for f, g in zip(m, whole) for x, y in zip(f.planes, g.planes))
-    assert run("decode", str(ddc), "-o", str(tmp_path / "f_%03d.png"), "-q").returncode == 0
+    assert run("decode", str(ddc), "-o", str(tmp_path / "f_%03d.png"), "--quiet").returncode == 0
     assert sorted(q.name for q in tmp_path.glob("f_*.png")) == [f"f_{i:03d}.png" for i in range(1, 6)]
     # stdin -> stdout -> stdin -> stdout
-    enc = run("encode", "-", "-o", "-", "-q", stdin=src.read_bytes())
-    assert enc.returncode == 0 and enc.stdout.startswith(container.SIGNATURE_VIDEO), enc.stderr
-    dec = run("decode", "-", "-o", "-", "-q", stdin=enc.stdout)
+    enc = run("encode", "-", "-o", "-", "--quiet", stdin=src.read_bytes())
+    assert enc.returncode == 0 and enc.stdout.startswith(container.SIGNATURE_INTER), enc.stderr
+    dec = run("decode", "-", "-o", "-", "--quiet", stdin=enc.stdout)
     assert dec.returncode == 0 and dec.stdout == (tmp_path / "out.y4m").read_bytes()
 
 
@@ -125,7 +125,7 @@ def test_cli_mistakes_are_one_line_errors(tmp_path):
     src = tmp_path / "in.y4m"
     make_clip(src, frames=2)
     ddc = tmp_path / "in.ddc"
-    assert run("encode", str(src), "-o", str(ddc), "-q").returncode == 0
+    assert run("encode", str(src), "-o", str(ddc), "--quiet").returncode == 0
     img = tmp_path / "img.ddc"
     img.write_bytes(api.encode(synthetic_image(16, 16)))
     cases = [
@@ -140,7 +140,7 @@ def test_cli_mistakes_are_one_line_errors(tmp_path):
     trunc.write_bytes(src.read_bytes()[:-100])
     cases.append((("encode", str(trunc), "-o", str(tmp_path / "t.ddc")), 3, "truncated"))
     for args, code, words in cases:
-        p = run(*args, "-q")
+        p = run(*args, "--quiet")
         err = p.stderr.decode()
         assert p.returncode == code, (args, err)
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)

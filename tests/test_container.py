@@ -94,7 +94,7 @@ def raises(exc_type, data: bytes, match: str | None = None) -> str:
 
 
 def test_constants_and_pixel_formats():
-    assert MAGIC == b"DDC" and (FORMAT_MAJOR, FORMAT_MINOR) == (1, 1)   # reads 1.1; images are still written as 1.0
+    assert MAGIC == b"DDC" and (FORMAT_MAJOR, FORMAT_MINOR) == (2, 0)   # reads 2.0 and 1.1; images are written as 1.0
     assert SIGNATURE == b"DDC\x01\x00"
     assert PIXEL_FORMATS[0] == PixelFormat(channels=3, bit_depth=8, colour_space="srgb")
     assert PIXEL_FORMATS[1] == PixelFormat(channels=1, bit_depth=8, colour_space="gray")
@@ -292,10 +292,10 @@ def test_truncated_signature():
 
 def test_newer_major_is_unsupported():
     body = hchunk(BASE_ARR) + chunk("D", b"")
-    msg = raises(UnsupportedError, sig(2, 0) + body)
-    assert "2.x is newer than this diffcodec supports (1.x); upgrade diffcodec" in msg
+    msg = raises(UnsupportedError, sig(3, 0) + body)
+    assert "3.x is newer than this diffcodec supports (2.x); upgrade diffcodec" in msg
     raises(UnsupportedError, sig(255, 3) + b"anything at all", "255.x is newer")
-    raises(UnsupportedError, sig(2, 0))  # the version is judged before anything else
+    raises(UnsupportedError, sig(3, 0))  # the version is judged before anything else
 
 
 def test_major_zero_is_corrupt():
@@ -457,8 +457,8 @@ def test_missing_and_extra_payload_chunks():
     full = sig() + hchunk(arr) + chunk("D", b"a") + chunk("D", b"b") + chunk("D", b"c")
     assert read_container(full).payloads == [b"a", b"b", b"c"]
     for cut in (sig() + hchunk(arr), sig() + hchunk(arr) + chunk("D", b"a") + chunk("D", b"b")):
-        raises(CorruptInputError, cut, r"^truncated file: header declares 3 'D' chunk\(s\) but only \d present$")
-    raises(CorruptInputError, full + chunk("D", b"d"), "more 'D' chunks")
+        raises(CorruptInputError, cut, r"^truncated file: header declares 3 frame chunk\(s\) but only \d present$")
+    raises(CorruptInputError, full + chunk("D", b"d"), "more frame chunks")
 
 
 def test_trailing_garbage():

@@ -131,7 +131,7 @@ def test_bad_video_chunk_is_corrupt(video, message):
 
 
 @pytest.mark.parametrize("index, message", [
-    ([[0, 0], [1, 5]], "puts frame 1"),             # wrong offset
+    ([[0, 0], [1, 5]], "puts keyframe 1"),          # wrong offset
     ([[1, 0]], "first entry"),
     ([[0, 0], [0, 20]], "out of order"),
     ([[0, 0], [9, 100]], "past the"),

@@ -92,6 +92,7 @@ def models(tmp_path_factory):
         _copy_opq(folder)
         _export_latent_prior(_export_autoencoder())
         _export_refiner()
+        _export_codec_refiner()
         yield folder
     finally:
         if old is None:
@@ -447,8 +448,29 @@ def test_base_bpp_takes_the_free_step_over_a_few_atoms(models):
     assert pinned["params"]["n"] == ddcm.BASE_DEFAULT_STEPS                # a given K (or N, M) keeps the rule out
 
 
-def test_bpp_alone_picks_the_mode(models):
-    # --bpp with neither --space nor --base: conditional on the largest AUTO_BASES layer that fits, else latent
+def test_bpp_alone_picks_the_best_standard_codec_base(models):
+    # --bpp with neither --space nor --base: the AUTO_CODEC_BASES layer with the highest PSNR under the target
+    from diffcodec import metrics
+    from diffcodec.methods.ddcm.codec import DDCMCodec
+
+    img = synthetic_image(48, 64, seed=5)
+    bpp = 3.0
+    got = api.info(api.encode(img, method="ddcm", bpp=bpp, device="cpu"))
+    chosen = got["params"]["b"].split(":")[0]
+    assert chosen in ddcm.AUTO_CODEC_BASES and got["model"] == "codec-refiner" and got["bpp"] <= bpp
+    psnr = {}
+    for base in ddcm.AUTO_CODEC_BASES:
+        layer = DDCMCodec()._mode_params(img, None, {"bpp": bpp, "base": base, "device": "cpu"})[2]
+        psnr[base] = metrics.psnr(img, layer.image)
+    assert psnr[chosen] == max(psnr.values()), psnr
+
+
+def test_bpp_alone_below_every_standard_codec_picks_an_opq_base_or_latent(models, monkeypatch):
+    # where no standard-codec base fits: conditional on the largest AUTO_BASES layer that fits, else latent
+    # (AUTO_CODEC_BASES emptied: at 32x32 their smallest files would fit at some of these rates)
+    from diffcodec.methods.ddcm import codec as ddcm_codec
+
+    monkeypatch.setattr(ddcm_codec, "AUTO_CODEC_BASES", ())
     img = synthetic_image(32, 32)
     alone = {b: len(_base_file(img, base=b, steps=1)) for b in ddcm.AUTO_BASES}
     by_size = sorted(ddcm.AUTO_BASES, key=alone.get)

@@ -1,5 +1,5 @@
-"""Golden clip vectors (format 1.1, formats/golden/clip-*.ddc): the files, their layout, their decoded planes
-and the encoder's bytes are pinned (opq decodes exactly on every machine)."""
+"""Golden clip vectors (format 1.1 and, with P-frames, 2.0; formats/golden/clip-*.ddc): the files, their layout,
+their decoded planes and the encoder's bytes are pinned (opq decodes exactly on every machine)."""
 
 from __future__ import annotations
 
@@ -29,5 +29,5 @@ def test_golden_clip_layout_and_pixels(vec):
 @pytest.mark.parametrize("vec", VECTORS, ids=lambda v: v["file"])
 def test_encoder_reproduces_golden_clip(vec):
     data = make.encode(vec["preset"], vec["height"], vec["width"], vec["frames"], vec["chroma"], tuple(vec["fps"]),
-                       vec["seed"])
+                       vec["seed"], vec["gop"])
     assert data == (GOLDEN / vec["file"]).read_bytes()

@@ -98,3 +98,14 @@ def test_compare_keys():
     r = metrics.compare(a, a)
     assert set(r) == {"psnr", "psnr_y", "ssim", "ms_ssim"}
     assert r["psnr"] == math.inf and math.isnan(r["ms_ssim"])
+
+
+def test_flicker_is_the_extra_frame_to_frame_change_of_the_decoded_clip():
+    from diffcodec.metrics import flicker
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (2, 16, 16)).astype(np.uint8)
+    assert flicker(a, b, a, b) == 0.0                      # decoded = source
+    assert flicker(a, b, a, a) < -10                       # frozen decoder output
+    noisy = np.clip(b.astype(int) + rng.integers(-8, 9, b.shape), 0, 255).astype(np.uint8)
+    assert flicker(b, b, b, noisy) > 2                     # a still source that the decoder makes shimmer

@@ -251,7 +251,7 @@ def test_raw_yuv_round_trip_and_its_arguments(tmp_path):
         assert same([r.read().planes], frames[2:])
     with pytest.raises(UsageError) as e:
         video.open_video(str(path))
-    one_line_error(e, UsageError, 2, "--size", "--fps")
+    one_line_error(e, UsageError, 2, "--video-size", "--fps")
     with pytest.raises(CorruptInputError) as e:
         video.open_video(str(path), size=(16, 9), fps=25)      # the wrong size does not divide the file
     one_line_error(e, CorruptInputError, 3, "truncated", str(path))

@@ -477,6 +477,15 @@ class DiffAECodec(Codec):
         """A target bpp or a grid index replaces the preset (they are refused together)."""
         return params.get("bpp") is not None or params.get("grid") is not None
 
+    # -q/--quality (methods.QUALITY_SCALE): the smallest preset whose Kodak24 MS-SSIM (2 decoder steps) reaches
+    # JPEG's at that quality; from 6 on none does (benchmarks/quality_scale.py)
+    quality_points = ((0, "low", {}), (3, "medium", {}), (5, "high", {}))
+    quality_ceiling = 6
+
+    def coded_setting(self, model: str, params: dict) -> str:
+        p = params if isinstance(params, dict) else {}
+        return f"{model} grid {p.get('d')} n{p.get('n')}"
+
     def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
         p = encoded.params
         return None, {"grid": p.get("d"), "steps": p.get("n"), "seed": p.get("s"), "model": encoded.model}
@@ -576,6 +585,14 @@ class DiffAECodec(Codec):
 
         rgb = synthesize(model, q, g, height, width, steps, seed)
         return rgb_to_channels(rgb, channels)
+
+    def decode_steps(self, encoded: Encoded, **options) -> int:
+        """The decoder's steps: the option, else the header's ``n`` (a malformed one counts 1 here; decompress
+        refuses it before allocating)."""
+        steps = options.get("steps")
+        if steps is None:
+            steps = encoded.params.get("n") if isinstance(encoded.params, dict) else None
+        return steps if type(steps) is int and 1 <= steps <= MAX_STEPS else 1
 
     def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:
         """The grid index, decoder steps and seed ({} where the header's values are malformed)."""

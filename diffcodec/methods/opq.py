@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 
 from diffcodec import artifacts, color
 from diffcodec.entropy import Decoder, Encoder, TableSet
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
-from diffcodec.methods import Codec, Encoded, register
+from diffcodec.methods import Codec, Encoded, opq_inter, register
 
 PATCH = 8
 KSUB = 256                      # codewords per sub-quantizer (8-bit indices)
@@ -136,6 +137,19 @@ class ChannelCodebook:
         return out
 
 
+def _quantize_planes(planes: np.ndarray, books: list[ChannelCodebook]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Index grids (one (gh, gw, M) array per channel) and decoded planes of centred planes (C, H, W)."""
+    _, height, width = planes.shape
+    grids, recon = [], np.empty_like(planes)
+    for c, plane in enumerate(planes):
+        patches = color.to_patches(plane, PATCH)
+        gh, gw, _ = patches.shape
+        grid = books[c].assign(patches.reshape(-1, PATCH * PATCH)).reshape(gh, gw, -1)
+        grids.append(grid)
+        recon[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
+    return grids, recon
+
+
 def _preset_artifact(preset: str) -> str:
     return f"opq/{preset}"
 
@@ -202,6 +216,8 @@ class OPQCodec(Codec):
         "opq-128-32-32": "128+32+32 bits per patch (3 bpp before entropy coding)",
     }
     default_preset = "opq-32-8-8"
+    predicts = True
+    default_gop = 12
     encode_options = {"bpp": "the largest preset whose file lands at or under this many bits per pixel "
                               "(instead of a preset)"}
     decode_options = {
@@ -210,6 +226,10 @@ class OPQCodec(Codec):
         "seed": "refiner noise seed (with refine; default 0)",
         "device": "where the refiner runs: auto | cpu | cuda (with refine)",
     }
+
+    def decode_steps(self, encoded: Encoded, **options) -> int:
+        """The refiner's steps with refine (none without: the plain decode runs no network)."""
+        return (options.get("steps") or 1) if options.get("refine") else 0
 
     def check_decode_options(self, options: dict) -> None:
         super().check_decode_options(options)
@@ -233,16 +253,8 @@ class OPQCodec(Codec):
         return self._quantize(image, load_codebooks(preset)[0])
 
     def _quantize(self, image: np.ndarray, books: list[ChannelCodebook]) -> tuple[list[np.ndarray], np.ndarray]:
-        height, width, channels = image.shape
-        planes = self._planes(image)
-        grids, recon = [], np.empty_like(planes)
-        for c in range(channels):
-            patches = color.to_patches(planes[c], PATCH)
-            gh, gw, _ = patches.shape
-            grid = books[c].assign(patches.reshape(-1, PATCH * PATCH)).reshape(gh, gw, -1)
-            grids.append(grid)
-            recon[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
-        return grids, self._image(recon, height, width)
+        grids, recon = _quantize_planes(self._planes(image), books)
+        return grids, self._image(recon, image.shape[0], image.shape[1])
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
@@ -283,12 +295,23 @@ class OPQCodec(Codec):
     def params_override_preset(self, params: dict) -> bool:
         return params.get("bpp") is not None
 
+    # -q/--quality (methods.QUALITY_SCALE): the smallest preset whose Kodak24 MS-SSIM reaches JPEG's at that
+    # quality; from 76 on no preset does (benchmarks/quality_scale.py)
+    quality_points = ((0, "opq-16-8-8", {}), (13, "opq-32-8-8", {}), (20, "opq-64-16-16", {}),
+                      (39, "opq-128-32-32", {}))
+    quality_ceiling = 76
+
+    def coded_setting(self, model: str, params: dict) -> str:
+        return "opq-" + model
+
     def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
         return "opq-" + encoded.model, {}
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options (:attr:`decode_options`): refine=True runs the diffusion refiner (steps, seed, device)."""
-        self.check_decode_options(options)
+        return self.decompress_keyframe(encoded, height, width, channels, **options)[0]
+
+    def _books_of(self, encoded: Encoded) -> list[ChannelCodebook]:
         preset = "opq-" + encoded.model
         if preset not in PRESETS:
             raise CorruptInputError(f"opq file names an unknown codebook set {encoded.model!r}")
@@ -298,6 +321,12 @@ class OPQCodec(Codec):
                 f"file was encoded with a different {preset} codebook (sha256 prefix {encoded.model_sha:08x}, "
                 f"installed {sha[:8]}); decode it with the diffcodec release that wrote it"
             )
+        return books
+
+    def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int,
+                            **options) -> tuple[np.ndarray, Any]:
+        self.check_decode_options(options)
+        books = self._books_of(encoded)
         if len(encoded.chunks) != 1:
             raise CorruptInputError("opq file must hold exactly one payload chunk")
         dec = Decoder(encoded.chunks[0])
@@ -311,7 +340,10 @@ class OPQCodec(Codec):
         planes = np.empty((channels, height, width), dtype=np.float32)
         for c, grid in enumerate(grids):
             planes[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
-        image = self._image(planes, height, width)
+        return self._output(planes, options), opq_inter.Reference(planes, grids)
+
+    def _output(self, planes: np.ndarray, options: dict) -> np.ndarray:
+        image = self._image(planes, planes.shape[1], planes.shape[2])
         if options.get("refine"):
             from diffcodec.device import resolve_device
             from diffcodec.methods.opq_refine import refine
@@ -319,3 +351,27 @@ class OPQCodec(Codec):
             image = refine(image, steps=options.get("steps"), device=resolve_device(options.get("device")),
                            seed=options.get("seed") or 0)
         return image
+
+    # ---------------------------------------------------------------- P-frames (methods/opq_inter.py)
+    def compress_keyframe(self, image: np.ndarray, preset: str | None = None,
+                          **params) -> tuple[Encoded, np.ndarray, Any]:
+        encoded, recon = self.compress_with_reconstruction(image, preset, **params)
+        books = self._books_of(encoded)
+        grids, planes = _quantize_planes(self._planes(image), books)
+        return encoded, recon, opq_inter.Reference(planes, grids)
+
+    def compress_predicted(self, image: np.ndarray, reference: Any, key: Encoded,
+                           **params) -> tuple[bytes, np.ndarray, Any]:
+        self.check_encode_options({k: v for k, v in params.items() if k != "lam_scale"})
+        books = self._books_of(key)
+        lam = params.get("lam_scale", opq_inter.INTRA_LAMBDA)
+        payload, ref = opq_inter.encode(self._planes(image), reference, books,
+                                        lambda planes: _quantize_planes(planes, books), lam)
+        return payload, self._image(ref.planes, image.shape[0], image.shape[1]), ref
+
+    def decompress_predicted(self, payload: bytes, reference: Any, key: Encoded, height: int, width: int,
+                             channels: int, **options) -> tuple[np.ndarray, Any]:
+        self.check_decode_options(options)
+        books = self._books_of(key)[:channels]
+        ref = opq_inter.decode(payload, reference, books, height, width)
+        return self._output(ref.planes, options), ref

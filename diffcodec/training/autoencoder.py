@@ -121,7 +121,7 @@ class AutoencoderTrainer(loop.Trainer):
         calib = self.data.batch(cfg.calibrate_crops, np.random.default_rng(cfg.seed + 7)).to(self.device)
         final.calibrate(calib)
         manifest = {
-            "command": cfg.command, "data": [str(p) for p in cfg.data],
+            **loop.command_fields(cfg, summary), "data": [str(p) for p in cfg.data],
             **loop.run_manifest(cfg, summary["steps"], wall, summary["device"]),
             "ms_ssim_weight": cfg.ms_ssim_weight, "kl_weight": cfg.kl_weight,
             "validation": summary["validation"], "license": cfg.license_note,

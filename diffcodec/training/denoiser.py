@@ -261,7 +261,7 @@ class DenoiserTrainer(loop.Trainer):
         cfg = self.cfg
         manifest = {
             "loss_weighting": cfg.loss_weighting,
-            "command": cfg.command,
+            **loop.command_fields(cfg, summary),
             "data": [str(p) for p in cfg.data],
             **loop.run_manifest(cfg, summary["steps"], wall, summary["device"]),
             "validation": summary["validation"],

@@ -282,7 +282,8 @@ class DiffAETrainer(loop.Trainer):
     def export(self, summary: dict[str, Any], wall: float) -> dict[str, Any]:
         path, validation = export(self.cfg, self.ema.model, self.schedule, self.ae, self.ae_sha, self.val_images,
                                   step=summary["steps"], wall=wall, device=summary["device"],
-                                  data_description=self.data.description)
+                                  data_description=self.data.description,
+                                  commands=summary.get("commands"))
         return {"export": path, "validation": validation}
 
 
@@ -298,7 +299,7 @@ def _figures(validation: dict | None) -> dict | None:
 
 def export(cfg: DiffAETrainConfig, net, schedule: NoiseSchedule, ae, ae_sha: str | None,
            val_images: torch.Tensor | None, *, step: int, wall: float, device: str,
-           data_description: str = "") -> tuple[str, dict | None]:
+           data_description: str = "", commands: list[str] | None = None) -> tuple[str, dict | None]:
     """Write the artifact ``cfg.export_name``: fp16 network weights, fp32 prior, integer tables for the whole Delta
     grid, presets fixed from the measured validation bpp (without validation images: grid indices G/4, G/2, 3G/4).
     Returns (weights path, validation figures or None)."""
@@ -343,7 +344,7 @@ def export(cfg: DiffAETrainConfig, net, schedule: NoiseSchedule, ae, ae_sha: str
                            for k in ("encoder", "prior", "cond", "unet")},
         "dtype": "float16 (prior parameters float32, tables int32)",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": cfg.command,
+        **loop.command_fields(cfg, {"commands": commands}),
         "data": [str(p) for p in cfg.data],
         "data_source": data_description,
         **loop.run_manifest(cfg, step, wall, device),

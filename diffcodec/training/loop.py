@@ -137,6 +137,23 @@ class LoopConfig:
         return config_dict(self)
 
 
+def _command_entry(entry: Any) -> dict[str, Any]:
+    """A checkpoint's command record; early 2026-12 checkpoints stored "CMD  # resumed at step N" strings."""
+    if isinstance(entry, dict):
+        return entry
+    command, _, step = str(entry).partition("  # resumed at step ")
+    return {"command": command, "from_step": int(step) if step.isdigit() else 0}
+
+
+def command_fields(cfg: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``command`` (the first that made the file) and, for a resumed run, ``resumed_with``: each
+    later command and the step it resumed from (commands not recorded, e.g. from the Python API, are left out)."""
+    known = [c for c in summary.get("commands") or [{"command": cfg.command, "from_step": 0}] if c["command"]]
+    if not known:
+        return {"command": cfg.command}
+    return {"command": known[0]["command"], **({"resumed_with": known[1:]} if len(known) > 1 else {})}
+
+
 def run_manifest(cfg: Any, steps: int, wall: float, device: str) -> dict[str, Any]:
     """What every trainer's manifest records about the run: steps, batch, crop, lr, ema_decay, seed, wall time
     (s) and device."""
@@ -282,6 +299,7 @@ def _run(cfg: Any, make_trainer: Callable[[Any, torch.device], Trainer]) -> dict
     model, ema, opt = tr.model, tr.ema, tr.optimizer
 
     step, prior_wall, last_val = 0, 0.0, None
+    commands: list[dict[str, Any]] = [{"command": cfg.command, "from_step": 0}]
     if cfg.resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, tr.checkpoint_format, tr.checkpoint_fields())
         model.load_state_dict(ck["model"])
@@ -289,6 +307,8 @@ def _run(cfg: Any, make_trainer: Callable[[Any, torch.device], Trainer]) -> dict
         ema.to(device)
         opt.load_state_dict(ck["optimizer"])
         step, prior_wall, last_val = int(ck["step"]), float(ck["wall_time_s"]), ck.get("last_val")
+        # every command that made this checkpoint, oldest first (the manifest lists them to re-create the file)
+        commands = [*map(_command_entry, ck.get("commands", [])), {"command": cfg.command, "from_step": step}]
         tr.set_rng_state(ck["rng"])
         truncate_log(log_path, step)
     else:
@@ -301,7 +321,7 @@ def _run(cfg: Any, make_trainer: Callable[[Any, torch.device], Trainer]) -> dict
             "format": tr.checkpoint_format, "step": step, "wall_time_s": prior_wall + time.time() - t_start,
             "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
             "rng": tr.rng_state(), **tr.checkpoint_fields(), "train_config": json.dumps(cfg.to_dict()),
-            "last_val": last_val,
+            "last_val": last_val, "commands": commands,
         }, ckpt_path)
 
     def validate() -> dict[str, Any]:
@@ -373,6 +393,7 @@ def _run(cfg: Any, make_trainer: Callable[[Any, torch.device], Trainer]) -> dict
         "log": str(log_path),
         "device": device_description(device),
         "params": sum(p.numel() for p in model.parameters()),
+        "commands": commands,
         "export": None,
     }
     if cfg.export_name:

@@ -47,6 +47,7 @@ from __future__ import annotations
 from diffcodec.methods.ddcm.base_layer import BaseLayer, check_base, code_base, decode_base
 from diffcodec.methods.ddcm.codec import (
     AUTO_BASES,
+    AUTO_CODEC_BASES,
     BASE_DEFAULT_PRESET,
     ENCODE_OPTIONS,
     GENERATE_OPTIONS,
@@ -116,7 +117,7 @@ from diffcodec.methods.ddcm.process import RunStats, run_process
 
 __all__ = [
     # codec
-    "DDCMCodec", "METHOD", "PRESETS", "AUTO_BASES", "BASE_DEFAULT_PRESET", "ENCODE_OPTIONS",
+    "DDCMCodec", "METHOD", "PRESETS", "AUTO_BASES", "AUTO_CODEC_BASES", "BASE_DEFAULT_PRESET", "ENCODE_OPTIONS",
     "GENERATE_OPTIONS", "generate",
     # combinatorics
     "subset_rank", "subset_unrank", "alphabet", "bits_per_step", "atoms_to_symbol", "symbol_to_atoms",

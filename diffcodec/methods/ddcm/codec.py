@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcodec import artifacts
+from diffcodec import artifacts, metrics
 from diffcodec.device import resolve_device
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import Codec, Encoded, register
@@ -18,6 +18,7 @@ from diffcodec.methods.ddcm.combinatorics import alphabet, atoms_to_symbol, sele
 from diffcodec.methods.ddcm.params import (
     DEFAULT_CODEBOOK,
     DEFAULT_SPACE,
+    DEFAULT_STEPS,
     MAX_K,
     METHOD,
     BelowBaseLayerError,
@@ -43,6 +44,17 @@ PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M
 # steps"; opq-64-16-16: 'The default mode (`--bpp` alone) on Kodak24', "opq-64-16-16 as a base").
 # opq-128-32-32 is left out: the opq-refiner was not trained on it.
 AUTO_BASES = ("opq-64-16-16", "opq-32-8-8", "opq-16-8-8")
+# Tried first: the standard codecs under the codec-refiner; the automatic mode keeps the one whose base layer is
+# closest to the image (PSNR) at the target. Their base alone is 2-4 dB above an opq base of the same size, and
+# refinement is never worse than the base (benchmarks/RESULTS.md, 'codec-refiner'); the opq bases and the latent
+# space remain for targets below the smallest standard-codec file.
+AUTO_CODEC_BASES = ("avif", "webp", "jpeg")
+# -q/--quality Q -> --bpp (benchmarks/quality_scale.py: the target whose Kodak24 MS-SSIM reaches JPEG's at Q)
+QUALITY_BPP = ((0, 0.029), (3, 0.033), (4, 0.048), (5, 0.072), (6, 0.108), (7, 0.149), (8, 0.203), (9, 0.228),
+               (10, 0.256), (11, 0.278), (12, 0.301), (13, 0.322), (14, 0.343), (15, 0.367), (16, 0.381),
+               (17, 0.397), (18, 0.43), (19, 0.472), (20, 0.518), (21, 0.546), (22, 0.576), (23, 0.612),
+               (24, 0.661), (25, 0.714), (26, 0.753), (27, 0.794), (28, 0.837), (29, 0.882), (30, 0.93),
+               (31, 0.966), (32, 1.0))
 BASE_DEFAULT_PRESET = "n3-k4096-m512"   # the preset with --base (few steps: see params.BASE_DEFAULT_STEPS)
 
 ENCODE_OPTIONS = {      # option -> help (the order is the one error messages list them in)
@@ -121,6 +133,33 @@ class DDCMCodec(Codec):
         """A target bpp, or steps, K and atoms all given, leave nothing for a preset to set."""
         return params.get("bpp") is not None or all(params.get(k) is not None for k in ("steps", "k", "atoms"))
 
+    # -q/--quality (methods.QUALITY_SCALE): the --bpp whose Kodak24 MS-SSIM reaches JPEG's at that quality
+    # (log-linear between the measured targets); from 32 on no rate does, and 1.0 bpp is its best
+    # (benchmarks/quality_scale.py)
+    quality_points = tuple((q, None, {"bpp": b}) for q, b in QUALITY_BPP)
+    quality_ceiling = 32
+
+    def encode_setting(self, preset: str | None, params: dict) -> dict:
+        """The preset resolved to steps, K and atoms (as :meth:`_mode_params` does), or the options alone when
+        they replace it."""
+        given = {k: v for k, v in params.items() if v is not None and k != "device"}
+        name = preset or (BASE_DEFAULT_PRESET if given.get("base") is not None else self.default_preset)
+        if self.params_override_preset(given) or name not in PRESETS:
+            return given if self.params_override_preset(given) else {"preset": name, **given}
+        n, k, m = PRESETS[name]
+        k = given.get("k", k)
+        m = given.get("atoms", min(m, max(1, k // 2)) if "k" in given else m)
+        return {**given, "steps": given.get("steps", n), "k": k, "atoms": m}
+
+    def coded_setting(self, model: str, params: dict) -> str:
+        p = params if isinstance(params, dict) else {}
+        if p.get("n") == 0:
+            return f"base {p.get('b')} alone"
+        label = f"n{p.get('n')}-k{p.get('k')}-m{p.get('m')} {p.get('sp')}"
+        label += f" base {p['b']}" if p.get("b") is not None else ""
+        label += f" {p['cb']}" if p.get("cb") not in (None, DEFAULT_CODEBOOK) else ""
+        return label + (f" {p['pr']}" if "pr" in p else "")
+
     def __init__(self):
         self.last_stats: RunStats | None = None
 
@@ -128,10 +167,23 @@ class DDCMCodec(Codec):
     def _params(self, image: np.ndarray, preset: str | None,
                 params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
         """The mode and parameters of an encode. With ``bpp`` and neither ``space`` nor ``base`` the mode is
-        automatic: conditional on the largest AUTO_BASES layer that fits under the target (measured best
-        there), else the latent space."""
+        automatic: conditional on the AUTO_CODEC_BASES layer with the highest PSNR under the target; where none
+        fits, on the largest AUTO_BASES layer that does, else the latent space."""
         self.check_encode_options(params)
         if params.get("bpp") is not None and params.get("space") is None and params.get("base") is None:
+            best, best_psnr = None, -math.inf
+            for base in AUTO_CODEC_BASES:
+                try:
+                    candidate = self._mode_params(image, preset, {**params, "base": base})
+                except BelowBaseLayerError:
+                    continue
+                layer = candidate[2]
+                assert layer is not None
+                psnr = metrics.psnr(image, layer.image)
+                if psnr > best_psnr:
+                    best, best_psnr = candidate, psnr
+            if best is not None:
+                return best
             for base in AUTO_BASES:
                 try:
                     return self._mode_params(image, preset, {**params, "base": base})
@@ -286,7 +338,15 @@ class DDCMCodec(Codec):
 
         return rgb_to_channels(prior.to_image(x, height, width), channels)
 
+    def decode_steps(self, encoded: Encoded, **options) -> int:
+        """The header's N: one prior (or refiner) pass per strided step, 0 for a base layer decoded as is."""
+        return DDCMParams.from_header(encoded.params, encoded.rng).steps
+
     # ---------------------------------------------------------------- compressed generation
+    def generate_steps(self, **options) -> int:
+        steps = options.get("steps")
+        return DEFAULT_STEPS if steps is None else steps
+
     def generate(self, height: int, width: int, **options) -> tuple[Encoded, np.ndarray]:
         """An unconditional sample whose codebook choices are random (seeded) and the encoding that decodes to
         it (options: :data:`GENERATE_OPTIONS`; None or absent: the default). The sample is uint8

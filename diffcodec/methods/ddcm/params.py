@@ -67,7 +67,7 @@ class DDCMParams:
         _int("k", self.k, 1, MAX_K)
         _int("atoms", self.atoms, 1, min(self.k, MAX_ATOMS))
         _int("seed", self.seed, 0, codebooks_rng.MAX_SEED)
-        if self.codebook not in codebooks_rng.CODEBOOKS:
+        if not isinstance(self.codebook, str) or self.codebook not in codebooks_rng.CODEBOOKS:   # (a map: unhashable)
             raise err(f"ddcm codebook must be one of {', '.join(codebooks_rng.CODEBOOKS)}, got {self.codebook!r}")
         if self.space not in SPACES:
             raise err(f"ddcm space must be one of {', '.join(SPACES)}, got {self.space!r}")
