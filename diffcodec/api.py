@@ -220,3 +220,24 @@ def methods() -> dict[str, dict]:
                "quality_ceiling": cls.quality_ceiling}
         for name, cls in sorted(available().items())
     }
+
+
+def compare(reference, distorted, metrics: list[str] | None = None) -> dict:
+    """Every quality metric of `distorted` against `reference` (arrays, PIL images, paths or encoded image bytes of
+    the same size): psnr, psnr_y, ssim, ms_ssim (:mod:`diffcodec.metrics`) and the perceptual `metrics`
+    (:mod:`diffcodec.perceptual`; None: SSIMULACRA 2, and Butteraugli when libjxl's tool is found). A named metric
+    that cannot run here is an UnsupportedError saying what it needs. A grayscale image compared with a colour one
+    is taken as three equal channels."""
+    from diffcodec import metrics as _metrics
+    from diffcodec import perceptual
+
+    a, b = images.as_image_array(reference), images.as_image_array(distorted)
+    if a.shape[:2] != b.shape[:2]:
+        raise UsageError(f"images differ in size: {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]}")
+    if a.shape[2] != b.shape[2]:
+        a, b = (np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x for x in (a, b))
+    names = perceptual.default_metrics() if metrics is None else perceptual.check_metrics(metrics)
+    out: dict = {"width": int(a.shape[1]), "height": int(a.shape[0])}
+    out.update(_metrics.compare(a, b))
+    out.update(perceptual.measure(a, b, names))
+    return out

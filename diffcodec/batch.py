@@ -3,8 +3,9 @@
 Engine-independent parts live here: finding the inputs and mirroring their tree into the output folder
 (:func:`plan`), the manifest (:class:`Manifest`: JSONL beside the outputs, one record per file), the rules for
 what a re-run skips and what it codes again, and :class:`Worker`, which codes one file at a time with the codec
-settings of a batch. A worker lives as long as its process (or Ray actor), so the models its codec loads (the
-artifact caches are per process) are loaded once, not once per file. The engines only move jobs to workers and
+settings of a batch. A worker lives as long as its process (or Ray actor), so the model files its codec loads are
+read and sha256-checked once, not once per file (the artifact caches are per process; ddcm still builds its networks
+from the cached weights for each file). The engines only move jobs to workers and
 records back: :func:`run_local` (this process, or a pool of processes) and :mod:`diffcodec.batch_ray` (Ray Data,
 imported only when asked for).
 
@@ -177,7 +178,7 @@ def _walk(folder: str, suffixes: tuple[str, ...], prune: set[str]) -> list[str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and os.path.realpath(os.path.join(top, d)) not in prune)
         found += [os.path.join(top, f) for f in sorted(files)
-                  if not f.startswith(".") and f.lower().endswith(suffixes)]
+                  if not f.startswith(".") and f.lower().endswith(suffixes) and os.path.isfile(os.path.join(top, f))]
     return found
 
 
@@ -396,7 +397,7 @@ def _finite(x: float | None) -> float | None:
 
 class Worker:
     """Codes the files of one batch, one at a time (:meth:`code`), with one codec constructed once: keep one per
-    worker process or actor, so that the models it loads stay loaded for every later file."""
+    worker process or actor, so that the model files it reads stay cached for every later file."""
 
     def __init__(self, config: BatchConfig):
         from diffcodec import api
@@ -449,7 +450,7 @@ class Worker:
             return False
         if self.config.wants_metrics and not prev.get("metrics"):
             return False
-        return True
+        return sha256_path(job.output) == prev["output_sha256"]
 
     def _encode(self, data: bytes, job: Job, rec: dict) -> bytes:
         from diffcodec import api, images, metrics
@@ -601,9 +602,10 @@ def _stop_pool(pool) -> None:
             p.kill()
 
 
-def _died(job: Job) -> dict[str, Any]:
-    return {"kind": "file", "rel": job.rel, "input": job.input, "output": None, "worker": "local pool",
-            "status": "failed", "error": "the worker process died while coding this file (killed, or out of memory?)",
+def _died(job: Job, config: BatchConfig) -> dict[str, Any]:
+    return {"kind": "file", "rel": job.rel, "input": job.input, "output": os.path.relpath(job.output, config.outdir),
+            "worker": "local pool", "status": "failed",
+            "error": "the worker process died while coding this file (killed, or out of memory?)",
             "exit_code": 1, "seconds": None, "finished_utc": utc_now()}
 
 
@@ -646,19 +648,20 @@ def run_local(jobs: Sequence[Job], config: BatchConfig, emit: Emit, workers: int
     with its own :class:`Worker`), calling ``emit(record)`` in this process as each file finishes. When a worker
     dies (killed, out of memory) the files it may have been coding are tried again one at a time, each alone in
     a new process; one that kills that too is recorded as failed, and the batch goes on."""
-    if workers <= 1:
+    if workers <= 1 or len(jobs) <= 1:
         if threads is not None:
             set_threads(threads)
         worker = Worker(config)
         for job in jobs:
             emit(worker.code(job))
         return
+    workers = min(workers, len(jobs))
     threads = threads or default_threads(workers)
     todo = deque(jobs)
     while todo:
         for suspect in _run_pool(todo, config, emit, workers, threads):
             if _run_pool(deque([suspect]), config, emit, 1, threads):
-                emit(_died(suspect))
+                emit(_died(suspect, config))
 
 
 # ----------------------------------------------------------------------------------------------- a whole batch
@@ -741,6 +744,10 @@ def run(inputs: Sequence[str], config: BatchConfig, *, engine: str = "local", wo
     jobs = [replace(j, prev=manifest.records.get(j.rel)) for j in jobs]
     summary = Summary(files=len(jobs))
     summary.info = {"engine": engine, "outdir": config.outdir, "manifest": manifest.path}
+    # workers (Ray actors on other machines too) see absolute paths only: their working folder is not ours
+    against = config.metrics_against
+    config = replace(config, outdir=os.path.abspath(config.outdir),
+                     metrics_against=None if against is None else os.path.abspath(against))
     bar = progress.bar(total=len(jobs), unit="file", desc="batch", show=show_progress)
 
     def emit(record: dict[str, Any]) -> None:
@@ -757,7 +764,7 @@ def run(inputs: Sequence[str], config: BatchConfig, *, engine: str = "local", wo
     completed = False
     try:
         if engine == "local":
-            n = workers or 1
+            n = min(workers or 1, len(jobs))
             summary.info.update(workers=n, threads=threads if n == 1 else threads or default_threads(n))
             run_local(jobs, config, emit, workers=n, threads=threads)
         else:

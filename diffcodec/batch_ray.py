@@ -1,5 +1,5 @@
 """The Ray engine of `diffcodec batch` (``--engine ray``): Ray Data streams the jobs through ``map_batches`` with
-:class:`RayCoder`, a class whose actors each build one :class:`diffcodec.batch.Worker` (models loaded once per
+:class:`RayCoder`, a class whose actors each build one :class:`diffcodec.batch.Worker` (model files read once per
 actor), one file per call; the records stream back to the driver, which writes the manifest as they arrive.
 
 Without ``--address`` an embedded local Ray is started for the batch (and stopped after it); with one

@@ -52,7 +52,11 @@ def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def pchip_integral(x: Sequence[float], y: Sequence[float], lo: float, hi: float) -> float:
     """Exact integral from lo to hi (inside [x[0], x[-1]]) of the PCHIP interpolant through (x, y), x increasing."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    return _pchip_integral(xs, ys, lo, hi)
+
+
+def _pchip_integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
     d = pchip_slopes(x, y)
     total = 0.0
     for k in range(len(x) - 1):

@@ -666,7 +666,8 @@ def write_outputs(config: BenchConfig, codec: CodecUnderTest, rows: list[dict[st
         "settings": settings,
         "metrics": list(config.metrics or ()),
         "anchor": config.anchor,
-        "bd": bd_summary(rows, config.anchor, ["psnr", "ms_ssim", *metric_cols]) if config.anchor else [],
+        "bd": (bd_summary(rows, config.anchor, ["psnr", "ms_ssim", *metric_cols])
+               if config.anchor and len(labels) >= 2 else []),          # a curve needs two settings
         "published": [load_published(f) for f in config.published],
     }
     summary["notes"]["bd"] = ("BD-rate (%) and BD-quality (metric units; for distances, how much lower) per image, "

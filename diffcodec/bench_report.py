@@ -54,6 +54,11 @@ CODEC_STYLES: dict[str, dict[str, Any]] = {
     "svtav1-p8": {"color": "#d62728", "marker": "D"},
     "jxl": {"color": "#9467bd", "marker": "P"},
     "heic": {"color": "#8c564b", "marker": "v"},
+    # published reference curves (benchmarks/published/kodak24.json), drawn dashed
+    "bmshj2018-hyperprior (mse)": {"color": "#7f7f7f", "marker": "."},
+    "mbt2018-mean (mse)": {"color": "#bcbd22", "marker": "."},
+    "cheng2020-anchor (mse)": {"color": "#e377c2", "marker": "."},
+    "VTM": {"color": "#000000", "marker": "."},
 }
 _SPARE_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#aec7e8", "#ffbb78", "#c5b0d5", "#c49c94", "#f7b6d2")
 _SPARE_MARKERS = "*hp<>Xd8"
@@ -230,7 +235,8 @@ def format_markdown_table(summary: dict | list) -> str:
                          f"{_num(b.get('bd_rate'), '+.2f')} | {_num(b.get('bd_quality'), '+.4f')} | "
                          f"{b.get('n_rate', 0)} / {b.get('n_quality', 0)} of {b.get('n_images', 0)} |")
     if isinstance(summary, dict) and summary.get("published"):
-        lines += ["", f"Reference curves, {PUBLISHED} (their source files in the rows):", "",
+        datasets = "; ".join(sorted({str(p.get("dataset", "?")) for p in summary["published"]}))
+        lines += ["", f"Reference curves on {datasets}, {PUBLISHED} (their source files in the rows):", "",
                   "| codec | bpp | PSNR (dB) | MS-SSIM | source |", "|---|---:|---:|---:|---|"]
         for pub in summary["published"]:
             for c in pub["curves"]:
@@ -316,7 +322,8 @@ def rd_figure(settings: list[dict[str, Any]], key: str, ylabel: str, title: str,
     ax.set_title(title + (f" ({note})" if note else ""), fontsize=9)
     ax.grid(True, alpha=0.4)
     if curves:
-        ax.legend()
+        crowded = len(ax.get_lines()) > 5
+        ax.legend(fontsize=7 if crowded else None, framealpha=0.7 if crowded else None)
     fig.tight_layout()
     return fig
 

@@ -57,6 +57,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from diffcodec import atomic, progress
+from diffcodec import bdrate as _bdrate
 from diffcodec import metrics as _metrics
 from diffcodec.bench_report import _CSS, _num, codec_style, csv_text, json_clean, rd_plot_png
 from diffcodec.errors import DiffcodecError, UsageError
@@ -147,54 +148,8 @@ def resolve_baselines(names: Sequence[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- BD-rate
 
-def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Derivatives of the monotone piecewise-cubic Hermite interpolant (PCHIP) at the knots: weighted harmonic
-    means inside, the three-point shape-preserving rule at the ends (the rules of scipy's PchipInterpolator)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    h = np.diff(x)
-    delta = np.diff(y) / h
-    n = len(x)
-    d = np.zeros(n)
-    if n == 2:
-        d[:] = delta[0]
-        return d
-    for k in range(1, n - 1):
-        if delta[k - 1] * delta[k] > 0:
-            w1, w2 = 2 * h[k] + h[k - 1], h[k] + 2 * h[k - 1]
-            d[k] = (w1 + w2) / (w1 / delta[k - 1] + w2 / delta[k])
-
-    def end(h0, h1, m0, m1):
-        v = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
-        if np.sign(v) != np.sign(m0):
-            return 0.0
-        if np.sign(m0) != np.sign(m1) and abs(v) > abs(3 * m0):
-            return 3 * m0
-        return v
-
-    d[0] = end(h[0], h[1], delta[0], delta[1])
-    d[-1] = end(h[-1], h[-2], delta[-1], delta[-2])
-    return d
-
-
-def _cubic_primitive(c: tuple[float, float, float, float], t: float) -> float:
-    """The integral from 0 to t of c0 + c1 t + c2 t^2 + c3 t^3."""
-    return c[0] * t + c[1] * t ** 2 / 2 + c[2] * t ** 3 / 3 + c[3] * t ** 4 / 4
-
-
-def pchip_integral(x: Sequence[float], y: Sequence[float], lo: float, hi: float) -> float:
-    """Exact integral over [lo, hi] (inside [x[0], x[-1]]) of the PCHIP interpolant through (x, y); x increasing."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    d = pchip_slopes(x, y)
-    total = 0.0
-    for k in range(len(x) - 1):
-        a, b = max(lo, x[k]), min(hi, x[k + 1])
-        if b <= a:
-            continue
-        h = x[k + 1] - x[k]
-        m = (y[k + 1] - y[k]) / h
-        coef = (y[k], d[k], (3 * m - 2 * d[k] - d[k + 1]) / h, (d[k] + d[k + 1] - 2 * m) / (h * h))
-        total += _cubic_primitive(coef, b - x[k]) - _cubic_primitive(coef, a - x[k])
-    return float(total)
+# PCHIP (monotone piecewise-cubic) interpolation and its exact integral: one implementation, diffcodec.bdrate
+pchip_slopes, pchip_integral = _bdrate.pchip_slopes, _bdrate.pchip_integral
 
 
 def _curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -575,6 +530,9 @@ class ClipRun:
         with open(ddc, "rb") as f:
             stream = container.StreamReader(f)
             vinfo = clips.clip_video_info(stream)
+            h = stream.header
+            assert h is not None
+            coded = codec.coded_setting(h.model, h.params)       # what the file says it was coded with
             with video.open_writer(str(dec_path), vinfo, force=True) as w:
                 it = clips.decode_frames(stream, **({"device": cfg.device} if "device" in codec.decode_options
                                                     else {}))
@@ -586,11 +544,14 @@ class ClipRun:
                         break
                     dec_s += time.perf_counter() - t1
                     w.write(planes)
+        with open(ddc, "rb") as f:                   # frame 0's mode (e.g. ddcm's base layer), from the file
+            first = next(container.StreamReader(f).frames())[1]
+        mode = codec.describe(h.params, [first]).get("summary")
         nbytes = ddc.stat().st_size
         row = self.row(OURS, point.label, nbytes, "ours")
         row.update(encode_s=enc_s, decode_s=dec_s, encode_fps=_fps(self.frames, enc_s),
                    decode_fps=_fps(self.frames, dec_s), passes=summary.get("attempts"),
-                   target_kbps=point.kbps)
+                   target_kbps=point.kbps, coded=coded, mode=mode)
         self.add_metrics(row, dec_path)
         self.rows.append(row)
         self.decoded[(OURS, point.label)] = dec_path
@@ -659,7 +620,8 @@ def _search_quality(runner: BaselineRunner, goal: float) -> tuple[Probe, bool]:
 RESULT_COLUMNS = [
     "clip", "codec", "setting", "role", "matched_to", "bytes", "target_bytes", "over_target", "kbps", "bpp",
     "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ms_ssim_y", "flicker_y", "vmaf", "encode_fps", "decode_fps", "encode_s",
-    "decode_s", "quality", "search_encodes", "passes", "target_kbps", "frames", "width", "height", "fps", "error",
+    "decode_s", "quality", "search_encodes", "passes", "target_kbps", "coded", "mode", "frames", "width", "height",
+    "fps", "error",
 ]
 FRAME_COLUMNS = ["clip", "codec", "setting", "role", "matched_to", "frame", "psnr_y", "psnr_yuv", "flicker_y",
                  "vmaf"]

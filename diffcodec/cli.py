@@ -93,9 +93,13 @@ def cli():
 @click.option("--bpp", type=float, default=None,
               help="Land the whole file at or under this bpp: opq picks the largest preset that fits, ddcm its "
               "steps/K/atoms (with --base: the base layer counts), diffae its quantization step.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
               help="ddcm: arithmetic of the prior's network, stored in the file and replayed when decoding "
-              "(default auto: bf16 for pixel-space priors where the device has native bf16, else fp32).")
+              "(default auto: bf16 for pixel-space priors where the device has native bf16, fp16 for a --prior on "
+              "CUDA, else fp32).")
+@click.option("--prior", default=None, metavar="NAME",
+              help="ddcm: run on a pretrained model added with `diffcodec models add NAME --diffusers DIR`, in its own "
+                   "space (pixel or latent); decoding needs the same model registered.")
 @click.option("--kbps", type=float, default=None,
               help="Video: target rate of the whole clip (frame 0 picks the parameters at the matching --bpp).")
 @click.option("--gop", type=click.IntRange(1, 2**20), default=None, metavar="N",
@@ -107,7 +111,7 @@ def cli():
 @quiet_option
 @verbose_option
 def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, base, seed, bpp, precision,
-           kbps, gop, frame_size, fps, device, quiet, quality=None, max_size=None, verbose=False):
+           kbps, gop, frame_size, fps, device, quiet, quality=None, max_size=None, verbose=False, prior=None):
     """Encode an image (PNG, JPEG, TIFF, BMP, WebP) or a video (Y4M, raw .yuv, anything ffmpeg reads) into a .ddc
     file; '-' = stdin (an image, or a Y4M stream). The rate: a --preset, -q/--quality (one scale for every method),
     --size (a file size) or the method's own options (--bpp ...)."""
@@ -117,7 +121,7 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
     images.check_output_path(output, [input], force)
     max_bytes = parse_bytes(max_size)
     given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "base": base, "seed": seed,
-             "bpp": bpp, "precision": precision}
+             "bpp": bpp, "precision": precision, "prior": prior}
     params = {name: v for name, v in given.items() if v is not None}
     codec = api.get_codec(method)
     if kbps is not None and (quality is not None or max_bytes is not None):
@@ -545,12 +549,18 @@ def _quality_text(rows: list[dict], ceiling: int) -> str:
     return text + f" (from {ceiling} on it falls short of the scale)" if ceiling <= 100 else text
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check every file's sha256.")
-def models(as_json, verify):
-    """List shipped codebooks and model weights."""
-    from diffcodec import artifacts
+@click.pass_context
+def models(ctx, as_json, verify):
+    """List shipped codebooks and model weights, and the models added with `models add` (sha256 verified).
+
+    `models add NAME --diffusers DIR` registers a pretrained diffusers model for ddcm --prior NAME; `models remove
+    NAME` forgets it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from diffcodec import artifacts, user_models
 
     rows = []
     for m in artifacts.list_artifacts():
@@ -562,7 +572,14 @@ def models(as_json, verify):
                      "status": status, "command": m.get("command"),
                      "validation": m.get("validation_figures") or m.get("validation") or {},
                      "steps": m.get("steps"), "device": m.get("device"),
-                     "wall_time_s": m.get("total_wall_time_s", m.get("wall_time_s"))})
+                     "wall_time_s": m.get("total_wall_time_s", m.get("wall_time_s")), "source": "shipped"})
+    for r in user_models.list_models():
+        wrong = user_models.problems(r, rehash=verify)
+        missing = any(w.endswith(" is missing") for w in wrong)
+        status = ("missing" if missing else "CHANGED") if wrong else ("ok" if verify else "unchecked")
+        rows.append({"name": r["name"], "kind": f"{r.get('kind', '?')}-{r.get('space', '?')}", "bytes": r.get("bytes"),
+                     "sha256": r.get("sha256") or "?" * 12, "status": status, "source": "added",
+                     "path": r.get("path"), "problems": wrong, "process": r.get("process")})
     if as_json:
         emit_json(rows)
     else:
@@ -571,6 +588,9 @@ def models(as_json, verify):
         for r in rows:
             click.echo(f"{r['name']:<24} {r['kind'] or '?':<14} {r['bytes'] or 0:>10,} B  {r['sha256'][:12]}  "
                        f"{r['status']}")
+            if r["source"] == "added":
+                click.echo(f"    added: {r['path']}" + "".join(f"\n    {w}" for w in r["problems"]))
+                continue
             trained = ", ".join(x for x in (
                 f"{r['steps']} steps" if r.get("steps") else "",
                 f"{r['wall_time_s']:.0f} s" if r.get("wall_time_s") else "",
@@ -584,6 +604,47 @@ def models(as_json, verify):
         raise ModelError(f"damaged or missing model files: {', '.join(bad)}")
 
 
+@models.command("add")
+@click.argument("name")
+@click.option("--diffusers", "folder", required=True, metavar="DIR",
+              help="A local diffusers model folder: unet/ + scheduler/ (pixel), and vae/ + text_encoder/ + tokenizer/ "
+                   "(latent, e.g. Stable Diffusion 2.1 base).")
+@click.option("--copy", is_flag=True, help="Copy the files decoding reads into the registry (default: use DIR).")
+@click.option("-f", "--force", is_flag=True, help="Replace a model registered under NAME.")
+@click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+@quiet_option
+def models_add(name, folder, copy, force, as_json, quiet):
+    """Register the pretrained diffusers model in DIR as NAME, for `encode --method ddcm --prior NAME` (nothing is
+    downloaded; the sha256 of every file is recorded and re-checked whenever the model is used)."""
+    from diffcodec import user_models
+
+    record = user_models.add_diffusers(name, folder, copy=copy, force=force)
+    if as_json:
+        emit_json(record)
+        return
+    p = record["process"]
+    say(f"added {name}: {record['space']} diffusers model at {record['path']} ({len(record['files'])} files, "
+        f"{record['bytes']:,} bytes, sha256 {record['sha256'][:12]}); {p['scheduler']} config: {p['beta_schedule']} "
+        f"betas over {p['num_train_timesteps']} steps, {p['prediction_type']} prediction, {p['timestep_spacing']} "
+        f"spacing (offset {p['steps_offset']})" + (f", x0 clipped to +-{p['clip_sample_range']:g}"
+                                                   if p["clip_sample"] else ""), quiet)
+    for note in record["notes"]:
+        say(f"note: {note}", quiet)
+    say(f"registered in {user_models.record_path(name)}", quiet)
+
+
+@models.command("remove")
+@click.argument("name")
+@quiet_option
+def models_remove(name, quiet):
+    """Forget the model added as NAME (its registration, its cached embedding and a --copy; never DIR itself)."""
+    from diffcodec import user_models
+
+    record = user_models.remove(name)
+    say(f"removed {name}" + (f" (its files in {record['path']} stay)" if record.get("path") and
+                             not record.get("copied") else ""), quiet)
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, metavar="[FILES or DIR]...")
 @click.option("-m", "--method", default="opq", show_default=True)
@@ -591,7 +652,16 @@ def models(as_json, verify):
               help="Preset(s) to run (repeat; default: all of the method's, or the default one when --param values "
                    "fix everything a preset sets).")
 @click.option("--vs", "baselines", multiple=True, default=("jpeg", "webp", "avif"), show_default=True,
-              help="Baseline codec(s), matched to each diffcodec file's size (repeat).")
+              help="Baseline codec(s), matched to each diffcodec file's size (repeat); `--vs list` lists them and "
+                   "what the optional ones (jxl, heic) need.")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
+              help="Perceptual metric(s) besides PSNR and MS-SSIM (repeat): ssimulacra2, butteraugli, lpips, dists, "
+                   "or none. Default: ssimulacra2, and butteraugli when libjxl's butteraugli_main is found.")
+@click.option("--anchor", default=None, metavar="CODEC",
+              help="BD-rate / BD-quality anchor: a --vs baseline or diffcodec (default: the first --vs; none: no BD).")
+@click.option("--published", "published", multiple=True, metavar="JSON",
+              help="Published RD curves to draw dashed, 'published, not re-measured' (repeat), e.g. "
+                   "benchmarks/published/kodak24.json.")
 @click.option("-q", "--quality", "qualities", multiple=True, type=click.IntRange(0, 100),
               help="Also (or, without -p, instead of the presets) run the setting of this common quality (repeat; "
                    "qualities that map to the same setting run once).")
@@ -615,7 +685,7 @@ def models(as_json, verify):
 @device_option
 @quiet_option
 def bench(inputs, method, presets, baselines, outdir, report_images, refine_steps, decode_steps, params, videos,
-          kbps, max_frames, gop, device, quiet, qualities=(), force=False):
+          kbps, max_frames, gop, device, quiet, qualities=(), force=False, metric_names=(), anchor=None, published=()):
     """Rate-distortion benchmark against JPEG/WebP/AVIF at matched file sizes (with --video: clips against
     x264/x265/SVT-AV1 at matched total size).
 
@@ -624,6 +694,8 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
     from diffcodec import api
     from diffcodec import bench as bench_mod
 
+    if "list" in baselines:
+        return _list_baselines()
     if videos and (inputs or refine_steps or decode_steps or qualities):
         raise UsageError("--video takes clips only (no image inputs, --refine-steps, --decode-steps or --quality)")
     if not videos and (kbps is not None or max_frames is not None or gop is not None):
@@ -675,12 +747,59 @@ def bench(inputs, method, presets, baselines, outdir, report_images, refine_step
     config = bench_mod.BenchConfig(files, method, Path(outdir), presets=list(presets), baselines=list(baselines),
                                    device=dev, encode_params=encode_params, extra_settings=extras,
                                    report_images=report_images, quiet=quiet, qualities=list(qualities),
-                                   force=force, command="diffcodec " + shlex.join(sys.argv[1:]))
+                                   force=force, command="diffcodec " + shlex.join(sys.argv[1:]),
+                                   metrics=_metric_list(metric_names),
+                                   anchor=None if anchor == "none" else (anchor or ""), published=list(published))
     summary = bench_mod.run_bench(config)
-    say(f"wrote {outdir}/results.csv, summary.json, summary.md, rd_psnr.png, rd_msssim.png, report.html", quiet)
+    say(f"wrote {outdir}/results.csv, summary.json, summary.md, rd_*.png, report.html", quiet)
     if not quiet:
         click.echo((Path(outdir) / "summary.md").read_text())
     return summary
+
+
+def _metric_list(names) -> list[str] | None:
+    """--metric values: None (the default set) when none is given, [] for `none`."""
+    if not names:
+        return None
+    return [] if list(names) == ["none"] else [n for n in names if n != "none"]
+
+
+def _list_baselines() -> None:
+    from diffcodec import baselines
+
+    for name, why in baselines.baseline_status().items():
+        b = baselines.get_baseline(name)
+        click.echo(f"{name:8s} {'available' if why is None else 'missing  '}  {b.description}"
+                   + ("" if why is None else f"  [{why}]"))
+
+
+@cli.command()
+@click.argument("reference", metavar="A")
+@click.argument("distorted", metavar="B")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
+              help="Perceptual metric(s) besides PSNR, SSIM and MS-SSIM (repeat): ssimulacra2, butteraugli, lpips, "
+                   "dists, or none. Default: ssimulacra2, and butteraugli when libjxl's butteraugli_main is found.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def compare(reference, distorted, metric_names, as_json):
+    """Every quality metric of image B against the reference image A (same size)."""
+    from diffcodec import api
+
+    result = api.compare(reference, distorted, metrics=_metric_list(metric_names))
+    if as_json:            # strict JSON: NaN (MS-SSIM of small images) and inf (PSNR of identical ones) are null
+        emit_json({"reference": reference, "distorted": distorted,
+                   **{k: None if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")) else v
+                      for k, v in result.items()}})
+        return
+    units = {"psnr": " dB", "psnr_y": " dB"}
+    fmt = {"psnr": ".2f", "psnr_y": ".2f", "ssim": ".5f", "ms_ssim": ".5f", "ssimulacra2": ".3f",
+           "butteraugli": ".4f", "butteraugli_3norm": ".4f", "lpips": ".4f", "dists": ".4f"}
+    click.echo(f"{distorted} vs {reference} ({result['width']}x{result['height']})")
+    for key, value in result.items():
+        if key in ("width", "height"):
+            continue
+        shown = "n/a" if value is None or value != value else ("inf" if value == float("inf") else
+                                                               format(value, fmt.get(key, ".4f")))
+        click.echo(f"  {key:18s} {shown}{units.get(key, '') if shown not in ('n/a', 'inf') else ''}")
 
 
 @cli.command()

@@ -115,27 +115,37 @@ def _recursive_gaussian(sigma: float = 1.5):
 
 def _blur_rows(x: np.ndarray) -> np.ndarray:
     """libjxl FastGaussian1D on every row of x (R, W) float32: out-of-range inputs are zero; a scalar recursion at
-    the edges and the 4-lane unrolled form (its expanded coefficients, fused multiply-adds) in between."""
+    the edges and the 4-lane unrolled form (its expanded coefficients, fused multiply-adds) in between. Computed
+    column by column over all rows at once (x transposed), products and sums in float64, rounded to float32 where
+    libjxl rounds."""
     n_rad, _, _, mul_in, mul_prev, mul_prev2 = _recursive_gaussian()
+    f64 = np.float64
     rows, width = x.shape
-    out = np.empty((rows, width), _F32)
+    xt = np.ascontiguousarray(x.T)
+    out = np.empty((width, rows), _F32)
     zero = np.zeros(rows, _F32)
     prev = [zero] * 3
     prev2 = [zero] * 3
-    col = lambda i: x[:, i] if 0 <= i < width else zero  # noqa: E731
-    shifted = [[np.concatenate([np.zeros(j, _F32), mul_in[k][:4 - j]])[None, :] for j in range(4)] for k in range(3)]
+    col = lambda i: xt[i] if 0 <= i < width else zero  # noqa: E731
+    lanes_in = [mul_in[k][:, None] for k in range(3)]
+    lanes_prev = [mul_prev[k].astype(f64)[:, None] for k in range(3)]
+    lanes_prev2 = [mul_prev2[k].astype(f64)[:, None] for k in range(3)]
+    shifted = [[np.concatenate([np.zeros(j), mul_in[k][:4 - j].astype(f64)])[:, None] for j in range(4)]
+               for k in range(3)]
+    first = [(float(mul_in[k, 0]), float(mul_prev[k, 0]), float(mul_prev2[k, 0])) for k in range(3)]
 
     def scalar(n: int) -> None:
         s = col(n - n_rad - 1) + col(n + n_rad - 1)
         o = []
         for k in range(3):
-            v = _fma(mul_prev2[k, 0], prev2[k], s * mul_in[k, 0])
+            m_in, m_prev, m_prev2 = first[k]
+            v = (m_prev2 * prev2[k].astype(f64) + s * _F32(m_in)).astype(_F32)
             prev2[k] = prev[k]
-            v = _fma(mul_prev[k, 0], prev[k], v)
+            v = (m_prev * prev[k].astype(f64) + v).astype(_F32)
             prev[k] = v
             o.append(v)
         if n >= 0:
-            out[:, n] = o[0] + (o[1] + o[2])
+            out[n] = o[0] + (o[1] + o[2])
 
     n = -n_rad + 1
     first_aligned = -(-(n_rad + 1) // 4) * 4
@@ -143,22 +153,23 @@ def _blur_rows(x: np.ndarray) -> np.ndarray:
         scalar(n)
         n += 1
     while n < width - n_rad + 1 - 3:
-        s = x[:, n - n_rad - 1:n - n_rad + 3] + x[:, n + n_rad - 1:n + n_rad + 3]
+        s = xt[n - n_rad - 1:n - n_rad + 3] + xt[n + n_rad - 1:n + n_rad + 3]        # (4, rows)
+        s64 = s.astype(f64)
         o = []
         for k in range(3):
-            v = s[:, 0:1] * mul_in[k][None, :]
+            v = (s[0][None, :] * lanes_in[k]).astype(f64)
             for j in (1, 2, 3):
-                v = _fma(shifted[k][j], s[:, j:j + 1], v)
-            v = _fma(mul_prev2[k][None, :], prev2[k][:, None], v)
-            v = _fma(mul_prev[k][None, :], prev[k][:, None], v)
-            prev2[k], prev[k] = v[:, 2].copy(), v[:, 3].copy()
+                v = (shifted[k][j] * s64[j][None, :] + v).astype(_F32).astype(f64)
+            v = (lanes_prev2[k] * prev2[k][None, :] + v).astype(_F32)
+            v = (lanes_prev[k] * prev[k][None, :] + v).astype(_F32)
+            prev2[k], prev[k] = v[2].copy(), v[3].copy()
             o.append(v)
-        out[:, n:n + 4] = o[0] + (o[1] + o[2])
+        out[n:n + 4] = o[0] + (o[1] + o[2])
         n += 4
     while n < width:
         scalar(n)
         n += 1
-    return out
+    return np.ascontiguousarray(out.T)
 
 
 def _blur_columns(x: np.ndarray) -> np.ndarray:

@@ -96,7 +96,37 @@ def test_unknown_baseline():
         assert n in str(e.value)
     with pytest.raises(UsageError):
         baselines.encode_at_size("h264", np.zeros((8, 8, 3), np.uint8), 100)
-    assert baselines.available_baselines() == ["jpeg", "jpeg444", "webp", "avif"]
+    assert baselines.registered_baselines() == ["jpeg", "jpeg444", "webp", "avif", "jxl", "heic"]
+    assert baselines.available_baselines()[:4] == ["jpeg", "jpeg444", "webp", "avif"]
+
+
+@pytest.mark.parametrize("name, module", [("jxl", "pillow_jxl"), ("heic", "pillow_heif")])
+def test_optional_peers_round_trip_when_installed(name, module, img):
+    pytest.importorskip(module)
+    b = baselines.get_baseline(name)
+    assert baselines.baseline_status()[name] is None and name in baselines.available_baselines()
+    data = b.encode(img, 50)
+    dec = b.decode(data)
+    assert dec.shape == img.shape and metrics.psnr(img, dec) > 25 and len(data) < img.size // 4
+    r = baselines.encode_at_size(name, img, len(data) // 2)
+    assert not r.over_target and r.bytes <= len(data) // 2 and r.quality < 50
+    g = img[:, :, 1]
+    assert b.decode(b.encode(g, 50), channels=1).shape == g.shape
+
+
+@pytest.mark.parametrize("name, extra", [("jxl", "jxl"), ("heic", "heic")])
+def test_optional_peers_absent_say_what_to_install(name, extra, img, monkeypatch):
+    import dataclasses
+
+    from diffcodec.errors import UnsupportedError
+
+    missing = dataclasses.replace(baselines.BASELINES[name], plugin="no_such_module_for_tests")
+    monkeypatch.setitem(baselines.BASELINES, name, missing)
+    why = baselines.baseline_status()[name]
+    assert why is not None and f"pip install 'diffcodec[{extra}]'" in why
+    assert name not in baselines.available_baselines()
+    with pytest.raises(UnsupportedError, match=rf"diffcodec\[{extra}\]"):
+        baselines.encode_at_size(name, img, 5000)
 
 
 def test_bad_input():

@@ -459,3 +459,85 @@ def test_each_codec_keeps_its_plot_style_whatever_else_is_plotted():
     assert bench_report.codec_style("mystery") == bench_report.codec_style("mystery")
     variant = bench_report.codec_style("diffcodec +refine1")
     assert variant["color"] == bench_report.codec_style("diffcodec")["color"] and variant["linestyle"] != "-"
+
+
+# ----------------------------------------------------------------------------------------------- issue 18
+
+def test_perceptual_metrics_bd_table_and_published_curves(image_dir, tmp_path, monkeypatch):
+    """Issue 18: SSIMULACRA 2 in every row, BD-rate / BD-quality per image against the anchor, published curves
+    drawn and listed as "published, not re-measured"."""
+    from diffcodec import bdrate, bench_report, perceptual
+
+    monkeypatch.delenv(perceptual.BUTTERAUGLI_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))                 # no butteraugli_main: the default is ssimulacra2 only
+    pub = tmp_path / "pub.json"
+    pub.write_text(json.dumps({"dataset": "test", "curves": [
+        {"codec": "paper-codec", "source": {"repository": "o/r", "path": "results/x.json", "commit": "abc"},
+         "bpp": [0.5, 1.0, 2.0, 4.0], "psnr": [25.0, 30.0, 35.0, 40.0], "ms_ssim": [0.9, 0.95, 0.97, 0.99]}]}))
+    images = bench.collect_images([str(image_dir)])
+    out = tmp_path / "out"
+    config = bench.BenchConfig(images, "fake", out, presets=["lo", "mid"], baselines=["jpeg", "webp"], quiet=True,
+                               crop_size=32, report_images=1, published=[pub])
+    assert config.metrics == ["ssimulacra2"] and config.anchor == "jpeg"
+    summary = bench.run_bench(config, encode_fn=fake_encode, decode_fn=fake_decode, info_fn=fake_info)
+    rows = _read_csv(out / "results.csv")
+    assert all(float(r["ssimulacra2"]) < 100 for r in rows)
+    img = np.asarray(Image.open(images[1]).convert("RGB"))
+    r0 = next(r for r in rows if r["image"] == images[1].name and r["codec"] == "diffcodec" and r["setting"] == "lo")
+    assert float(r0["ssimulacra2"]) == pytest.approx(
+        perceptual.ssimulacra2(img, fake_decode(fake_encode(img, "fake", "lo"))), abs=1e-4)
+    mid = next(e for e in summary["settings"] if e["setting"] == "mid")
+    assert mid["mean_ssimulacra2"] == pytest.approx(np.mean(
+        [float(r["ssimulacra2"]) for r in rows if r["codec"] == "diffcodec" and r["setting"] == "mid"]))
+    assert summary["metrics"] == ["ssimulacra2"] and summary["anchor"] == "jpeg"
+
+    bd = {(b["codec"], b["metric"]): b for b in summary["bd"]}
+    assert set(bd) == {(c, m) for c in ("diffcodec", "webp") for m in ("psnr", "ms_ssim", "ssimulacra2")}
+    curve = lambda codec, col: {im: [(float(r["bpp"]), float(r[col])) for r in rows if r["image"] == im  # noqa: E731
+                                     and r["codec"] == codec and r[col] != ""] for im in {r["image"] for r in rows}}
+    expect = bdrate.per_image_bd(curve("jpeg", "ssimulacra2"), curve("webp", "ssimulacra2"))
+    assert bd[("webp", "ssimulacra2")]["bd_rate"] == pytest.approx(expect["bd_rate"], rel=1e-3)   # CSV: 6 digits
+    assert bd[("webp", "ssimulacra2")]["n_images"] == 2
+    expect = bdrate.per_image_bd(curve("jpeg", "psnr"), curve("diffcodec", "psnr"))
+    assert bd[("diffcodec", "psnr")]["bd_quality"] == pytest.approx(expect["bd_quality"], rel=1e-3)
+    assert bd[("diffcodec", "ms_ssim")]["n_images"] == 1       # MS-SSIM is NaN on the 120-px image: left out
+
+    md = (out / "summary.md").read_text()
+    assert md == bench.format_markdown_table(summary) and "| SSIMULACRA2 |" in md.splitlines()[0]
+    assert "BD-rate and BD-quality against jpeg" in md and "| webp | SSIMULACRA2 |" in md
+    assert "Reference curves on test, published" in md
+    assert "paper-codec (published, not re-measured) | 0.5000 | 25.00 | 0.9000 | o/r results/x.json @abc |" in md
+    report = (out / "report.html").read_text()
+    assert "rd_ssimulacra2.png" in report and "published, not re-measured" in report and "BD-rate" in report
+    assert (out / "rd_ssimulacra2.png").stat().st_size > 1000 and not (out / "rd_butteraugli.png").exists()
+    fig = bench_report.rd_figure(summary["settings"], "mean_psnr", "PSNR", "t", published=summary["published"])
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert lines["paper-codec (published, not re-measured)"].get_linestyle() == "--"
+    xs = [e["mean_bpp"] for e in summary["settings"]]
+    assert fig.axes[0].get_xlim()[1] < 4.0 and fig.axes[0].get_xlim()[0] <= min(xs)   # measured range, not 0.5..4
+
+
+def test_bench_refuses_unavailable_metrics_baselines_and_bad_anchor_before_running(image_dir, tmp_path, monkeypatch):
+    from diffcodec import baselines, perceptual
+    from diffcodec.errors import UnsupportedError
+
+    monkeypatch.delenv(perceptual.BUTTERAUGLI_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    images = bench.collect_images([str(image_dir)])
+    out = tmp_path / "o"
+    run = lambda **kw: bench.run_bench(bench.BenchConfig(images, "fake", out, ["mid"], ["jpeg"], quiet=True,  # noqa
+                                                         **kw), encode_fn=fake_encode, decode_fn=fake_decode)
+    with pytest.raises(UnsupportedError, match="--metric butteraugli: .*butteraugli_main"):
+        run(metrics=["butteraugli"])
+    with pytest.raises(UsageError, match="--anchor 'avif' is not among"):
+        run(anchor="avif")
+    with pytest.raises(UsageError, match="published curves"):
+        run(published=[tmp_path / "missing.json"])
+    monkeypatch.setitem(baselines.BASELINES, "jxl", baselines.Baseline(
+        "jxl", "test", 0, 99, "JXL", plugin="no_such_plugin_module", install="pillow-jxl-plugin: pip install x"))
+    with pytest.raises(UnsupportedError, match="--vs jxl: .*pillow-jxl-plugin"):
+        bench.run_bench(bench.BenchConfig(images, "fake", out, ["mid"], ["jxl"], quiet=True),
+                        encode_fn=fake_encode, decode_fn=fake_decode)
+    assert not out.exists()
+    summary = run(metrics=[], anchor=None)
+    assert summary["metrics"] == [] and summary["bd"] == [] and "ssimulacra2" not in _read_csv(out / "results.csv")[0]

@@ -139,6 +139,7 @@ def test_cli_video_bench_end_to_end(clip, tmp_path, monkeypatch):
     assert not [p for p in out.iterdir() if p.name.startswith(".work")]       # work folder removed
     rows = list(csv.DictReader((out / "results.csv").open()))
     ours = [r for r in rows if r["codec"] == "diffcodec"]
+    assert [r["coded"] for r in ours] == ["opq-64-16-16", "opq-128-32-32"]   # read back from each header
     assert [r["setting"] for r in ours] == ["opq-64-16-16", "opq-128-32-32"]
     matched = [r for r in rows if r["codec"] == "x264-medium" and r["role"] == "size-matched"]
     assert len(matched) == 2

@@ -170,3 +170,31 @@ def test_outputs_honour_the_umask_and_keep_an_overwritten_files_mode(tmp_path):
     os.chmod(tmp_path / "a.ddc", 0o664)
     run(["encode", str(src), "-o", str(tmp_path / "a.ddc"), "--quiet", "--force"])
     assert stat.S_IMODE((tmp_path / "a.ddc").stat().st_mode) == 0o664
+
+
+def test_compare_prints_every_metric_and_json(png, tmp_path):
+    """Issue 18: `diffcodec compare A B` over api.compare; a metric that cannot run is one line, exit 4."""
+    from diffcodec import perceptual
+
+    img = np.asarray(Image.open(png).convert("RGB"))
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(np.clip(img.astype(int) + 9 * (np.indices(img.shape).sum(0) % 3 - 1), 0, 255)
+                    .astype(np.uint8)).save(noisy)
+    out = run(["compare", str(png), str(noisy), "--metric", "ssimulacra2"]).stdout.decode()
+    assert "psnr" in out and "ms_ssim" in out and "ssimulacra2" in out
+    js = json.loads(run(["compare", str(png), str(noisy), "--json", "--metric", "ssimulacra2"]).stdout)
+    assert js["width"] == 61 and js["height"] == 45 and js["ms_ssim"] is None          # too small for MS-SSIM
+    assert js["ssimulacra2"] == pytest.approx(perceptual.ssimulacra2(img, np.asarray(Image.open(noisy))), abs=1e-9)
+    same = json.loads(run(["compare", str(png), str(png), "--json", "--metric", "none"]).stdout)
+    assert same["psnr"] is None and same["ssim"] == 1.0 and "ssimulacra2" not in same   # inf is null in JSON
+    assert_one_line_error(run(["compare", str(png), str(noisy), "--metric", "lpips"], check=False), 4)
+    small = tmp_path / "small.png"
+    Image.fromarray(img[:20, :20]).save(small)
+    assert_one_line_error(run(["compare", str(png), str(small)], check=False), 2)
+
+
+def test_bench_vs_list_names_the_optional_peers():
+    out = run(["bench", "--vs", "list"]).stdout.decode()
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == ["jpeg", "jpeg444", "webp", "avif", "jxl", "heic"]
+    assert all(("available" in ln) or ("pip install" in ln) for ln in out.splitlines())

@@ -419,12 +419,12 @@ def test_bf16_precision_is_recorded_and_replayed(prior):
 def test_precision_errors_and_auto(prior, monkeypatch):
     img = synthetic_image(16, 16, 3)
     with pytest.raises(UsageError, match="precision"):
-        api.encode(img, method="ddcm", k=16, steps=3, precision="fp16", space="pixel", device="cpu")
+        api.encode(img, method="ddcm", k=16, steps=3, precision="fp8", space="pixel", device="cpu")
     data, _, _ = _encode(img, k=16, steps=3, atoms=1)
     params = api.info(data)["params"]
     assert "pr" not in params
     with pytest.raises(CorruptInputError, match="precision"):
-        api.decode(rewrite_container(data, params={**params, "pr": "fp16"}))
+        api.decode(rewrite_container(data, params={**params, "pr": "fp8"}))
     for native, expected in ((True, "bf16"), (False, None)):
         monkeypatch.setattr(ddcm.priors, "native_bf16", lambda device, native=native: native)
         out = api.info(api.encode(img, method="ddcm", k=16, steps=3, space="pixel", device="cpu"))["params"]

@@ -10,6 +10,7 @@ the same name, a command's `-o` target left by an earlier line is removed first.
 Only the commands in SKIP are not run, each for the reason given there.
 """
 
+import importlib.util
 import os
 import re
 import shlex
@@ -31,10 +32,15 @@ SKIP = {
                         "tiny data in test_autoencoder.py, test_diffae.py, test_diffusion.py and test_opq.py",
     "ssh host": "needs a remote host",
     "ffplay": "needs ffmpeg and ffplay on PATH and a display",
+    "--engine ray": "starts a Ray cluster or needs one (--address); the Ray engine runs in tests/test_batch.py",
 }
 # substring -> model it needs: skipped, naming it, only where the model is not installed
 NEEDS_MODEL = {"--method diffae --bpp 0.1 --space pixel": "models/diffae-pixel"}
-SUBSTITUTE = {"../shared/data/kodak": "kodak"}
+# substring -> optional package it needs: skipped, naming it, only where the package is not installed
+NEEDS_PACKAGE = {"--diffusers ": "diffusers", "--prior ": "diffusers"}
+# the guide's pretrained model folders -> tiny random models of the same layout (tests/tiny_diffusers.py)
+DIFFUSERS_FOLDERS = {"/data/stable-diffusion-2-1-base": "sd21-tiny", "/data/ddpm-celebahq-256": "ddpm-tiny"}
+SUBSTITUTE = {"../shared/data/kodak": "kodak", **DIFFUSERS_FOLDERS}
 _RUNS_DIFFCODEC = re.compile(r"(^|[|;&(]|\bdo)\s*diffcodec\s")
 
 
@@ -63,6 +69,9 @@ def skip_reason(command: str) -> str | None:
     for words, model in NEEDS_MODEL.items():
         if words in command and not artifacts.artifact_paths(model)[0].is_file():
             return f"needs {model}, which is not installed"
+    for words, package in NEEDS_PACKAGE.items():
+        if words in command and importlib.util.find_spec(package) is None:
+            return f"needs the optional {package} package, which is not installed"
     return None
 
 
@@ -119,8 +128,21 @@ def _workdir(folder: Path) -> Path:
     return folder
 
 
+def _diffusers_folders(folder: Path, commands: list[str]) -> None:
+    """Tiny models where the commands name the guide's pretrained model folders (when diffusers is installed)."""
+    if importlib.util.find_spec("diffusers") is None:
+        return
+    from tiny_diffusers import save_latent_sd, save_pixel_ddpm
+
+    for path, save in ((DIFFUSERS_FOLDERS["/data/stable-diffusion-2-1-base"], save_latent_sd),
+                       (DIFFUSERS_FOLDERS["/data/ddpm-celebahq-256"], save_pixel_ddpm)):
+        if any(original in c for original, tiny in DIFFUSERS_FOLDERS.items() if tiny == path for c in commands):
+            save(folder / path)
+
+
 def _env(folder: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{folder / '.bin'}{os.pathsep}{os.environ['PATH']}")
+    env["DIFFCODEC_MODELS_DIR"] = str(folder / ".models")     # `models add` registers here, not in ~/.config
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -143,6 +165,7 @@ def _clear_outputs(command: str, folder: Path) -> None:
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_documented_command_runs(doc, tmp_path):
     folder = _workdir(tmp_path / "work")
+    _diffusers_folders(folder, doc_commands(ROOT / doc))
     env = _env(folder)
     ran, failed, skipped = 0, [], []
     for command in doc_commands(ROOT / doc):

@@ -101,7 +101,8 @@ def test_golden_json_lists_exactly_the_vectors_of_make_golden():
 
 
 # The `params` and `rng` keys each method writes (ddcm: DDCMParams.header / rng_spec; diffae: its compress)
-HEADER_KEYS = {"opq": set(), "ddcm": {"n", "k", "m", "cb", "sp", "b", "bs", "pr", "g", "s"}, "diffae": {"d", "n", "s"}}
+HEADER_KEYS = {"opq": set(), "ddcm": {"n", "k", "m", "cb", "sp", "b", "bs", "pr", "pf", "g", "s"},
+               "diffae": {"d", "n", "s"}}
 
 
 def test_spec_tables_list_the_header_keys_of_every_method():

@@ -30,6 +30,9 @@ The prior is "a denoiser + a space" (:class:`Prior`), one per mode:
   coded with the `opq` method (its own bitstream, decoded exactly as `opq` decodes it) and the codebook steps
   run on the conditional denoiser `models/opq-refiner` whose condition is the decoded base image. The ``D``
   chunk holds ``LEB128(len(base)) || base || indices`` (see :func:`join_layers`).
+* :class:`DiffusersPrior` (``--prior NAME``, model NAME, header ``pf`` = ``"diffusers"``): a pretrained diffusers model
+  the user registered (`diffcodec models add NAME --diffusers DIR`, :mod:`diffcodec.user_models`), in its own space,
+  with the process its scheduler config defines (:mod:`diffcodec.diffusion.diffusers_adapter`, imported only then).
 
 Grayscale images are replicated to 3 channels, coded as RGB, and decoded back to one channel as
 ``(2 (R + G + B) + 3) // 6`` (the rounded mean); the opq base layer of a grayscale image is opq's own
@@ -81,6 +84,7 @@ from diffcodec.methods.ddcm.params import (
     MAX_STEPS,
     METHOD,
     PRECISIONS,
+    PRIOR_FORMATS,
     STEPS_GRID,
     BelowBaseLayerError,
     DDCMParams,
@@ -104,6 +108,7 @@ from diffcodec.methods.ddcm.priors import (
     LATENT_MODELS,
     SPACE_MODELS,
     SPACES,
+    DiffusersPrior,
     LatentPrior,
     PixelPrior,
     Prior,
@@ -126,13 +131,13 @@ __all__ = [
     "DIGIT_BITS", "MAX_BASE_BYTES", "payload_bits", "payload_bytes", "encode_payload", "decode_payload",
     "join_layers", "split_layers",
     # priors
-    "Prior", "PixelPrior", "RefinerPrior", "LatentPrior", "load_prior", "missing_models", "native_bf16",
-    "auto_precision", "SPACE_MODELS", "SPACES", "LATENT_MODELS", "LATENT_CLIP", "BASE_MODEL",
+    "Prior", "PixelPrior", "RefinerPrior", "LatentPrior", "DiffusersPrior", "load_prior", "missing_models",
+    "native_bf16", "auto_precision", "SPACE_MODELS", "SPACES", "LATENT_MODELS", "LATENT_CLIP", "BASE_MODEL",
     # base layer
     "BaseLayer", "check_base", "code_base", "decode_base",
     # parameters
     "DDCMParams", "choose_params", "file_bytes", "default_steps", "BelowBaseLayerError", "DEFAULT_STEPS",
-    "DEFAULT_K", "DEFAULT_CODEBOOK", "DEFAULT_SPACE", "MAX_K", "MAX_ATOMS", "MAX_STEPS", "PRECISIONS",
+    "DEFAULT_K", "DEFAULT_CODEBOOK", "DEFAULT_SPACE", "MAX_K", "MAX_ATOMS", "MAX_STEPS", "PRECISIONS", "PRIOR_FORMATS",
     "LATENT_DEFAULT_STEPS", "BASE_DEFAULT_STEPS", "BASE_FREE_STEP_MAX_ATOMS", "STEPS_GRID", "MAX_AUTO_STEPS",
     "BASE_MAX_AUTO_STEPS", "K_GRID", "MAX_AUTO_ATOMS",
     # the coded process

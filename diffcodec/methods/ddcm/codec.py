@@ -26,6 +26,7 @@ from diffcodec.methods.ddcm.params import (
     _coded_steps,
     choose_params,
     file_bytes,
+    max_steps,
 )
 from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
 from diffcodec.methods.ddcm.priors import Prior, auto_precision, load_prior, missing_models
@@ -69,7 +70,9 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "seed": "codebook seed (default 0)",
     "bpp": "choose steps/K/atoms (and, alone, the mode) to land at or under this many bits per pixel",
     "device": "where the prior runs: auto (default), cpu or cuda",
-    "precision": "auto (default), fp32 or bf16: the prior's arithmetic, stored in the file and replayed",
+    "precision": "auto (default), fp32, bf16 or fp16: the prior's arithmetic, stored in the file and replayed",
+    "prior": "a model added with `diffcodec models add NAME --diffusers DIR`: ddcm on it, in its own space (pixel or "
+             "latent); the file names it by NAME and sha256",
 }
 GENERATE_OPTIONS = {
     "k": "codebook size K (default 4096)",
@@ -117,16 +120,17 @@ class DDCMCodec(Codec):
         "sp": "space: pixel or latent",
         "b": "opq preset of the base layer (conditional files only)",
         "bs": "first 4 bytes of that opq codebook's sha256 (with b)",
-        "pr": "precision of the prior's network: bf16 (absent: fp32)",
+        "pr": "precision of the prior's network: bf16 or fp16 (absent: fp32)",
+        "pf": "prior format: diffusers (a user-added model named by the header's model; absent: a shipped prior)",
         "g": "rng: codebook generator id",
         "s": "rng: codebook seed",
     }
     can_generate = True
 
     def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
-        p = DDCMParams.from_header(encoded.params, encoded.rng)
+        p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         return None, {"steps": p.steps, "k": p.k, "atoms": p.atoms, "codebook": p.codebook, "space": p.space,
-                      "base": p.base, "seed": p.seed, "precision": p.precision,
+                      "base": p.base, "seed": p.seed, "precision": p.precision, "prior": p.prior,
                       **({"refine": True} if p.base is not None and p.steps else {})}
 
     def params_override_preset(self, params: dict) -> bool:
@@ -158,6 +162,7 @@ class DDCMCodec(Codec):
         label = f"n{p.get('n')}-k{p.get('k')}-m{p.get('m')} {p.get('sp')}"
         label += f" base {p['b']}" if p.get("b") is not None else ""
         label += f" {p['cb']}" if p.get("cb") not in (None, DEFAULT_CODEBOOK) else ""
+        label += f" prior {model}" if "pf" in p else ""
         return label + (f" {p['pr']}" if "pr" in p else "")
 
     def __init__(self):
@@ -168,9 +173,11 @@ class DDCMCodec(Codec):
                 params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
         """The mode and parameters of an encode. With ``bpp`` and neither ``space`` nor ``base`` the mode is
         automatic: conditional on the AUTO_CODEC_BASES layer with the highest PSNR under the target; where none
-        fits, on the largest AUTO_BASES layer that does, else the latent space."""
+        fits, on the largest AUTO_BASES layer that does, else the latent space. A ``prior`` (a user-added model)
+        fixes the mode: that model, in its own space."""
         self.check_encode_options(params)
-        if params.get("bpp") is not None and params.get("space") is None and params.get("base") is None:
+        if params.get("bpp") is not None and params.get("space") is None and params.get("base") is None \
+                and params.get("prior") is None:
             best, best_psnr = None, -math.inf
             for base in AUTO_CODEC_BASES:
                 try:
@@ -198,6 +205,17 @@ class DDCMCodec(Codec):
             raise UsageError(f"unknown ddcm preset {preset!r} (available: {', '.join(PRESETS)})")
         base = params.get("base")
         space = params.get("space") or ("pixel" if base is not None else DEFAULT_SPACE)
+        prior_name = params.get("prior")
+        if prior_name is not None:
+            from diffcodec import user_models
+
+            registered = user_models.get(user_models.check_name(prior_name))["space"]
+            if params.get("space") not in (None, registered):
+                raise UsageError(f"--prior {prior_name} works in the {registered} space, not --space {space}")
+            if base is not None:
+                raise UsageError(f"--prior {prior_name} is an unconditional model: --base (conditional ddcm) runs on "
+                                 f"the shipped refiners only")
+            space = registered
         codebook = params.get("codebook") or DEFAULT_CODEBOOK
         seed = params.get("seed")
         seed = 0 if seed is None else seed
@@ -208,9 +226,9 @@ class DDCMCodec(Codec):
                                  "prior does not exist yet")
         precision = params.get("precision") or "auto"
         template = DDCMParams(codebook=codebook, space=space, seed=seed, base=base,
-                              precision="fp32" if precision == "auto" else precision)
+                              precision="fp32" if precision == "auto" else precision, prior=prior_name)
         template.check()
-        prior = load_prior(space, resolve_device(params.get("device")), base=base)
+        prior = load_prior(space, resolve_device(params.get("device")), base=base, prior=prior_name)
         bpp = params.get("bpp")
         h, w, c = image.shape
         template = replace(template, precision=auto_precision(prior) if precision == "auto" else precision)
@@ -229,7 +247,8 @@ class DDCMCodec(Codec):
                               model_id=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha),
                               steps=params.get("steps"), k=params.get("k"), atoms=params.get("atoms"),
                               template=template, base_bytes=0 if layer is None else len(layer.data),
-                              max_steps=prior.schedule.T)
+                              max_steps=max_steps(prior.schedule),
+                              valid_steps=getattr(prior.schedule, "valid_steps", None))
         else:
             n0, k0, m0 = PRESETS[preset]
             get = lambda key, default: default if params.get(key) is None else params[key]
@@ -237,8 +256,8 @@ class DDCMCodec(Codec):
             if params.get("k") is not None and params.get("atoms") is None:
                 p.atoms = min(p.atoms, max(1, p.k // 2))
         p.check()
-        if p.steps > prior.schedule.T:
-            raise UsageError(f"--steps {p.steps} exceeds the prior's {prior.schedule.T} timesteps")
+        if p.steps > max_steps(prior.schedule):
+            raise UsageError(f"--steps {p.steps} exceeds the {max_steps(prior.schedule)} steps the prior takes")
         return p, prior, layer
 
     @staticmethod
@@ -302,8 +321,8 @@ class DDCMCodec(Codec):
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options: device ('auto' | 'cpu' | 'cuda'; default 'auto', as `encode`)."""
         self.check_decode_options(options)
-        p = DDCMParams.from_header(encoded.params, encoded.rng)
-        if p.base is None and missing_models(p.space):
+        p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
+        if p.base is None and p.prior is None and missing_models(p.space):
             raise UnsupportedError(f"file codes in the {p.space} space, which needs "
                                    f"{' and '.join(missing_models(p.space))}; they are not installed in "
                                    f"{artifacts.artifacts_dir()}, so this diffcodec cannot decode it")
@@ -317,14 +336,24 @@ class DDCMCodec(Codec):
             if index_data:
                 raise CorruptInputError("corrupt ddcm payload: index bytes after a base layer decoded as is")
             return decode_base(base_data, p.base, p.base_sha, height, width, channels)
-        prior = load_prior(p.space, resolve_device(options.get("device")), base=p.base, missing=UnsupportedError)
+        if p.prior is not None:             # named by id + sha256 prefix: refused before any weight is read
+            from diffcodec import user_models
+
+            if user_models.check_header(p.prior, encoded.model_sha)["space"] != p.space:
+                raise CorruptInputError(f"corrupt ddcm header: space {p.space!r}, model {p.prior!r} is not")
+        prior = load_prior(p.space, resolve_device(options.get("device")), base=p.base, missing=UnsupportedError,
+                           prior=p.prior)
         if artifacts.sha_prefix32(prior.sha) != encoded.model_sha:
             raise ModelError(f"file was encoded with a different {prior.model_id} model (sha256 prefix "
                              f"{encoded.model_sha:08x}, installed {prior.sha[:8]}); decode it with the model "
                              f"that wrote it")
-        if p.steps > prior.schedule.T:
-            raise CorruptInputError(f"corrupt ddcm header: {p.steps} steps, the prior has {prior.schedule.T}")
-        n_coded = sum(_coded_steps(prior.schedule, p.steps)[1])
+        if p.steps > max_steps(prior.schedule):
+            raise CorruptInputError(f"corrupt ddcm header: {p.steps} steps, the prior takes "
+                                    f"{max_steps(prior.schedule)}")
+        try:
+            n_coded = sum(_coded_steps(prior.schedule, p.steps)[1])
+        except UsageError as e:             # an N the prior's scheduler config cannot step
+            raise CorruptInputError(f"corrupt ddcm header: {e}") from None
         symbols = decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded)
         cond = None
         if p.base is not None:
@@ -340,7 +369,7 @@ class DDCMCodec(Codec):
 
     def decode_steps(self, encoded: Encoded, **options) -> int:
         """The header's N: one prior (or refiner) pass per strided step, 0 for a base layer decoded as is."""
-        return DDCMParams.from_header(encoded.params, encoded.rng).steps
+        return DDCMParams.from_header(encoded.params, encoded.rng, encoded.model).steps
 
     # ---------------------------------------------------------------- compressed generation
     def generate_steps(self, **options) -> int:
@@ -365,7 +394,7 @@ class DDCMCodec(Codec):
         """A standard-codec base: its file as stored (any viewer opens it); an opq base: a one-image opq .ddc."""
         from diffcodec import container
 
-        p = DDCMParams.from_header(encoded.params, encoded.rng)
+        p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         if p.base is None or len(encoded.chunks) != 1:
             raise UsageError("this ddcm file has no base layer (it was coded without --base)")
         data, _ = split_layers(encoded.chunks[0])
@@ -392,6 +421,9 @@ class DDCMCodec(Codec):
         except (CorruptInputError, TypeError):
             pass
         summary = f"space {space}" + (f", base layer {base}" if base else ", no base layer")
+        if isinstance(params, dict) and params.get("pf"):     # a user-added prior (absent for the shipped ones)
+            out["prior"] = params["pf"]
+            summary += f", on a user-added {params['pf']} prior (the header's model)"
         if base and out["base_bytes"] is not None:
             summary += f" ({out['base_bytes']:,} base + {out['index_bytes']:,} index bytes)"
         if isinstance(params, dict) and params.get("n") == 0:

@@ -3,6 +3,7 @@ sizes, and the --bpp rule that picks them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -23,7 +24,8 @@ DEFAULT_SPACE = "latent"        # above pixel on MS-SSIM at every rate, and fast
 MAX_K = 1 << 20
 MAX_ATOMS = 1024
 MAX_STEPS = 1000                # also bounded by the prior's schedule T
-PRECISIONS = ("fp32", "bf16")   # the prior's matmuls/convolutions; in the header (`pr`), replayed by the decoder
+PRECISIONS = ("fp32", "bf16", "fp16")   # the prior's matmuls/convolutions; in the header (`pr`), replayed when decoding
+PRIOR_FORMATS = ("diffusers",)  # header `pf`: the prior is a model the user added, named by the header's `model`
 
 # --bpp's first N per mode (default_steps), chosen at equal bits: latent does better at N = 50 than at N = 20, the
 # conditional refiner best at N = 3-5, and N = 20 is worse and slower there (measured: benchmarks/RESULTS.md,
@@ -34,6 +36,9 @@ BASE_DEFAULT_STEPS = 3
 # index bits) is the conditional mean, and N = 3 with up to this many atoms does not beat it (measured:
 # benchmarks/RESULTS.md, 'A few coded atoms vs one free refiner step'). So --bpp takes N = 1 up to this M.
 BASE_FREE_STEP_MAX_ATOMS = 64
+# On a standard-codec base (JPEG / WebP / AVIF) --bpp always takes the free step: coded steps with the bytes left
+# under the target lost to it at every M tried (benchmarks/RESULTS.md, 'The default mode on standard-codec bases':
+# kodim07 / kodim23 at 0.1 bpp, N = 3 with M = 161 / 135 below N = 1 and larger).
 
 # --bpp search grids (see choose_params)
 STEPS_GRID = (2, 3, 5, 10, 15, 20, 30, 50, 100, 200)
@@ -57,7 +62,8 @@ class DDCMParams:
     seed: int = 0
     base: str | None = None             # the base layer (conditional ddcm): an opq preset or "<codec>:q<quality>"
     base_sha: int = 0                   # first 4 bytes of that opq codebook's sha256 (0: a standard codec)
-    precision: str = "fp32"             # fp32 | bf16 (bf16 autocast of the prior's network)
+    precision: str = "fp32"             # fp32 | bf16 | fp16 (autocast of the prior's network)
+    prior: str | None = None            # a user-added diffusers model (`diffcodec models add`): header pf + model
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -73,6 +79,12 @@ class DDCMParams:
             raise err(f"ddcm space must be one of {', '.join(SPACES)}, got {self.space!r}")
         if self.precision not in PRECISIONS:
             raise err(f"ddcm precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.prior is not None:
+            from diffcodec.user_models import check_name
+
+            check_name(self.prior, err=lambda m: err(f"ddcm prior: {m}"))
+            if self.base is not None:
+                raise err("ddcm: a user-added prior is unconditional, it takes no base layer")
         if self.base is not None:
             from diffcodec.methods.ddcm.base_layer import parse_base
 
@@ -84,7 +96,10 @@ class DDCMParams:
 
     @property
     def model_id(self) -> str:
-        """The header `model` these parameters go with: the prior of the space, or the refiner with a base."""
+        """The header `model` these parameters go with: the prior of the space, or the refiner with a base, or the
+        name of a user-added prior."""
+        if self.prior is not None:
+            return self.prior
         if self.base is None:
             return SPACE_MODELS[self.space]
         from diffcodec.methods.ddcm.base_layer import parse_base
@@ -98,13 +113,16 @@ class DDCMParams:
             out.update(b=self.base, bs=self.base_sha)
         if self.precision != "fp32":
             out["pr"] = self.precision
+        if self.prior is not None:
+            out["pf"] = PRIOR_FORMATS[0]
         return out
 
     def rng_spec(self) -> dict:
         return {"g": codebooks_rng.GENERATOR_ID, "s": self.seed}
 
     @classmethod
-    def from_header(cls, params: dict, rng: dict | None) -> DDCMParams:
+    def from_header(cls, params: dict, rng: dict | None, model: str | None = None) -> DDCMParams:
+        """The parameters of a header (``model``: its `model` field, the prior's name when `pf` is present)."""
         try:
             if type(rng) is not dict:
                 raise CorruptInputError("corrupt ddcm header: the rng map is missing")
@@ -114,9 +132,17 @@ class DDCMParams:
             if "bs" in params and "b" not in params:
                 raise CorruptInputError("corrupt ddcm header: parameter 'bs' without 'b'")
             base = params.get("b")
+            prior = None
+            if "pf" in params:
+                if not isinstance(params["pf"], str):
+                    raise CorruptInputError(f"corrupt ddcm header: prior format {params['pf']!r}")
+                if params["pf"] not in PRIOR_FORMATS:
+                    raise UnsupportedError(f"ddcm file runs on a {params['pf']!r} prior; this diffcodec takes "
+                                           f"{', '.join(PRIOR_FORMATS)}")
+                prior = model if model is not None else ""
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
-                    precision=params.get("pr", "fp32"))
+                    precision=params.get("pr", "fp32"), prior=prior)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))
@@ -129,11 +155,18 @@ class DDCMParams:
         return p
 
 
+def max_steps(schedule) -> int:
+    """The most strided steps the prior's schedule takes (T, or fewer where a diffusers config's spacing and offset
+    would step past T - 1)."""
+    return int(getattr(schedule, "max_steps", schedule.T))
+
+
 def _coded_steps(schedule, steps: int) -> tuple[list[int], list[bool]]:
     """The strided timesteps and, per step, whether it is stochastic (posterior variance > 0) = coded."""
     from diffcodec.diffusion.samplers import strided_timesteps
 
-    ts = strided_timesteps(schedule.T, steps)
+    ts = schedule.inference_timesteps(steps) if hasattr(schedule, "inference_timesteps") else \
+        strided_timesteps(schedule.T, steps)
     coded = [schedule.posterior(t, ts[i + 1] if i + 1 < len(ts) else -1)[2] > 0 for i, t in enumerate(ts)]
     return ts, coded
 
@@ -161,10 +194,16 @@ class BelowBaseLayerError(UsageError):
     """--bpp is under the size of the base layer alone (the automatic mode then falls back to the latent space)."""
 
 
+def _is_codec_base(base: str) -> bool:
+    from diffcodec.methods.ddcm.base_layer import parse_base
+
+    return parse_base(base).kind != "opq"
+
+
 def choose_params(target_bpp: float, height: int, width: int, channels: int, *, n_coded: Callable[[int], int],
                   model_id: str, model_sha: int = 0, steps: int | None = None, k: int | None = None,
                   atoms: int | None = None, template: DDCMParams | None = None, base_bytes: int = 0,
-                  max_steps: int = MAX_STEPS) -> DDCMParams:
+                  max_steps: int = MAX_STEPS, valid_steps: Callable[[int], bool] | None = None) -> DDCMParams:
     """Pick (steps N, K, atoms M) so that the whole file lands at or under ``target_bpp``; values given by the
     caller stay fixed, the other fields (codebook, space, seed, base, precision) come from ``template``.
     Rule (fill with atoms first, then steps, then shrink):
@@ -178,9 +217,11 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
     4. If still nothing and K is free: the largest K in K_GRID below it at N = 2 (or the fixed N).
     5. With a base layer only (``base``, of ``base_bytes`` bytes, counted in every size): if still nothing and N
        is free, N = 1 (no coded step: one refiner step on the base layer, no index bits). Also N = 1 when
-       N, K and M are all free and step 1 gives M <= BASE_FREE_STEP_MAX_ATOMS (measured no better than N = 1).
+       N, K and M are all free and step 1 gives M <= BASE_FREE_STEP_MAX_ATOMS (measured no better than N = 1),
+       and always on a standard-codec base when N, K and M are free (it fits whenever the base does).
     Raises UsageError when even the smallest choice is over the target (naming the base layer when it alone,
-    with the header and no index bits, is over).
+    with the header and no index bits, is over). ``valid_steps``: the N the prior's schedule can take (a diffusers
+    config's trailing spacing has gaps); the search never picks another.
     """
     budget = target_bpp * height * width / 8.0   # bytes
     template = template or DDCMParams()
@@ -209,7 +250,10 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
             return None
         return largest_fitting(1, max_m(kk), lambda m: size(n, kk, m))
 
+    valid = valid_steps or (lambda n: True)
     n0, k0 = steps or min(default_steps(template), max_steps), k or DEFAULT_K
+    if base is not None and not (steps or k or atoms) and _is_codec_base(base) and size(1, k0, 1) <= budget:
+        return params(1, k0, 1)
     m = best_m(n0, k0)
     if m is not None and base is not None and m <= BASE_FREE_STEP_MAX_ATOMS and not (steps or k or atoms):
         return params(1, k0, 1)
@@ -218,10 +262,11 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
         n = n0
         if saturated and steps is None:
             grow_to = BASE_MAX_AUTO_STEPS if base is not None else MAX_AUTO_STEPS
-            n = largest_fitting(n0, max(n0, min(grow_to, max_steps)), lambda nn: size(nn, k0, m))
+            n = largest_fitting(n0, max(n0, min(grow_to, max_steps)),
+                                lambda nn: size(nn, k0, m) if valid(nn) else math.inf)
         return params(n, k0, m)
     if steps is None:
-        for cand in sorted((s for s in STEPS_GRID if s < n0), reverse=True):
+        for cand in sorted((s for s in STEPS_GRID if s < n0 and valid(s)), reverse=True):
             m = best_m(cand, k0)
             if m is not None:
                 return params(cand, k0, m)

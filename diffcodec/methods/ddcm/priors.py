@@ -145,17 +145,53 @@ class LatentPrior(Prior):
         return self.latent.decode_latent(x, height, width)
 
 
+class DiffusersPrior(Prior):
+    """DDCM on a model the user added (`diffcodec models add NAME --diffusers DIR`): a pixel UNet2DModel, or an
+    AutoencoderKL + UNet2DConditionModel on the empty-prompt embedding, run with the process its scheduler config
+    defines (:mod:`diffcodec.diffusion.diffusers_adapter`). The header names it by NAME (``model``) and the first 4
+    bytes of its registration's sha256 (``model_sha``); its files are re-hashed on every load."""
+
+    format = "diffusers"
+
+    def __init__(self, name: str, device: str):
+        from diffcodec import user_models
+        from diffcodec.diffusion.diffusers_adapter import LoadedModel
+
+        record = user_models.load_verified(name)
+        self.loaded = LoadedModel(user_models.folder_of(record), record, user_models.load_embedding(record), device)
+        self.space, self.model_id, self.sha, self.device = record["space"], name, record["sha256"], device
+        self.schedule, self.model_fn = self.loaded.schedule, self.loaded.model_fn
+
+    def shape(self, height, width):
+        return self.loaded.shape(height, width)
+
+    def to_space(self, rgb):
+        return self.loaded.to_space(rgb)
+
+    def to_image(self, x, height, width):
+        return self.loaded.to_image(x, height, width)
+
+
 def missing_models(space: str) -> list[str]:
     """The artifacts a space needs that are not installed (weights file absent)."""
     names = LATENT_MODELS if space == "latent" else ()
     return [n for n in names if not artifacts.artifact_paths(n)[0].is_file()]
 
 
-def load_prior(space: str, device: str, base: str | None = None, missing=UsageError) -> Prior:
+def load_prior(space: str, device: str, base: str | None = None, missing=UsageError, prior: str | None = None) -> Prior:
     """The prior of a mode. Absent latent models raise ``missing`` (UsageError when encoding, UnsupportedError
-    when decoding) naming them; a damaged or mismatched model raises ModelError."""
+    when decoding) naming them; a damaged or mismatched model raises ModelError. ``prior``: a model the user added
+    (:class:`DiffusersPrior`), in the space it was registered with."""
     if space not in SPACE_MODELS:
         raise UsageError(f"unknown space {space!r} (use pixel or latent)")
+    if prior is not None:
+        if base is not None:
+            raise UsageError(f"--prior {prior} is an unconditional model: --base (conditional ddcm) runs on the "
+                             f"shipped refiners only")
+        loaded = DiffusersPrior(prior, device)
+        if loaded.space != space:
+            raise UsageError(f"model {prior!r} works in the {loaded.space} space, not {space}")
+        return loaded
     if base is not None:
         if space != "pixel":
             raise UsageError("--base (conditional ddcm) works in --space pixel only")
@@ -189,5 +225,11 @@ def native_bf16(device) -> bool:
 def auto_precision(prior: Prior) -> str:
     """``--param precision=auto``: bf16 for the pixel-space priors (pixel-ddpm, opq-refiner) where the device
     has native bf16 (faster end to end at a few hundredths of a dB; measured: benchmarks/RESULTS.md, 'Speed work
-    this session'), else fp32; the latent prior stays fp32 (its network is small next to the autoencoder)."""
+    this session'), else fp32; the latent prior stays fp32 (its network is small next to the autoencoder); a
+    user-added diffusers prior runs fp16 on CUDA (autocast: the UNet's matmuls and convolutions; its VAE and the step
+    arithmetic stay float32), fp32 elsewhere."""
+    if getattr(prior, "format", None) == "diffusers":    # a user's pretrained model: fp16 on a GPU
+        import torch
+
+        return "fp16" if torch.device(prior.device).type == "cuda" else "fp32"
     return "bf16" if prior.space == "pixel" and native_bf16(prior.device) else "fp32"

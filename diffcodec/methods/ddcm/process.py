@@ -48,7 +48,8 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[
     from diffcodec.progress import bar
 
     dev = torch.device(prior.device)
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+    dtype = torch.float16 if p.precision == "fp16" else torch.bfloat16
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=p.precision != "fp32"):
         for i, t in enumerate(bar(ts, desc="ddcm", unit="step")):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             x = ddpm_step(prior.model_fn, x, t, t_prev, prior.schedule, sampler, cond=cond, step_index=i).x_prev
