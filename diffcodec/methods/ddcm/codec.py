@@ -51,11 +51,15 @@ AUTO_BASES = ("opq-64-16-16", "opq-32-8-8", "opq-16-8-8")
 # space remain for targets below the smallest standard-codec file.
 AUTO_CODEC_BASES = ("avif", "webp", "jpeg")
 # -q/--quality Q -> --bpp (benchmarks/quality_scale.py: the target whose Kodak24 MS-SSIM reaches JPEG's at Q)
-QUALITY_BPP = ((0, 0.029), (3, 0.033), (4, 0.048), (5, 0.072), (6, 0.108), (7, 0.149), (8, 0.203), (9, 0.228),
-               (10, 0.256), (11, 0.278), (12, 0.301), (13, 0.322), (14, 0.343), (15, 0.367), (16, 0.381),
-               (17, 0.397), (18, 0.43), (19, 0.472), (20, 0.518), (21, 0.546), (22, 0.576), (23, 0.612),
-               (24, 0.661), (25, 0.714), (26, 0.753), (27, 0.794), (28, 0.837), (29, 0.882), (30, 0.93),
-               (31, 0.966), (32, 1.0))
+QUALITY_BPP = ((0, 0.029), (3, 0.033), (4, 0.048), (5, 0.06), (6, 0.073), (7, 0.081), (8, 0.091), (9, 0.097),
+               (10, 0.108), (11, 0.12), (12, 0.133), (13, 0.145), (14, 0.158), (15, 0.172), (16, 0.181), (17, 0.19),
+               (18, 0.2), (19, 0.216), (20, 0.233), (21, 0.244), (22, 0.255), (23, 0.266), (24, 0.278), (25, 0.291),
+               (26, 0.299), (27, 0.312), (28, 0.326), (29, 0.341), (30, 0.356), (31, 0.368), (32, 0.38), (33, 0.392),
+               (34, 0.405), (35, 0.418), (36, 0.426), (37, 0.436), (38, 0.445), (39, 0.454), (40, 0.464),
+               (41, 0.472), (42, 0.479), (43, 0.487), (44, 0.495), (45, 0.504), (46, 0.516), (47, 0.528), (48, 0.54),
+               (49, 0.553), (50, 0.566), (51, 0.576), (52, 0.585), (53, 0.595), (54, 0.605), (55, 0.616),
+               (56, 0.626), (57, 0.637), (58, 0.648), (59, 0.658), (60, 0.67), (61, 0.682), (62, 0.695), (63, 0.707),
+               (64, 0.721), (65, 0.734), (66, 0.747), (67, 0.761), (68, 0.775), (69, 0.79), (70, 0.8))
 BASE_DEFAULT_PRESET = "n3-k4096-m512"   # the preset with --base (few steps: see params.BASE_DEFAULT_STEPS)
 
 ENCODE_OPTIONS = {      # option -> help (the order is the one error messages list them in)
@@ -138,10 +142,11 @@ class DDCMCodec(Codec):
         return params.get("bpp") is not None or all(params.get(k) is not None for k in ("steps", "k", "atoms"))
 
     # -q/--quality (methods.QUALITY_SCALE): the --bpp whose Kodak24 MS-SSIM reaches JPEG's at that quality
-    # (log-linear between the measured targets); from 32 on no rate does, and 1.0 bpp is its best
+    # (log-linear between the measured targets of the default mode); from 70 on no measured target does, and
+    # 0.8 bpp, the largest measured, is used
     # (benchmarks/quality_scale.py)
     quality_points = tuple((q, None, {"bpp": b}) for q, b in QUALITY_BPP)
-    quality_ceiling = 32
+    quality_ceiling = 70
 
     def encode_setting(self, preset: str | None, params: dict) -> dict:
         """The preset resolved to steps, K and atoms (as :meth:`_mode_params` does), or the options alone when

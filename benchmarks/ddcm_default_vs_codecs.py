@@ -1,0 +1,53 @@
+"""The default ddcm mode (`--bpp` alone) against JPEG / WebP / AVIF per rate point, from `diffcodec bench` folders
+(one per target): means over all images, and over the images where the baseline could get at or under our file
+(the others show the baseline's smallest file, which is larger than ours), plus which base each image took.
+
+    python benchmarks/ddcm_default_vs_codecs.py benchmarks/results/ddcm-kodak24-auto-codec-bpp*
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+
+def mode_of(coded: str) -> str:
+    """'n1-k4096-m1 pixel base avif:q7 bf16' -> 'avif base, refined'; 'base avif:q73 alone' -> 'avif base alone'."""
+    words = coded.split()
+    if "base" in words:
+        base = words[words.index("base") + 1].split(":")[0]
+        return f"{base} base" + (" alone" if words[-1] == "alone" else ", refined")
+    return "latent" if "latent" in words else coded
+
+
+def _gap(images: list[dict], codec: str, key: str) -> float:
+    return float(np.mean([float(v["diffcodec"][key]) - float(v[codec][key]) for v in images]))
+
+
+def main(folders: list[str]) -> None:
+    print("| target | ours bpp / PSNR / MS-SSIM | modes | vs JPEG (n) | vs WebP (n) | vs AVIF (n) |")
+    print("|---|---|---|---|---|---|")
+    for folder in sorted(folders, key=lambda f: float(f.rsplit("bpp", 1)[1])):
+        rows = list(csv.DictReader((Path(folder) / "results.csv").open()))
+        by: dict[str, dict[str, dict]] = {}
+        for r in rows:
+            by.setdefault(r["image"], {})[r["codec"]] = r
+        ours = [v["diffcodec"] for v in by.values()]
+        cells = []
+        for codec in ("jpeg", "webp", "avif"):
+            fit = [v for v in by.values() if v[codec]["over_target"] == "false"]
+            dp, dm = (_gap(fit, codec, "psnr"), _gap(fit, codec, "ms_ssim")) if fit else (np.nan, np.nan)
+            cells.append(f"{dp:+.2f} dB / {dm:+.4f} ({len(fit)})")
+        modes = Counter(mode_of(r["coded"]) for r in ours)
+        target = folder.rsplit("bpp", 1)[1]
+        print(f"| {target} | {np.mean([float(r['bpp']) for r in ours]):.4f} / "
+              f"{np.mean([float(r['psnr']) for r in ours]):.2f} / {np.mean([float(r['ms_ssim']) for r in ours]):.4f} | "
+              + ", ".join(f"{k} {n}" for k, n in modes.most_common()) + " | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
