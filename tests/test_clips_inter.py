@@ -182,3 +182,14 @@ def test_kbps_with_p_frames_codes_again_when_far_under(tmp_path):
 
 def summary_bpp(kbps: float) -> float:
     return clips.frame_budget_bpp(kbps, video.VideoInfo(64, 48, (25, 1), "420"))
+
+
+def test_codebooks_and_their_p_frame_tables_are_built_once():
+    # a long clip (or a long-lived worker) must not rebuild or accumulate tables per frame
+    from diffcodec.methods import opq, opq_inter
+
+    books, _ = opq.load_codebooks("opq-32-8-8")
+    again, _ = opq.load_codebooks("opq-32-8-8")
+    assert again is books
+    assert opq_inter.index_tables(books) is opq_inter.index_tables(again)
+    assert opq_inter.index_tables(books[:1]) is not opq_inter.index_tables(books)     # gray clips: Y only

@@ -160,8 +160,15 @@ def preset_bits(preset: str) -> tuple[int, int, int]:
     return PRESETS[preset]
 
 
+_BOOKS: dict[tuple[str, str], list[ChannelCodebook]] = {}      # (preset, sha256) -> its books, built once
+
+
 def load_codebooks(preset: str) -> tuple[list[ChannelCodebook], str]:
+    """The preset's three channel codebooks (built once per file content: a clip decodes every frame with the
+    same objects) and the file's sha256."""
     tensors, _, sha = artifacts.load_artifact(_preset_artifact(preset))
+    if (preset, sha) in _BOOKS:
+        return _BOOKS[(preset, sha)], sha
     books = []
     for name, bits in zip(CHANNEL_NAMES, PRESETS[preset]):
         try:
@@ -171,6 +178,7 @@ def load_codebooks(preset: str) -> tuple[list[ChannelCodebook], str]:
         if book.m * 8 != bits:
             raise ModelError(f"codebook file for {preset}: channel {name} has {book.m * 8} bits, expected {bits}")
         books.append(book)
+    _BOOKS[(preset, sha)] = books
     return books, sha
 
 

@@ -69,18 +69,16 @@ def _mb_has_skip(intra: np.ndarray) -> np.ndarray:
     return skip.reshape(-(-gh // 2), 2, -(-gw // 2), 2).any(axis=(1, 3))
 
 
-_TABLES: dict[tuple[int, ...], tuple[TableSet, np.ndarray]] = {}
-
-
 def index_tables(books) -> tuple[TableSet, np.ndarray]:
-    """Every sub-quantizer's context tables of ``books`` in one table set (channel by channel, sub-quantizer by
-    sub-quantizer) and each one's first row: a whole anti-diagonal of every sub-quantizer is one coder call."""
-    key = tuple(id(b) for b in books)
-    if key not in _TABLES:
+    """Every sub-quantizer's context tables of ``books`` (a preset's first 1 or 3 channel codebooks) in one table
+    set (channel by channel, sub-quantizer by sub-quantizer) and each one's first row: a whole anti-diagonal of
+    every sub-quantizer is one coder call. Kept on the first codebook (the books live as long as their preset's)."""
+    cache = books[0].__dict__.setdefault("_index_tables", {})
+    if len(books) not in cache:
         freqs = [book.ctx_freq[m] for book in books for m in range(book.m)]
         offsets = np.cumsum([0] + [len(f) for f in freqs[:-1]])
-        _TABLES[key] = (TableSet(np.concatenate(freqs)), offsets)
-    return _TABLES[key]
+        cache[len(books)] = (TableSet(np.concatenate(freqs)), offsets)
+    return cache[len(books)]
 
 
 def _diagonal_order(gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
