@@ -266,24 +266,21 @@ class OPQCodec(Codec):
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
-        self.check_encode_options(params)
-        bpp = params.get("bpp")
-        if bpp is not None:
-            if preset is not None:
-                raise UsageError("give an opq preset or a target --bpp, not both")
-            return self._at_bpp(image, bpp)
-        preset = preset or self.default_preset
+        return self.compress_keyframe(image, preset, **params)[:2]
+
+    def _code(self, image: np.ndarray, preset: str) -> tuple[Encoded, np.ndarray, opq_inter.Reference]:
+        """One quantization at ``preset``: the encoding, the decoded image and the reference it leaves."""
         preset_bits(preset)
         books, sha = load_codebooks(preset)
-        grids, recon = self._quantize(image, books)
+        grids, planes = _quantize_planes(self._planes(image), books)
         encoded = Encoded(model=preset.removeprefix("opq-"), model_sha=artifacts.sha_prefix32(sha),
                           chunks=[encode_grids(grids, books)])
-        return encoded, recon
+        return encoded, self._image(planes, image.shape[0], image.shape[1]), opq_inter.Reference(planes, grids)
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         return self.compress_with_reconstruction(image, preset, **params)[0]
 
-    def _at_bpp(self, image: np.ndarray, bpp) -> tuple[Encoded, np.ndarray]:
+    def _at_bpp(self, image: np.ndarray, bpp) -> tuple[Encoded, np.ndarray, opq_inter.Reference]:
         """The largest preset (by bits per patch) whose whole file is at or under ``bpp``."""
         from diffcodec.container import framed_size
 
@@ -292,10 +289,10 @@ class OPQCodec(Codec):
         height, width, channels = image.shape
         smallest = None
         for preset in sorted(PRESETS, key=lambda p: sum(PRESETS[p]), reverse=True):
-            encoded, recon = self.compress_with_reconstruction(image, preset)
-            size = framed_size(self.name, encoded, width, height, channels)
+            coded = self._code(image, preset)
+            size = framed_size(self.name, coded[0], width, height, channels)
             if size * 8 <= bpp * height * width:
-                return encoded, recon
+                return coded
             smallest = size
         raise UsageError(f"--bpp {bpp:g} is below what opq reaches for this {width}x{height} image (smallest file "
                          f"{smallest} bytes = {smallest * 8 / (height * width):.4f} bpp, preset opq-16-8-8)")
@@ -363,10 +360,13 @@ class OPQCodec(Codec):
     # ---------------------------------------------------------------- P-frames (methods/opq_inter.py)
     def compress_keyframe(self, image: np.ndarray, preset: str | None = None,
                           **params) -> tuple[Encoded, np.ndarray, Any]:
-        encoded, recon = self.compress_with_reconstruction(image, preset, **params)
-        books = self._books_of(encoded)
-        grids, planes = _quantize_planes(self._planes(image), books)
-        return encoded, recon, opq_inter.Reference(planes, grids)
+        self.check_encode_options(params)
+        bpp = params.get("bpp")
+        if bpp is not None:
+            if preset is not None:
+                raise UsageError("give an opq preset or a target --bpp, not both")
+            return self._at_bpp(image, bpp)
+        return self._code(image, preset or self.default_preset)
 
     def compress_predicted(self, image: np.ndarray, reference: Any, key: Encoded,
                            **params) -> tuple[bytes, np.ndarray, Any]:
