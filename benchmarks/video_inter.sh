@@ -3,7 +3,7 @@
 # output folder per clip: benchmarks/results/video-<method>-gop<N>/<clip>/. The baselines use the same GOP (a
 # keyframe every N frames, P-frames only, scene-cut off); h264-gop is x264's defaults (informative). One thread
 # everywhere (the CPU was shared).
-# Usage: benchmarks/video_inter.sh METHOD GOP [CLIP ...] -- [extra bench options]
+# Usage: [OUTROOT=folder] benchmarks/video_inter.sh METHOD GOP [CLIP ...] -- [extra bench options]
 #   benchmarks/video_inter.sh opq 12 -- -p opq-16-8-8 -p opq-32-8-8 -p opq-64-16-16 -p opq-128-32-32
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 for c in "${clips[@]}"; do
   src=../shared/data/video/$c.y4m
   [[ -f $src ]] || src=../shared/data/video/$c.mp4
-  out=benchmarks/results/video-$method-gop$gop/$c
+  out=${OUTROOT:-benchmarks/results/video-$method-gop$gop}/$c
   echo "== $(date -u +%H:%M:%S) $method gop $gop $c -> $out"
   python -m diffcodec bench --video "$src" -m "$method" --gop "$gop" --vs h264 --vs h264-gop \
     --device cpu --quiet -o "$out" "$@"

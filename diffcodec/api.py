@@ -130,6 +130,9 @@ def decode(data: bytes, *, max_pixels: int | None = None, max_work: int | None =
     defaults (:data:`diffcodec.methods.DEFAULT_MAX_PIXELS`, Pillow's; 0 = no limit)."""
     c = read(data)
     h = c.header
+    if c.video is not None and (h.frames > 1 or container.planar_chroma(h.pixel_format) is not None):
+        raise UsageError("this is a clip: decode it with clips.decode_frames (the CLI: decode to .y4m, .mp4, "
+                         "out_%04d.png ...)")
     codec = get_codec(h.method, for_decoding=True)
     codec.check_decode_options(options)
     check_decode_cost(codec, c.encoded, h.height, h.width, options, decode_limits(max_pixels, max_work))

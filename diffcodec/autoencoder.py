@@ -216,7 +216,10 @@ def load_autoencoder(name: str = DEFAULT_NAME, device: str | torch.device = "cpu
 
     from diffcodec.artifacts import load_artifact
 
-    tensors, manifest, _sha = load_artifact(name)
+    tensors, manifest, sha = load_artifact(name)
+    key = (name, sha, str(device))
+    if key in _BUILT:               # built once per process (frames of a clip, files of a batch worker)
+        return _BUILT[key]
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise ModelError(f"artifact {name!r} is not an autoencoder ({manifest.get('format')!r})")
     try:
@@ -224,7 +227,13 @@ def load_autoencoder(name: str = DEFAULT_NAME, device: str | torch.device = "cpu
         model.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()})
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ModelError(f"artifact {name!r} does not match its manifest: {e}") from None
-    return model.to(device).eval(), manifest
+    if len(_BUILT) >= 4:
+        _BUILT.pop(next(iter(_BUILT)))
+    _BUILT[key] = model.to(device).eval(), manifest
+    return _BUILT[key]
+
+
+_BUILT: dict[tuple, tuple[Autoencoder, dict]] = {}
 
 
 def check_image_tensor(x: torch.Tensor) -> None:

@@ -100,6 +100,9 @@ def cli():
 @click.option("--prior", default=None, metavar="NAME",
               help="ddcm: run on a pretrained model added with `diffcodec models add NAME --diffusers DIR`, in its own "
                    "space (pixel or latent); decoding needs the same model registered.")
+@click.option("--texture", is_flag=True, default=None,
+              help="ddcm with a base layer: stochastic refinement steps instead of the one free step (more detail, "
+                   "less fidelity: benchmarks/RESULTS.md, 'Texture option').")
 @click.option("--kbps", type=float, default=None,
               help="Video: target rate of the whole clip (frame 0 picks the parameters at the matching --bpp).")
 @click.option("--gop", type=click.IntRange(1, 2**20), default=None, metavar="N",
@@ -111,7 +114,8 @@ def cli():
 @quiet_option
 @verbose_option
 def encode(input, output, method, preset, force, as_json, k, steps, atoms, codebook, space, base, seed, bpp, precision,
-           kbps, gop, frame_size, fps, device, quiet, quality=None, max_size=None, verbose=False, prior=None):
+           kbps, gop, frame_size, fps, device, quiet, quality=None, max_size=None, verbose=False, prior=None,
+           texture=None):
     """Encode an image (PNG, JPEG, TIFF, BMP, WebP) or a video (Y4M, raw .yuv, anything ffmpeg reads) into a .ddc
     file; '-' = stdin (an image, or a Y4M stream). The rate: a --preset, -q/--quality (one scale for every method),
     --size (a file size) or the method's own options (--bpp ...)."""
@@ -121,7 +125,7 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
     images.check_output_path(output, [input], force)
     max_bytes = parse_bytes(max_size)
     given = {"k": k, "steps": steps, "atoms": atoms, "codebook": codebook, "space": space, "base": base, "seed": seed,
-             "bpp": bpp, "precision": precision, "prior": prior}
+             "bpp": bpp, "precision": precision, "prior": prior, "texture": texture}
     params = {name: v for name, v in given.items() if v is not None}
     codec = api.get_codec(method)
     if kbps is not None and (quality is not None or max_bytes is not None):
@@ -422,25 +426,34 @@ def extract_base(input, output, force, quiet):
               help="Generating method (one whose codec can generate: `diffcodec methods --json`).")
 @click.option("-o", "--output", "output", metavar="OUT", required=True, help="The sample image (.png ...).")
 @click.option("--bitstream", default=None, metavar="DDC",
-              help="Also write the sample's .ddc (decoding it reproduces OUT).")
-@click.option("--k", "k", type=click.IntRange(1, 1 << 20), default=4096, show_default=True, help="Codebook size K.")
-@click.option("--steps", type=click.IntRange(1, 1000), default=20, show_default=True, help="Strided diffusion steps N.")
-@click.option("--atoms", type=click.IntRange(1, 1024), default=1, show_default=True, help="Atoms M per step.")
-@click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default="mshift", show_default=True)
-@click.option("--space", type=click.Choice(["pixel", "latent"]), default="pixel", show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True,
-              help="Seed of the codebooks and of the random choices.")
+              help="Also write the sample's .ddc (decoding it reproduces OUT; opq --refine: `decode --refine` does).")
+@click.option("--k", "k", type=click.IntRange(1, 1 << 20), default=None, help="ddcm: codebook size K (default 4096).")
+@click.option("--steps", type=click.IntRange(1, 1000), default=None,
+              help="Strided diffusion steps N (default: ddcm 20, opq 50).")
+@click.option("--atoms", type=click.IntRange(1, 1024), default=None, help="ddcm: atoms M per step (default 1).")
+@click.option("--codebook", type=click.Choice(["mshift", "iid", "shift"]), default=None,
+              help="ddcm: codebook kind (default mshift).")
+@click.option("--space", type=click.Choice(["pixel", "latent"]), default=None, help="ddcm: space (default pixel).")
+@click.option("--categorical", is_flag=True, default=None,
+              help="opq: the categorical model (logits over the codewords) instead of the continuous one.")
+@click.option("--temperature", type=click.FloatRange(0, 100), default=None,
+              help="opq --categorical: sampling temperature gamma (default 1; 0 = argmax).")
+@click.option("--refine", is_flag=True, default=None,
+              help="opq: run the opq refiner over the decoded sample (as `decode --refine`).")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None,
+              help="Seed of the random choices (ddcm: also of the codebooks; default 0).")
 @click.option("--size", default="64", show_default=True, help="Sample size: N (square) or WxH.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @limit_options
 @device_option
 @quiet_option
-def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, size, force, as_json, max_pixels,
-             max_work, device, quiet):
-    """Compressed generation: an unconditional sample whose codebook choices are random (seeded); --bitstream
-    writes them as a .ddc file that decodes to the sample."""
+def generate(method, output, bitstream, k, steps, atoms, codebook, space, categorical, temperature, refine, seed, size,
+             force, as_json, max_pixels, max_work, device, quiet):
+    """Compressed generation: an unconditional sample (seeded) and, with --bitstream, the .ddc file that decodes to
+    it. ddcm: random codebook choices; opq: diffusion in the opq-32-8-8 index space (--categorical)."""
     from diffcodec import api, atomic, images
+    from diffcodec.methods import get_codec
 
     try:
         w, _, h = size.lower().partition("x")
@@ -453,10 +466,18 @@ def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, 
         images.check_output_path(bitstream, [], force)
         if bitstream != "-" and output != "-" and Path(bitstream).resolve() == Path(output).resolve():
             raise UsageError("--bitstream and -o name the same file")
+    # only the options the user gave reach the codec (it refuses those it does not take), and --device where the
+    # codec lists it
+    given = {name: value for name, value in (("k", k), ("steps", steps), ("atoms", atoms), ("codebook", codebook),
+                                             ("space", space), ("categorical", categorical),
+                                             ("temperature", temperature), ("refine", refine), ("seed", seed))
+             if value is not None}
+    codec = get_codec(method)
+    options = dict(given)
+    if "device" in codec.generate_options:
+        options["device"] = api.resolve_device(device)
     t0 = time.perf_counter()
-    data, sample = api.generate(method, height, width, k=k, steps=steps, atoms=atoms, codebook=codebook,
-                                space=space, seed=seed, device=api.resolve_device(device), max_pixels=max_pixels,
-                                max_work=max_work)
+    data, sample = api.generate(method, height, width, max_pixels=max_pixels, max_work=max_work, **options)
     elapsed = time.perf_counter() - t0
     atomic.write_bytes(output, images.image_to_bytes(sample, fmt), overwrite=force)
     if bitstream is not None:
@@ -471,9 +492,10 @@ def generate(method, output, bitstream, k, steps, atoms, codebook, space, seed, 
     if as_json:
         emit_json(summary)
     else:
-        say(f"{output}: {width}x{height} ddcm sample, K={k}, {steps} steps, {atoms} atom(s); bitstream "
-             f"{meta['file_bytes']:,} bytes ({meta['bpp']:.4f} bpp){' -> ' + bitstream if bitstream else ''}, "
-             f"{elapsed:.2f} s", quiet)
+        settings = ", ".join(f"{name}={value}" for name, value in given.items())
+        say(f"{output}: {width}x{height} {method} sample{' (' + settings + ')' if settings else ''}; bitstream "
+            f"{meta['file_bytes']:,} bytes ({meta['bpp']:.4f} bpp){' -> ' + bitstream if bitstream else ''}, "
+            f"{elapsed:.2f} s", quiet)
 
 
 @cli.command()

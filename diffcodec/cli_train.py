@@ -327,3 +327,47 @@ def train_diffae_cmd(**o):
     )
     result = train_diffae(cfg)
     say(f"diffae: {json.dumps(result, default=str)[:2000]}", o["quiet"])
+
+
+@train.command("opq-gen")
+@click.option("--formulation", type=click.Choice(["continuous", "categorical"]), default="continuous",
+              show_default=True, help="continuous: ordinal indices, x0-prediction; categorical: logits over the "
+                                      "256 codewords, Gumbel-softmax, image-space loss.")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Training image folder (repeat). Never Kodak.")
+@click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Validation image folder (fixed crops: denoising accuracy).")
+@click.option("--out", "out_dir", default=None, help="Checkpoint/log folder (default runs/NAME).")
+@click.option("--name", default=None, help="Export name under codebooks/ (default models/opq-gen-FORMULATION).")
+@click.option("--steps", type=int, default=100_000, show_default=True, help="Total optimizer steps.")
+@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (resumable).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--pool", type=int, default=32768, show_default=True, help="Training crops, quantized once.")
+@click.option("--width", type=int, default=96, show_default=True, help="Network width.")
+@click.option("--blocks", type=int, default=6, show_default=True, help="Residual blocks (attention every 2).")
+@click.option("--tau", type=float, default=0.5, show_default=True, help="categorical: Gumbel-softmax temperature.")
+@click.option("--ce-weight", type=float, default=0.02, show_default=True,
+              help="categorical: weight of the cross-entropy term beside the image-space loss (0: none).")
+@click.option("--val-every", type=int, default=250, show_default=True, help="Validate every N steps.")
+@_run_options
+def train_opq_gen_cmd(**o):
+    """Generator in the opq-32-8-8 index space (`generate --method opq [--categorical]`): writes
+    codebooks/models/opq-gen-{continuous,categorical}.*"""
+    from diffcodec.training.opq import LICENSE_NOTE
+    from diffcodec.training.opq_gen import OPQGenConfig, train_opq_gen
+
+    _refuse_kodak(o["data"])
+    name = o["name"] or f"models/opq-gen-{o['formulation']}"
+    cfg = OPQGenConfig(
+        data=[Path(d) for d in o["data"]], out_dir=Path(o["out_dir"] or f"runs/{Path(name).name}"),
+        formulation=o["formulation"], batch=o["batch"], lr=o["lr"], steps=o["steps"], max_minutes=o["max_minutes"],
+        pool=o["pool"], width=o["width"], blocks=o["blocks"], tau=o["tau"], ce_weight=o["ce_weight"],
+        val_every=o["val_every"], device=o["device"], seed=o["seed"], resume=o["resume"],
+        val_folder=Path(o["val"]) if o["val"] else None, export_name=None if o["no_export"] else name,
+        command="diffcodec " + shlex.join(sys.argv[1:]), license_note=LICENSE_NOTE,
+        progress=None if not o["quiet"] else False, num_threads=o["threads"],
+    )
+    result = train_opq_gen(cfg)
+    say(f"opq-gen: {json.dumps(result, default=str)[:2000]}", o["quiet"])

@@ -6,6 +6,9 @@
     decode: StreamReader --payload--> Codec.decompress_keyframe / decompress_predicted(reference)
                                                            --> RGB -> YUV (the clip's chroma) --> VideoWriter
 
+A codec whose ``planar_layouts`` hold the clip's chroma layout gets the YCbCr planes themselves
+(:class:`diffcodec.yuv.PlanarFrame`) and gives planes back: no RGB round trip (pixel formats 2 and 3).
+
 Frame 0 chooses the coding parameters (its preset, or what ``bpp`` / ``kbps`` pick for it); every later frame
 is coded with the same ones (:meth:`Codec.clip_params`), because a clip has one header. Memory holds one frame,
 its payload and the codec's reference; coded payloads wait on disk until the header (which counts the frames)
@@ -55,10 +58,19 @@ class ClipSummary:
                 "psnr_y": mean(self.psnr_y), "psnr_yuv": mean(self.psnr_yuv), "attempts": self.attempts}
 
 
-def video_chunk(info, gop: int = 1) -> dict[str, Any]:
+def video_chunk(info, gop: int = 1, planar: bool = False) -> dict[str, Any]:
     """The container's 'v' map for a clip described by a :class:`diffcodec.video.VideoInfo`."""
     return {"fps": list(info.fps), "chroma": info.chroma, "matrix": info.matrix, "range": info.range,
-            "coded": "rgb", **({"gop": gop} if gop > 1 else {})}
+            "coded": "yuv" if planar else "rgb", **({"gop": gop} if gop > 1 else {})}
+
+
+def codes_planes(codec: Codec, chroma: str, planar: bool | None = None) -> bool:
+    """Whether a ``chroma`` clip reaches ``codec`` as YCbCr planes (``planar`` None: wherever the codec can)."""
+    able = chroma in codec.planar_layouts
+    if planar and not able:
+        raise UsageError(f"{codec.name} does not code {chroma} clips as YCbCr planes"
+                         + (f" (it does: {', '.join(codec.planar_layouts)})" if codec.planar_layouts else ""))
+    return able if planar is None else planar
 
 
 def frame_budget_bpp(kbps: float, info) -> float:
@@ -68,10 +80,12 @@ def frame_budget_bpp(kbps: float, info) -> float:
 
 
 def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: dict, device_params: dict,
-                 on_frame: Callable[[int], None] | None, gop: int) -> tuple[container.ClipWriter, ClipSummary]:
+                 on_frame: Callable[[int], None] | None, gop: int,
+                 planar: bool) -> tuple[container.ClipWriter, ClipSummary]:
     info = reader.info
     channels = 1 if info.chroma == "mono" else 3
-    writer = container.ClipWriter(method, info.width, info.height, channels, video_chunk(info, gop))
+    writer = container.ClipWriter(method, info.width, info.height, channels, video_chunk(info, gop, planar),
+                                  container.PLANAR_PIXEL_FORMATS[info.chroma] if planar else None)
     summary = ClipSummary(fps=info.fps)
     fixed: tuple[str | None, dict] | None = None
     key: Encoded | None = None
@@ -79,7 +93,8 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
     t0 = time.perf_counter()
     try:
         for frame in reader:
-            rgb = yuv.planes_to_rgb(frame.planes, info)
+            rgb = (yuv.PlanarFrame(frame.planes, info.chroma, info.range) if planar
+                   else yuv.planes_to_rgb(frame.planes, info))
             if key is not None and summary.frames % gop:
                 payload, recon, reference = codec.compress_predicted(rgb, reference, key, **device_params)
                 summary.payload_bytes.append(writer.add_predicted(payload))
@@ -108,7 +123,8 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
 def _track_quality(summary: ClipSummary, planes, recon: np.ndarray, info) -> None:
     from diffcodec import metrics
 
-    out = yuv.rgb_to_planes(recon, info.chroma, matrix=info.matrix, color_range=info.range)
+    out = recon if isinstance(recon, tuple) else yuv.rgb_to_planes(recon, info.chroma, matrix=info.matrix,
+                                                                    color_range=info.range)
     psnr = metrics.psnr_planes(planes, out)
     summary.psnr_y.append(psnr["y"])
     summary.psnr_yuv.append(psnr["yuv"])
@@ -116,7 +132,8 @@ def _track_quality(summary: ClipSummary, planes, recon: np.ndarray, info) -> Non
 
 def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], Any], method: str = "opq",
                 preset: str | None = None, *, kbps: float | None = None, gop: int | None = None,
-                on_frame: Callable[[int], None] | None = None, **params) -> dict[str, Any]:
+                planar: bool | None = None, on_frame: Callable[[int], None] | None = None,
+                **params) -> dict[str, Any]:
     """Code every frame of ``reader`` (a :class:`diffcodec.video.VideoReader`) and write one `.ddc` clip.
 
     ``out`` is a binary file object, or a function that takes a writer callback (e.g.
@@ -126,7 +143,8 @@ def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], An
     coded again at a proportionally other rate (at most ``MAX_PASSES`` passes; the largest pass at or under the
     target is written), else a UsageError says what it reached. ``gop``: a keyframe every ``gop`` frames, P-frames
     between (1: every frame a keyframe; above 1 only for codecs that ``predict``; None: the codec's
-    ``default_gop``). Returns the summary (frames,
+    ``default_gop``). ``planar``: code the frames as YCbCr planes (None: where the codec can, see
+    :func:`codes_planes`; False: through RGB, as format 1.1 writers did). Returns the summary (frames,
     kbps, bytes per frame, encode time and, where the codec knows its output, PSNR-Y / PSNR-YUV)."""
     codec = get_codec(method)
     gop = codec.default_gop if gop is None else gop
@@ -147,6 +165,7 @@ def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], An
         if "bpp" not in codec.encode_options:
             raise UsageError(f"{method} has no rate control (--bpp), so it cannot aim at --kbps")
     info = reader.info
+    planar = codes_planes(codec, info.chroma, planar)
     attempts, scale = 0, 1.0
     best: tuple[container.ClipWriter, ClipSummary] | None = None       # the largest pass at or under --kbps
     sizes: set[int] = set()
@@ -160,7 +179,8 @@ def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], An
                     raise UsageError(f"--kbps {kbps:g} leaves no bits for a {info.width}x{info.height} frame at "
                                      f"{info.fps[0]}/{info.fps[1]} fps")
                 pass_params["bpp"] = bpp
-            writer, summary = _encode_pass(reader, codec, method, preset, pass_params, device_params, on_frame, gop)
+            writer, summary = _encode_pass(reader, codec, method, preset, pass_params, device_params, on_frame, gop,
+                                           planar)
             summary.file_bytes, summary.attempts = writer.size(), attempts
             if kbps is None:
                 best = (writer, summary)
@@ -241,6 +261,8 @@ def decode_frames(stream: container.StreamReader, first: int = 0, stop: int | No
     if not 0 <= first < stop:
         raise UsageError(f"--frames {first}:{stop} selects no frame of this {h.frames}-frame clip")
     info = clip_video_info(stream)
+    chroma = container.planar_chroma(h.pixel_format)
+    planar = None if chroma is None else (chroma, info.range)
     index = stream.seek_frame(first)
     key = Encoded(model=h.model, model_sha=h.model_sha, params=h.params, rng=h.rng)
     reference = None
@@ -254,10 +276,12 @@ def decode_frames(stream: container.StreamReader, first: int = 0, stop: int | No
             if index < first and not codec.predicts:
                 index += 1
                 continue
-            rgb, reference = codec.decompress_keyframe(keyframe, h.height, h.width, h.pixel.channels, **opts)
+            out, reference = codec.decompress_keyframe(keyframe, h.height, h.width, h.pixel.channels,
+                                                       planar=planar, **opts)
         else:
-            rgb, reference = codec.decompress_predicted(payload, reference, key, h.height, h.width,
-                                                        h.pixel.channels, **opts)
+            out, reference = codec.decompress_predicted(payload, reference, key, h.height, h.width,
+                                                        h.pixel.channels, planar=planar, **opts)
         if index >= first:
-            yield index, yuv.rgb_to_planes(rgb, info.chroma, matrix=info.matrix, color_range=info.range)
+            yield index, (out if planar is not None
+                          else yuv.rgb_to_planes(out, info.chroma, matrix=info.matrix, color_range=info.range))
         index += 1

@@ -56,3 +56,29 @@ def from_patches(patches: np.ndarray, height: int, width: int, p: int = 8) -> np
     gh, gw, _ = patches.shape
     plane = patches.reshape(gh, gw, p, p).transpose(0, 2, 1, 3).reshape(gh * p, gw * p)
     return plane[:height, :width]
+
+
+# Clip frames coded as YCbCr planes (pixel formats 2 and 3): limited-range samples are stretched to full range
+# first, so the planes look like those of rgb_to_ycbcr_centered (what the codebooks were trained on).
+_Y_UP, _C_UP = _F(255 / 219), _F(255 / 224)
+_Y_DOWN, _C_DOWN = _F(219 / 255), _F(224 / 255)
+
+
+def planes_to_centered(planes, color_range: str) -> list[np.ndarray]:
+    """uint8 (Y, Cb, Cr) planes (any chroma size) -> float32 centred full-range planes."""
+    y = planes[0].astype(np.float32)
+    chroma = [p.astype(np.float32) - _F(128) for p in planes[1:]]
+    if color_range == "limited":
+        return [(y - _F(16)) * _Y_UP - _F(128)] + [c * _C_UP for c in chroma]
+    return [y - _F(128)] + chroma
+
+
+def centered_to_planes(planes, color_range: str) -> tuple[np.ndarray, ...]:
+    """Inverse of :func:`planes_to_centered`: uint8 planes (round half to even, then clip to 0..255)."""
+    if color_range == "limited":
+        y = (planes[0] + _F(128)) * _Y_DOWN + _F(16)
+        chroma = [c * _C_DOWN + _F(128) for c in planes[1:]]
+    else:
+        y = planes[0] + _F(128)
+        chroma = [c + _F(128) for c in planes[1:]]
+    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in [y] + chroma)

@@ -36,6 +36,8 @@ __all__ = [
     "PixelFormat",
     "PIXEL_FORMATS",
     "pixel_format_code",
+    "PLANAR_PIXEL_FORMATS",
+    "planar_chroma",
     "Header",
     "Chunk",
     "Container",
@@ -99,7 +101,15 @@ class PixelFormat:
 PIXEL_FORMATS: dict[int, PixelFormat] = {
     0: PixelFormat(channels=3, bit_depth=8, colour_space="srgb"),
     1: PixelFormat(channels=1, bit_depth=8, colour_space="gray"),
+    2: PixelFormat(channels=3, bit_depth=8, colour_space="yuv420"),    # clips only: planes in the 'v' colour
+    3: PixelFormat(channels=3, bit_depth=8, colour_space="yuv444"),
 }
+PLANAR_PIXEL_FORMATS = {"420": 2, "444": 3}     # a clip's chroma layout -> the pixel format of frames coded as planes
+
+
+def planar_chroma(pixel_format: int) -> str | None:
+    """The chroma layout of a planar pixel format (2 -> "420", 3 -> "444"); None for RGB and gray."""
+    return next((c for c, code in PLANAR_PIXEL_FORMATS.items() if code == pixel_format), None)
 
 
 def pixel_format_code(channels: int) -> int:
@@ -392,8 +402,10 @@ class ClipWriter:
     video chunk, index and the payloads. Every frame must share the first one's model, parameters and rng (a clip
     has one header)."""
 
-    def __init__(self, method: str, width: int, height: int, channels: int, video: dict[str, Any]):
+    def __init__(self, method: str, width: int, height: int, channels: int, video: dict[str, Any],
+                 pixel_format: int | None = None):
         self.method, self.width, self.height, self.channels = method, width, height, channels
+        self.pixel_format = pixel_format
         self.video = dict(video)
         self.first: Encoded | None = None
         self.sizes: list[int] = []
@@ -429,6 +441,8 @@ class ClipWriter:
             raise UsageError("a clip needs at least one frame")
         h = _image_header(self.method, self.first, self.width, self.height, self.channels)
         h.frames = len(self.sizes)
+        if self.pixel_format is not None:
+            h.pixel_format = self.pixel_format
         return _plain_header(h)
 
     def size(self) -> int:
@@ -709,6 +723,10 @@ class StreamReader:
         if self.version[0] >= 2 and self.video is None:
             raise CorruptInputError("corrupt file: a format 2 file is a clip and needs a video chunk 'v' before "
                                     "its first frame")
+        planar = planar_chroma(self.header.pixel_format)
+        if planar is not None and (self.video is None or self.video["chroma"] != planar):
+            raise CorruptInputError(f"corrupt file: pixel format {self.header.pixel_format} (YCbCr {planar} planes) "
+                                    f"needs a video chunk 'v' with chroma {planar!r} before the first frame")
 
     def _other(self, ctype: str, body: bytes, start: int) -> None:
         """A chunk that is not a payload: checked, kept if known, skipped if optional and unknown."""

@@ -58,6 +58,9 @@ def discretized_laplace_table(scale: float, support: int, total: int = 1 << 16) 
     return quantize_table(np.diff(cdf), total)
 
 
+CONTEXT_BLOCK = 1 << 14     # symbols per coder call in context coding: bounds the (n, K) probability rows built
+
+
 class TableSet:
     """Integer frequency tables (n_tables, K), checked once: coding then picks a row per symbol (its context)
     without re-checking the tables for every call."""
@@ -94,8 +97,10 @@ class Encoder:
     def categorical_in_context(self, symbols: np.ndarray, tables: TableSet, contexts: np.ndarray) -> None:
         """Symbol i under row ``contexts[i]`` of ``tables`` (the same coding as categorical_per_symbol)."""
         s = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
-        if s.size:
-            self._coder.encode(s, _model.Categorical(perfect=False), tables.probs[contexts])
+        contexts = np.asarray(contexts).ravel()
+        for i in range(0, s.size, CONTEXT_BLOCK):     # a queue coder: blocks of calls code exactly as one call
+            self._coder.encode(s[i:i + CONTEXT_BLOCK], _model.Categorical(perfect=False),
+                               tables.probs[contexts[i:i + CONTEXT_BLOCK]])
 
     def num_bits(self) -> int:
         return int(self._coder.num_bits())
@@ -137,9 +142,14 @@ class Decoder:
         return self._decode(_model.Categorical(perfect=False), f)
 
     def categorical_in_context(self, tables: TableSet, contexts: np.ndarray) -> np.ndarray:
+        contexts = np.asarray(contexts).ravel()
         if not len(contexts):
             return np.zeros(0, np.int64)
-        return self._decode(_model.Categorical(perfect=False), tables.probs[contexts])
+        if len(contexts) <= CONTEXT_BLOCK:
+            return self._decode(_model.Categorical(perfect=False), tables.probs[contexts])
+        model = _model.Categorical(perfect=False)
+        return np.concatenate([self._decode(model, tables.probs[contexts[i:i + CONTEXT_BLOCK]])
+                               for i in range(0, len(contexts), CONTEXT_BLOCK)])
 
     def maybe_exhausted(self) -> bool:
         return bool(self._coder.maybe_exhausted())

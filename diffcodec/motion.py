@@ -52,6 +52,31 @@ def compensate(reference: np.ndarray, mvs: np.ndarray) -> np.ndarray:
     return out
 
 
+def compensate_subsampled(reference: np.ndarray, mvs: np.ndarray) -> np.ndarray:
+    """The prediction (C, h, w) float32 of 2x-subsampled planes (4:2:0 chroma; an 8x8 block per macroblock)
+    under the luma vectors ``mvs``: a half-pel luma vector is a quarter-pel chroma one, interpolated bilinearly
+    with integer weights, ``((a (4 - fx) + b fx) (4 - fy) + (c (4 - fx) + d fx) fy) / 16`` in float32 in that
+    order (exact copies at whole positions)."""
+    ref = np.asarray(reference, dtype=np.float32)
+    _, height, width = ref.shape
+    half = MB // 2
+    per = np.repeat(np.repeat(np.asarray(mvs, dtype=np.int32), half, axis=0), half, axis=1)[:height, :width]
+    y = np.arange(height, dtype=np.int32)[:, None] * 4 + per[..., 0]        # quarter-pel source position
+    x = np.arange(width, dtype=np.int32)[None, :] * 4 + per[..., 1]
+    y0, x0 = y >> 2, x >> 2
+    fy, fx = (y & 3).astype(np.float32), (x & 3).astype(np.float32)
+    ya, xa = np.clip(y0, 0, height - 1), np.clip(x0, 0, width - 1)
+    yb, xb = np.clip(y0 + 1, 0, height - 1), np.clip(x0 + 1, 0, width - 1)
+    flat = ref.reshape(ref.shape[0], -1)
+    ia, ib, ic, id_ = ya * width + xa, ya * width + xb, yb * width + xa, yb * width + xb
+    gx, gy = _F(4) - fx, _F(4) - fy
+    out = np.empty_like(ref)
+    for c in range(ref.shape[0]):
+        a, b, cc, d = flat[c][ia], flat[c][ib], flat[c][ic], flat[c][id_]
+        out[c] = ((a * gx + b * fx) * gy + (cc * gx + d * fx) * fy) * _F(0.0625)
+    return out
+
+
 def _mb_sad(cur: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Sum of absolute differences per macroblock (MBH, MBW) of two (H, W) planes."""
     height, width = cur.shape

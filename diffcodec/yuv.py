@@ -20,6 +20,8 @@ so every machine rounds alike) and round half to even once, at the end.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from diffcodec.errors import UsageError
@@ -28,6 +30,23 @@ CHROMAS = ("420", "444", "mono")
 MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}   # (Kr, Kb)
 RANGES = ("limited", "full")
 UPSAMPLERS = ("nearest", "bilinear")
+
+
+@dataclass(frozen=True)
+class PlanarFrame:
+    """A frame handed to a codec as its YCbCr planes (codecs with ``planar_layouts``: no RGB round trip).
+
+    ``planes``: uint8 (Y, Cb, Cr) of ``chroma`` ``"420"`` or ``"444"``; ``color_range``: ``"limited"`` or
+    ``"full"`` (the matrix does not matter to a codec that never leaves YCbCr)."""
+    planes: tuple[np.ndarray, ...]
+    chroma: str
+    color_range: str = "limited"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, 3), like the RGB frame it stands for."""
+        h, w = np.shape(self.planes[0])
+        return h, w, 3
 
 
 def plane_shapes(width: int, height: int, chroma: str) -> tuple[tuple[int, int], ...]:

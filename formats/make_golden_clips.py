@@ -22,11 +22,14 @@ from diffcodec.testimage import synthetic_image
 HERE = Path(__file__).resolve().parent / "golden"
 
 CLIPS = [
-    # name, preset, height, width, frames, chroma, fps, seed, gop
-    ("clip-opq-32-8-8_420_24x40_3f", "opq-32-8-8", 24, 40, 3, "420", (30000, 1001), 1, 1),
-    ("clip-opq-16-8-8_mono_17x23_2f", "opq-16-8-8", 17, 23, 2, "mono", (25, 1), 2, 1),
-    ("clip-opq-64-16-16_420_40x56_5f_gop3", "opq-64-16-16", 40, 56, 5, "420", (25, 1), 3, 3),
-    ("clip-opq-32-8-8_mono_21x35_3f_gop3", "opq-32-8-8", 21, 35, 3, "mono", (12, 1), 4, 3),
+    # name, preset, height, width, frames, chroma, fps, seed, gop, coded ("rgb": through RGB, as before pixel
+    # formats 2 and 3; "yuv": the YCbCr planes themselves)
+    ("clip-opq-32-8-8_420_24x40_3f", "opq-32-8-8", 24, 40, 3, "420", (30000, 1001), 1, 1, "rgb"),
+    ("clip-opq-16-8-8_mono_17x23_2f", "opq-16-8-8", 17, 23, 2, "mono", (25, 1), 2, 1, "rgb"),
+    ("clip-opq-64-16-16_420_40x56_5f_gop3", "opq-64-16-16", 40, 56, 5, "420", (25, 1), 3, 3, "rgb"),
+    ("clip-opq-32-8-8_mono_21x35_3f_gop3", "opq-32-8-8", 21, 35, 3, "mono", (12, 1), 4, 3, "rgb"),
+    ("clip-opq-32-8-8_yuv420_27x45_4f_gop3", "opq-32-8-8", 27, 45, 4, "420", (25, 1), 5, 3, "yuv"),
+    ("clip-opq-64-16-16_yuv444_20x36_3f_gop2", "opq-64-16-16", 20, 36, 3, "444", (24, 1), 6, 2, "yuv"),
 ]
 
 
@@ -44,10 +47,10 @@ def source_y4m(height, width, frames, chroma, fps, seed) -> bytes:
     return out.getvalue()
 
 
-def encode(preset, height, width, frames, chroma, fps, seed, gop=1) -> bytes:
+def encode(preset, height, width, frames, chroma, fps, seed, gop=1, coded="rgb") -> bytes:
     out = io.BytesIO()
     with video.open_video(io.BytesIO(source_y4m(height, width, frames, chroma, fps, seed))) as reader:
-        clips.encode_clip(reader, out, "opq", preset, gop=gop)
+        clips.encode_clip(reader, out, "opq", preset, gop=gop, planar=coded == "yuv")
     return out.getvalue()
 
 
@@ -74,11 +77,11 @@ def decoded(data: bytes) -> list:
 
 def main() -> None:
     table = []
-    for name, preset, h, w, n, chroma, fps, seed, gop in CLIPS:
-        data = encode(preset, h, w, n, chroma, fps, seed, gop)
+    for name, preset, h, w, n, chroma, fps, seed, gop, coded in CLIPS:
+        data = encode(preset, h, w, n, chroma, fps, seed, gop, coded)
         (HERE / f"{name}.ddc").write_bytes(data)
         table.append({"file": f"{name}.ddc", "preset": preset, "height": h, "width": w, "frames": n,
-                      "chroma": chroma, "fps": list(fps), "seed": seed, "gop": gop, "bytes": len(data),
+                      "chroma": chroma, "fps": list(fps), "seed": seed, "gop": gop, "coded": coded, "bytes": len(data),
                       "ddc_sha256": hashlib.sha256(data).hexdigest(), "layout": layout(data),
                       "decoded_sha256": planes_sha256(decoded(data))})
     (HERE / "clips.json").write_text(json.dumps(table, indent=2) + "\n")

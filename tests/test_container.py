@@ -547,7 +547,7 @@ def test_header_not_valid_msgpack_array(raw):
 
 
 def test_unknown_pixel_format_is_unsupported():
-    raises(UnsupportedError, with_header(["opq", "m", 0, 4, 2, 2]), "pixel format 2")
+    raises(UnsupportedError, with_header(["opq", "m", 0, 4, 2, 4]), "pixel format 4")
     raises(UnsupportedError, with_header(["opq", "m", 0, 4, 2, 2**32 - 1]), "pixel format")
 
 

@@ -622,3 +622,22 @@ def test_standard_codec_base_quality_from_bpp_and_corruption(own_models):
         api.decode(rewrite_container(data, payload=garbage), device="cpu")
     with pytest.raises(UsageError, match="no base layer"):
         api.extract_base(api.encode(img, method="ddcm", steps=2, k=16, device="cpu"))
+
+
+def test_texture_option_codes_stochastic_steps_within_the_budget(own_models):
+    """--texture: TEXTURE_STEPS coded steps of K = TEXTURE_K, one atom, always kept (never the base alone), its
+    index bits counted when the base quality is chosen under --bpp; options it sets are refused beside it."""
+    _export_codec_refiner()
+    img = synthetic_image(32, 48)
+    for target in (2.5, 4.0):
+        data = api.encode(img, method="ddcm", base="jpeg", bpp=target, texture=True, device="cpu")
+        meta = api.info(data)
+        assert meta["bpp"] <= target and meta["ddcm"]["index_bytes"] > 0
+        assert (meta["params"]["n"], meta["params"]["k"], meta["params"]["m"]) == (ddcm.codec.TEXTURE_STEPS,
+                                                                                     ddcm.codec.TEXTURE_K, 1)
+        assert api.decode(data, device="cpu").shape == img.shape
+    for bad, match in (({"base": "jpeg", "bpp": 4.0, "steps": 3}, "drop --steps"),
+                       ({"base": "jpeg", "bpp": 4.0, "refine": False}, "--no-refine"),
+                       ({}, "give --bpp"), ({"bpp": 4.0, "space": "latent"}, "no --space latent")):
+        with pytest.raises(UsageError, match=match):
+            api.encode(img, method="ddcm", texture=True, device="cpu", **bad)

@@ -405,6 +405,7 @@ def test_export_and_load_round_trip(image_dir, tmp_path, monkeypatch):
     tt = torch.tensor([0.2, 0.7])
     with torch.no_grad():
         torch.testing.assert_close(model(x, tt, c), ref(x, tt, c), atol=2e-3, rtol=2e-2)
+    assert load_denoiser("denoisers/tiny")[0] is model      # built once per process (batch workers, clips)
     # a damaged file fails loudly
     from diffcodec.errors import ModelError
 

@@ -29,5 +29,5 @@ def test_golden_clip_layout_and_pixels(vec):
 @pytest.mark.parametrize("vec", VECTORS, ids=lambda v: v["file"])
 def test_encoder_reproduces_golden_clip(vec):
     data = make.encode(vec["preset"], vec["height"], vec["width"], vec["frames"], vec["chroma"], tuple(vec["fps"]),
-                       vec["seed"], vec["gop"])
+                       vec["seed"], vec["gop"], vec["coded"])
     assert data == (GOLDEN / vec["file"]).read_bytes()

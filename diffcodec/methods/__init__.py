@@ -43,8 +43,11 @@ class Codec:
     decode_options: ClassVar[dict[str, str]] = {}
     header_keys: ClassVar[dict[str, str]] = {}      # the header `params` / `rng` keys it writes -> meaning
     can_generate: ClassVar[bool] = False            # whether :meth:`generate` exists (compressed generation)
+    generate_options: ClassVar[dict[str, str]] = {}  # option -> one-line description, for :meth:`generate`
     predicts: ClassVar[bool] = False                # whether it codes P-frames of clips (``gop`` > 1)
     default_gop: ClassVar[int] = 1                  # keyframe interval of clips when the caller gives none
+    planar_layouts: ClassVar[tuple[str, ...]] = ()  # YCbCr layouts ("420", "444") whose clip frames it codes as
+                                                    # planes (yuv.PlanarFrame), skipping the RGB round trip
 
     # ---------------------------------------------------------------- what a codec accepts
     @classmethod
@@ -149,6 +152,9 @@ class Codec:
     # A *reference* is the codec's own state after a decoded frame (opaque to callers): what the next P-frame
     # is predicted from. Encoder and decoder derive the same reference from the same frames, so they stay in
     # step; decode options that only change the output (e.g. opq's --refine) never change the reference.
+    # A codec with ``planar_layouts`` also takes a yuv.PlanarFrame as ``image`` in the four methods below and then
+    # gives back the decoded planes (a tuple of uint8 arrays) instead of an RGB image; its decoders are told so by
+    # ``planar`` = (chroma, range) of the clip (pixel formats 2 and 3, formats/ddc-v1.md section 5).
     def compress_keyframe(self, image: np.ndarray, preset: str | None = None,
                           **params) -> tuple[Encoded, np.ndarray | None, Any]:
         """:meth:`compress_with_reconstruction` plus the reference it leaves (None for codecs that do not
@@ -161,13 +167,18 @@ class Codec:
         """A P-frame of a clip whose header is ``key``'s: (payload, reconstruction, the new reference)."""
         raise UnsupportedError(f"{self.name} codes every frame alone (no P-frames)")
 
-    def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int,
-                            **options) -> tuple[np.ndarray, Any]:
+    def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int, *,
+                            planar: tuple[str, str] | None = None, **options) -> tuple[Any, Any]:
         """:meth:`decompress` plus the reference it leaves."""
+        if planar is not None:
+            from diffcodec.errors import CorruptInputError
+
+            raise CorruptInputError(f"corrupt file: {self.name} clips are not coded as YCbCr planes")
         return self.decompress(encoded, height, width, channels, **options), None
 
     def decompress_predicted(self, payload: bytes, reference: Any, key: Encoded, height: int, width: int,
-                             channels: int, **options) -> tuple[np.ndarray, Any]:
+                             channels: int, *, planar: tuple[str, str] | None = None,
+                             **options) -> tuple[Any, Any]:
         """Decode a P-frame's payload given the previous frame's reference: (image, the new reference)."""
         from diffcodec.errors import CorruptInputError
 

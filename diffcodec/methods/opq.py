@@ -25,13 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from diffcodec import artifacts, color
+from diffcodec import artifacts, color, yuv
 from diffcodec.entropy import Decoder, Encoder, TableSet
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import Codec, Encoded, opq_inter, register
 
 PATCH = 8
 KSUB = 256                      # codewords per sub-quantizer (8-bit indices)
+STRIPE_PIXELS = 1 << 20         # images are quantized and reconstructed about this many pixels at a time (memory)
+
+
+def stripe_rows(width: int) -> int:
+    """Rows per stripe of a ``width``-wide image: a whole number of patch rows, at least one."""
+    return max(PATCH, STRIPE_PIXELS // max(width, 1) // PATCH * PATCH)
 CHANNEL_NAMES = ("y", "cb", "cr")
 
 # Bits per 8x8 patch for Y, Cb, Cr. Each 8 bits is one sub-quantizer.
@@ -68,10 +74,11 @@ def causal_neighbours(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> t
 
 
 def context_ids(left: np.ndarray, top: np.ndarray, tl: np.ndarray) -> np.ndarray:
-    hi, lo = np.maximum(left, top), np.minimum(left, top)
-    med = np.where(tl >= hi, lo, np.where(tl <= lo, hi, left + top - tl))
+    # LOCO-I's median predictor as a clip: left + top - tl clipped to [min(left, top), max(left, top)] is lo
+    # when tl >= hi and hi when tl <= lo (fewer array operations: the decoder calls this per anti-diagonal)
+    med = np.minimum(np.maximum(left + top - tl, np.minimum(left, top)), np.maximum(left, top))
     activity = _ACTIVITY_BUCKET[np.abs(left - tl) + np.abs(top - tl)]
-    return (med // 8) * N_ACTIVITY + activity
+    return (med >> 3) * N_ACTIVITY + activity
 
 
 def all_context_ids(grid: np.ndarray) -> np.ndarray:
@@ -88,8 +95,21 @@ def diagonals(gh: int, gw: int):
         yield rows, d - rows
 
 
-@functools.lru_cache(maxsize=16)
+PLAN_CACHE_PATCHES = 1 << 16   # decode plans of grids up to this many patches (a 4-megapixel image) are kept
+
+
 def _decode_plan(gh: int, gw: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`_build_plan`, kept for small grids (a clip decodes every frame with the same plan); a big one is
+    rebuilt each time (kept, 16 plans of big fuzzed headers held gigabytes in a long-lived process)."""
+    return _cached_plan(gh, gw) if gh * gw <= PLAN_CACHE_PATCHES else _build_plan(gh, gw)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_plan(gh: int, gw: int):
+    return _build_plan(gh, gw)
+
+
+def _build_plan(gh: int, gw: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per diagonal: flat positions and the flat positions of their left / top / top-left neighbours under the
     rules of :func:`causal_neighbours`, in a grid flattened with one extra cell (index gh * gw) that holds
     KSUB // 2 (the value of every neighbour of (0, 0))."""
@@ -137,17 +157,22 @@ class ChannelCodebook:
         return out
 
 
-def _quantize_planes(planes: np.ndarray, books: list[ChannelCodebook]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Index grids (one (gh, gw, M) array per channel) and decoded planes of centred planes (C, H, W)."""
-    _, height, width = planes.shape
-    grids, recon = [], np.empty_like(planes)
+def _quantize_planes(planes, books: list[ChannelCodebook]):
+    """Index grids (one (gh, gw, M) array per channel) and decoded planes of centred planes: a (C, H, W) array,
+    or a list of planes of different sizes (4:2:0), given back in the same form."""
+    grids, recon = [], []
     for c, plane in enumerate(planes):
+        height, width = plane.shape
         patches = color.to_patches(plane, PATCH)
         gh, gw, _ = patches.shape
         grid = books[c].assign(patches.reshape(-1, PATCH * PATCH)).reshape(gh, gw, -1)
         grids.append(grid)
-        recon[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
-    return grids, recon
+        recon.append(color.from_patches(books[c].reconstruct(grid), height, width, PATCH))
+    return grids, (np.stack(recon) if isinstance(planes, np.ndarray) else recon)
+
+
+def _stack_if_alike(planes: list[np.ndarray]):
+    return np.stack(planes) if len({p.shape for p in planes}) == 1 else planes
 
 
 def _preset_artifact(preset: str) -> str:
@@ -202,15 +227,24 @@ def encode_grids(grids: list[np.ndarray], books: list[ChannelCodebook]) -> bytes
     return enc.finish()
 
 
-def decode_indices(dec: Decoder, gh: int, gw: int, tables: list[TableSet]) -> np.ndarray:
-    """Inverse of :func:`encode_indices`: the contexts of each anti-diagonal come from the decoded ones before."""
+def decode_indices(dec: Decoder, gh: int, gw: int, tables: list[TableSet],
+                   coded: list[tuple[TableSet, np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """Inverse of :func:`encode_indices`: the contexts of each anti-diagonal come from the decoded ones before.
+    ``coded`` (optional) receives, per sub-quantizer, its table set and the symbols and contexts in coding order
+    (what :func:`encode_indices` would code: the decoder's payload check re-encodes them)."""
     plan = _decode_plan(gh, gw)
     grid = np.zeros((gh, gw, len(tables)), dtype=np.int64)
     for m, table in enumerate(tables):
         g = np.full(gh * gw + 1, KSUB // 2, dtype=np.int64)      # the last cell: the missing-neighbour value
+        contexts = []
         for pos, left, top, tl in plan:
-            g[pos] = dec.categorical_in_context(table, context_ids(g[left], g[top], g[tl]))
+            ctx = context_ids(g[left], g[top], g[tl])
+            g[pos] = dec.categorical_in_context(table, ctx)
+            contexts.append(ctx)
         grid[..., m] = g[:-1].reshape(gh, gw)
+        if coded is not None:
+            order = np.concatenate([pos for pos, *_ in plan])
+            coded.append((table, g[order], np.concatenate(contexts)))
     return grid
 
 
@@ -226,6 +260,7 @@ class OPQCodec(Codec):
     default_preset = "opq-32-8-8"
     predicts = True
     default_gop = 12
+    planar_layouts = ("420", "444")
     encode_options = {"bpp": "the largest preset whose file lands at or under this many bits per pixel "
                               "(instead of a preset)"}
     decode_options = {
@@ -245,13 +280,25 @@ class OPQCodec(Codec):
         if alone and not options.get("refine"):
             raise UsageError(f"opq decoding: {', '.join('--' + k for k in alone)} only applies with --refine")
 
-    def _planes(self, image: np.ndarray) -> np.ndarray:
+    def _planes(self, image):
+        """Centred planes of an RGB / gray image ((C, H, W) array) or of a yuv.PlanarFrame (an array for 4:4:4,
+        a list for 4:2:0, whose chroma planes are smaller)."""
+        if isinstance(image, yuv.PlanarFrame):
+            if image.chroma not in self.planar_layouts:
+                raise UsageError(f"opq codes YCbCr planes of {', '.join(self.planar_layouts)} clips, not "
+                                 f"{image.chroma!r}")
+            return _stack_if_alike(color.planes_to_centered(image.planes, image.color_range))
         if image.shape[2] == 3:
             return color.rgb_to_ycbcr_centered(image)
         return color.gray_to_centered(image[..., 0])
 
-    def _image(self, planes: np.ndarray, height: int, width: int) -> np.ndarray:
-        if planes.shape[0] == 3:
+    @staticmethod
+    def _image(planes, planar: tuple[str, str] | None = None):
+        """The output of decoded centred planes: RGB / gray, or with ``planar`` = (chroma, range) the uint8
+        planes."""
+        if planar is not None:
+            return color.centered_to_planes(planes, planar[1])
+        if len(planes) == 3:
             return color.ycbcr_centered_to_rgb(planes)
         return color.centered_to_gray(planes)[..., None]
 
@@ -262,25 +309,47 @@ class OPQCodec(Codec):
 
     def _quantize(self, image: np.ndarray, books: list[ChannelCodebook]) -> tuple[list[np.ndarray], np.ndarray]:
         grids, recon = _quantize_planes(self._planes(image), books)
-        return grids, self._image(recon, image.shape[0], image.shape[1])
+        return grids, self._image(recon)
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
-        return self.compress_keyframe(image, preset, **params)[:2]
+        return self._compress(image, preset, params, reference=False)[:2]
 
-    def _code(self, image: np.ndarray, preset: str) -> tuple[Encoded, np.ndarray, opq_inter.Reference]:
-        """One quantization at ``preset``: the encoding, the decoded image and the reference it leaves."""
+    def _code(self, image, preset: str, reference: bool = True) -> tuple[Encoded, Any, opq_inter.Reference | None]:
+        """One quantization at ``preset``: the encoding, the decoded image (planes for a yuv.PlanarFrame) and the
+        reference it leaves (``reference`` False: none, and an image is quantized in stripes of
+        :func:`stripe_rows` rows, so memory follows the stripe, not the image)."""
         preset_bits(preset)
         books, sha = load_codebooks(preset)
-        grids, planes = _quantize_planes(self._planes(image), books)
+        if reference or isinstance(image, yuv.PlanarFrame):
+            grids, planes = _quantize_planes(self._planes(image), books)
+            out, ref = self._image(planes, _planar_of(image)), opq_inter.Reference(planes, grids)
+        else:
+            grids, out = self._quantize_striped(image, books)
+            ref = None
         encoded = Encoded(model=preset.removeprefix("opq-"), model_sha=artifacts.sha_prefix32(sha),
                           chunks=[encode_grids(grids, books)])
-        return encoded, self._image(planes, image.shape[0], image.shape[1]), opq_inter.Reference(planes, grids)
+        return encoded, out, ref
+
+    def _quantize_striped(self, image: np.ndarray, books: list[ChannelCodebook]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Index grids and decoded image of an RGB / gray image, a stripe at a time (the same indices as
+        quantizing it whole: patches are quantized alone, and a stripe's last patch row is padded as the image's)."""
+        height, width, channels = image.shape
+        step = stripe_rows(width)
+        gh, gw = -(-height // PATCH), -(-width // PATCH)
+        grids = [np.empty((gh, gw, books[c].m), dtype=np.int64) for c in range(channels)]
+        out = np.empty_like(image)
+        for top in range(0, height, step):
+            stripe_grids, recon = _quantize_planes(self._planes(image[top:top + step]), books)
+            for grid, part in zip(grids, stripe_grids):
+                grid[top // PATCH:top // PATCH + part.shape[0]] = part
+            out[top:top + step] = self._image(recon)
+        return grids, out
 
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         return self.compress_with_reconstruction(image, preset, **params)[0]
 
-    def _at_bpp(self, image: np.ndarray, bpp) -> tuple[Encoded, np.ndarray, opq_inter.Reference]:
+    def _at_bpp(self, image: np.ndarray, bpp, reference: bool = True) -> tuple[Encoded, np.ndarray, Any]:
         """The largest preset (by bits per patch) whose whole file is at or under ``bpp``."""
         from diffcodec.container import framed_size
 
@@ -289,7 +358,7 @@ class OPQCodec(Codec):
         height, width, channels = image.shape
         smallest = None
         for preset in sorted(PRESETS, key=lambda p: sum(PRESETS[p]), reverse=True):
-            coded = self._code(image, preset)
+            coded = self._code(image, preset, reference)
             size = framed_size(self.name, coded[0], width, height, channels)
             if size * 8 <= bpp * height * width:
                 return coded
@@ -313,8 +382,20 @@ class OPQCodec(Codec):
         return "opq-" + encoded.model, {}
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
-        """Options (:attr:`decode_options`): refine=True runs the diffusion refiner (steps, seed, device)."""
-        return self.decompress_keyframe(encoded, height, width, channels, **options)[0]
+        """Options (:attr:`decode_options`): refine=True runs the diffusion refiner (steps, seed, device).
+        Reconstructed a stripe at a time (no full-size float planes)."""
+        self.check_decode_options(options)
+        books = self._books_of(encoded)
+        grids = self._decode_grids(encoded, books, _plane_shapes(height, width, channels, None))
+        image = np.empty((height, width, channels), dtype=np.uint8)
+        step = stripe_rows(width)
+        rows = step // PATCH
+        for top in range(0, height, step):
+            h = min(step, height - top)
+            planes = np.stack([color.from_patches(books[c].reconstruct(grid[top // PATCH:top // PATCH + rows]), h,
+                                                  width, PATCH) for c, grid in enumerate(grids)])
+            image[top:top + h] = self._image(planes)
+        return self._refined(image, options) if options.get("refine") else image
 
     def _books_of(self, encoded: Encoded) -> list[ChannelCodebook]:
         preset = "opq-" + encoded.model
@@ -328,58 +409,118 @@ class OPQCodec(Codec):
             )
         return books
 
-    def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int,
-                            **options) -> tuple[np.ndarray, Any]:
+    def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int, *,
+                            planar: tuple[str, str] | None = None, **options) -> tuple[Any, Any]:
         self.check_decode_options(options)
         books = self._books_of(encoded)
+        shapes = _plane_shapes(height, width, channels, planar)
+        grids = self._decode_grids(encoded, books, shapes)
+        planes = _stack_if_alike([color.from_patches(books[c].reconstruct(grid), h, w, PATCH)
+                                  for c, (grid, (h, w)) in enumerate(zip(grids, shapes))])
+        return self._output(planes, options, planar), opq_inter.Reference(planes, grids)
+
+    @staticmethod
+    def _decode_grids(encoded: Encoded, books: list[ChannelCodebook], shapes) -> list[np.ndarray]:
         if len(encoded.chunks) != 1:
             raise CorruptInputError("opq file must hold exactly one payload chunk")
         dec = Decoder(encoded.chunks[0])
-        gh, gw = -(-height // PATCH), -(-width // PATCH)
-        grids = [decode_indices(dec, gh, gw, books[c].ctx_tables) for c in range(channels)]
+        coded: list[tuple[TableSet, np.ndarray, np.ndarray]] = []
+        grids = [decode_indices(dec, -(-h // PATCH), -(-w // PATCH), books[c].ctx_tables, coded)
+                 for c, (h, w) in enumerate(shapes)]
         # A range decoder reads garbage as some symbols: the payload must be exactly the coding of what it
-        # decodes to (catches trailing and altered words; re-encoding costs a few ms).
-        if encode_grids(grids, books) != bytes(encoded.chunks[0]):
+        # decodes to (catches trailing and altered words; the symbols are re-encoded as encode_grids codes them).
+        enc = Encoder()
+        for table, symbols, contexts in coded:
+            enc.categorical_in_context(symbols, table, contexts)
+        if enc.finish() != bytes(encoded.chunks[0]):
             raise CorruptInputError("corrupt opq payload: it is not the exact coding of the indices it decodes to "
                                     "(altered, truncated or trailing data)")
-        planes = np.empty((channels, height, width), dtype=np.float32)
-        for c, grid in enumerate(grids):
-            planes[c] = color.from_patches(books[c].reconstruct(grid), height, width, PATCH)
-        return self._output(planes, options), opq_inter.Reference(planes, grids)
+        return grids
 
-    def _output(self, planes: np.ndarray, options: dict) -> np.ndarray:
-        image = self._image(planes, planes.shape[1], planes.shape[2])
-        if options.get("refine"):
-            from diffcodec.device import resolve_device
-            from diffcodec.methods.opq_refine import refine
+    def _output(self, planes, options: dict, planar: tuple[str, str] | None = None):
+        if not options.get("refine"):
+            return self._image(planes, planar)
+        # the refiner is an RGB network: planar frames visit RGB (chroma repeated 2x2 for 4:2:0) and come back
+        full = planes if isinstance(planes, np.ndarray) else np.stack(
+            [planes[0]] + [np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)[:planes[0].shape[0], :planes[0].shape[1]]
+                           for c in planes[1:]])
+        image = self._refined(self._image(full), options)
+        if planar is None:
+            return image
+        back = color.rgb_to_ycbcr_centered(image)
+        if planar[0] == "420":
+            back = [back[0]] + [yuv.downsample_chroma(c).astype(np.float32) for c in back[1:]]
+        return self._image(back, planar)
 
-            image = refine(image, steps=options.get("steps"), device=resolve_device(options.get("device")),
-                           seed=options.get("seed") or 0)
-        return image
+    @staticmethod
+    def _refined(image: np.ndarray, options: dict) -> np.ndarray:
+        from diffcodec.device import resolve_device
+        from diffcodec.methods.opq_refine import refine
+
+        return refine(image, steps=options.get("steps"), device=resolve_device(options.get("device")),
+                      seed=options.get("seed") or 0)
 
     # ---------------------------------------------------------------- P-frames (methods/opq_inter.py)
     def compress_keyframe(self, image: np.ndarray, preset: str | None = None,
                           **params) -> tuple[Encoded, np.ndarray, Any]:
+        return self._compress(image, preset, params, reference=True)
+
+    def _compress(self, image, preset: str | None, params: dict, reference: bool):
         self.check_encode_options(params)
         bpp = params.get("bpp")
         if bpp is not None:
             if preset is not None:
                 raise UsageError("give an opq preset or a target --bpp, not both")
-            return self._at_bpp(image, bpp)
-        return self._code(image, preset or self.default_preset)
+            return self._at_bpp(image, bpp, reference)
+        return self._code(image, preset or self.default_preset, reference)
 
-    def compress_predicted(self, image: np.ndarray, reference: Any, key: Encoded,
-                           **params) -> tuple[bytes, np.ndarray, Any]:
+    def compress_predicted(self, image, reference: Any, key: Encoded, **params) -> tuple[bytes, Any, Any]:
         self.check_encode_options({k: v for k, v in params.items() if k != "lam_scale"})
         books = self._books_of(key)
         lam = params.get("lam_scale", opq_inter.INTRA_LAMBDA)
         payload, ref = opq_inter.encode(self._planes(image), reference, books,
                                         lambda planes: _quantize_planes(planes, books), lam)
-        return payload, self._image(ref.planes, image.shape[0], image.shape[1]), ref
+        return payload, self._image(ref.planes, _planar_of(image)), ref
 
     def decompress_predicted(self, payload: bytes, reference: Any, key: Encoded, height: int, width: int,
-                             channels: int, **options) -> tuple[np.ndarray, Any]:
+                             channels: int, *, planar: tuple[str, str] | None = None,
+                             **options) -> tuple[Any, Any]:
         self.check_decode_options(options)
         books = self._books_of(key)[:channels]
-        ref = opq_inter.decode(payload, reference, books, height, width)
-        return self._output(ref.planes, options), ref
+        ref = opq_inter.decode(payload, reference, books, _plane_shapes(height, width, channels, planar))
+        return self._output(ref.planes, options, planar), ref
+
+    # ---------------------------------------------------------------- generation (methods/opq_generate.py)
+    can_generate = True
+    generate_options = {
+        "categorical": "use the categorical model (logits over the 256 codewords) instead of the continuous one",
+        "temperature": "categorical sampling temperature gamma (default 1; 0 = argmax at every step)",
+        "steps": "strided sampling steps N (default 50)",
+        "seed": "seed of the sampler's noise and of the categorical draws (default 0)",
+        "refine": "run the opq refiner (1 step, seed 0) over the decoded sample, as `decode --refine` does",
+        "device": "where the refiner runs: auto (default), cpu or cuda (the latent sampler always runs on the CPU)",
+    }
+
+    def generate_steps(self, **options) -> int:
+        """The latent sampler's steps, plus the refiner's one with refine."""
+        steps = options.get("steps")
+        return (50 if steps is None else steps) + (1 if options.get("refine") else 0)
+
+    def generate(self, height: int, width: int, **options) -> tuple[Encoded, np.ndarray]:
+        """A sample of the OPQ-latent generator (options: :attr:`generate_options`) and its opq-32-8-8 encoding:
+        decoding it gives the sample (with refine: ``decode --refine`` gives it)."""
+        from diffcodec.methods import opq_generate
+
+        return opq_generate.generate(height, width, **options)
+
+
+def _planar_of(image) -> tuple[str, str] | None:
+    return (image.chroma, image.color_range) if isinstance(image, yuv.PlanarFrame) else None
+
+
+def _plane_shapes(height: int, width: int, channels: int, planar: tuple[str, str] | None) -> list[tuple[int, int]]:
+    if planar is None:
+        return [(height, width)] * channels
+    if channels != 3 or planar[0] not in OPQCodec.planar_layouts:
+        raise CorruptInputError(f"corrupt opq clip: YCbCr {planar[0]} planes of {channels} channel(s)")
+    return list(yuv.plane_shapes(width, height, planar[0]))

@@ -15,6 +15,7 @@ formats/ddc-v1.md, "opq P-frames".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ INTRA_LAMBDA = 4.0                              # rate weight, relative to the f
 
 @dataclass
 class Reference:
-    planes: np.ndarray            # (C, H, W) float32: the decoded frame's centred YCbCr (or luma) planes
+    planes: Any                   # (C, H, W) float32: the decoded frame's centred YCbCr (or luma) planes; a list
+                                  # of planes for 4:2:0 (chroma planes half the size)
     grids: list[np.ndarray]       # per channel (gh, gw, M) int64: the last index coded at each patch position
 
 
@@ -88,21 +90,39 @@ def _diagonal_order(gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([r for r, _ in parts]), np.concatenate([c for _, c in parts])
 
 
-def write_payload(intra: np.ndarray, levels: np.ndarray, scale: int, mvs: np.ndarray, grids: list[np.ndarray],
-                  books) -> bytes:
-    """The P-frame payload of patch flags ``intra`` (gh, gw), flag model ``levels`` (3 values 0..254), vector
-    table ``scale``, vectors ``mvs`` (MBH, MBW, 2; those of macroblocks without a skipped patch must equal
-    their predictor) and final index grids (intra positions coded, the others taken as context only)."""
-    from diffcodec.methods.opq import all_context_ids
+def plane_groups(planes) -> list[list[int]]:
+    """Channels that share patch flags: all of them when the planes have one size (RGB-coded, 4:4:4, gray),
+    else luma and the two 4:2:0 chroma planes (whose 8x8 patch is one macroblock)."""
+    if len({np.shape(p) for p in planes}) == 1:
+        return [list(range(len(planes)))]
+    return [[0], list(range(1, len(planes)))]
+
+
+def _mb_skip_mask(flags: list[np.ndarray], groups: list[list[int]], mb_shape: tuple[int, int]) -> np.ndarray:
+    """Macroblocks holding at least one skipped patch of any group (those code a vector)."""
+    has = np.zeros(mb_shape, dtype=bool)
+    for intra, group in zip(flags, groups):
+        has |= _mb_has_skip(intra) if group[0] == 0 else ~intra
+    return has
+
+
+def write_payload(flags: list[np.ndarray], levels: list[np.ndarray], scale: int, mvs: np.ndarray,
+                  grids: list[np.ndarray], books, groups: list[list[int]]) -> bytes:
+    """The P-frame payload: per group of channels (:func:`plane_groups`) patch flags ``flags[g]`` (gh, gw) and
+    flag model ``levels[g]`` (3 values 0..254); vector table ``scale``; vectors ``mvs`` (MBH, MBW, 2; those of
+    macroblocks without a skipped patch must equal their predictor); final index grids (intra positions coded,
+    the others taken as context only)."""
+    from diffcodec.methods.opq import all_context_ids, diagonals
 
     enc = Encoder()
-    gh, gw = intra.shape
-    rows, cols = _diagonal_order(gh, gw)
-    enc.uniform(levels, FLAG_LEVELS)
-    enc.categorical_in_context(intra[rows, cols].astype(np.int64), _flag_table(levels),
-                               _flag_contexts(intra, rows, cols))
+    for lv in levels:
+        enc.uniform(lv, FLAG_LEVELS)
+    for intra, lv in zip(flags, levels):
+        rows, cols = _diagonal_order(*intra.shape)
+        enc.categorical_in_context(intra[rows, cols].astype(np.int64), _flag_table(lv),
+                                   _flag_contexts(intra, rows, cols))
     enc.uniform(np.array([scale]), len(MV_SCALES))
-    has_skip = _mb_has_skip(intra)
+    has_skip = _mb_skip_mask(flags, groups, mvs.shape[:2])
     tables = mv_tables()
     for r in range(mvs.shape[0]):
         d = (mvs[r] - motion.predictors(mvs, r))[has_skip[r]]
@@ -110,27 +130,27 @@ def write_payload(intra: np.ndarray, levels: np.ndarray, scale: int, mvs: np.nda
             if np.abs(d).max() > MV_SUPPORT:
                 raise ValueError("motion vector difference out of range")
             enc.categorical_in_context((d + MV_SUPPORT).ravel(), tables, np.full(d.size, scale))
-    # intra indices: diagonal by diagonal; within one, sub-quantizer by sub-quantizer (channel-major)
-    stacked = np.concatenate([g.transpose(2, 0, 1) for g in grids])                  # (K, gh, gw)
-    tables, offsets = index_tables(books[:len(grids)])
-    ctx = np.stack([all_context_ids(g) for g in stacked]) + offsets[:, None, None]
-    from diffcodec.methods.opq import diagonals
-
+    # intra indices, group by group: diagonal by diagonal; within one, sub-quantizer by sub-quantizer
     symbols, contexts = [], []
-    for r, c in diagonals(gh, gw):
-        sel = intra[r, c]
-        if sel.any():
-            symbols.append(stacked[:, r[sel], c[sel]].ravel())
-            contexts.append(ctx[:, r[sel], c[sel]].ravel())
-    if symbols:
-        enc.categorical_in_context(np.concatenate(symbols), tables, np.concatenate(contexts))
+    for intra, group in zip(flags, groups):
+        stacked = np.concatenate([grids[c].transpose(2, 0, 1) for c in group])            # (K, gh, gw)
+        itables, offsets = index_tables([books[c] for c in group])
+        ctx = np.stack([all_context_ids(g) for g in stacked]) + offsets[:, None, None]
+        for r, c in diagonals(*intra.shape):
+            sel = intra[r, c]
+            if sel.any():
+                symbols.append(stacked[:, r[sel], c[sel]].ravel())
+                contexts.append(ctx[:, r[sel], c[sel]].ravel())
+        if symbols:
+            enc.categorical_in_context(np.concatenate(symbols), itables, np.concatenate(contexts))
+            symbols, contexts = [], []
     return enc.finish()
 
 
-def _block_sse(a: np.ndarray, b: np.ndarray, weights) -> np.ndarray:
-    """Weighted squared error per 8x8 patch position (gh, gw) of (C, H, W) planes."""
+def _block_sse(a, b, weights) -> np.ndarray:
+    """Weighted squared error per 8x8 patch position (gh, gw) of same-sized planes."""
     total = None
-    for c in range(a.shape[0]):
+    for c in range(len(a)):
         e = color.to_patches((a[c] - b[c]) ** 2, PATCH).sum(-1) * weights[c]
         total = e if total is None else total + e
     assert total is not None
@@ -150,32 +170,48 @@ def _index_bits(grid: np.ndarray, book) -> np.ndarray:
     return bits
 
 
-def encode(planes: np.ndarray, ref: Reference, books, quantize, lam_scale: float = INTRA_LAMBDA
-           ) -> tuple[bytes, Reference]:
-    """P-frame of the centred planes ``planes`` (C, H, W) predicted from ``ref``; ``quantize(planes)`` gives
-    the intra index grids and reconstruction. Returns (payload, the reference this frame leaves)."""
-    channels, height, width = planes.shape
+def _predict(ref_planes, mvs: np.ndarray, groups: list[list[int]]) -> list[np.ndarray]:
+    """Motion-compensated prediction of every plane: full-size groups at half-pel, 4:2:0 chroma at quarter-pel."""
+    pred: list[np.ndarray] = [np.empty(0, np.float32)] * len(ref_planes)
+    for group in groups:
+        stack = np.stack([ref_planes[c] for c in group])
+        out = motion.compensate(stack, mvs) if group[0] == 0 else motion.compensate_subsampled(stack, mvs)
+        for c, p in zip(group, out):
+            pred[c] = p
+    return pred
+
+
+def _as_planes(planes: list[np.ndarray], like):
+    return np.stack(planes) if isinstance(like, np.ndarray) else planes
+
+
+def encode(planes, ref: Reference, books, quantize, lam_scale: float = INTRA_LAMBDA) -> tuple[bytes, Reference]:
+    """P-frame of the centred planes ``planes`` ((C, H, W), or a list with smaller 4:2:0 chroma planes)
+    predicted from ``ref``; ``quantize(planes)`` gives the intra index grids and reconstruction. Returns (payload,
+    the reference this frame leaves)."""
+    groups = plane_groups(planes)
     mvs = motion.search(planes[0], ref.planes[0])
-    pred = motion.compensate(ref.planes, mvs)
+    pred = _predict(ref.planes, mvs, groups)
     grids_i, recon_i = quantize(planes)
-    weights = CHANNEL_WEIGHTS[:channels]
-    d_skip = _block_sse(pred, planes, weights)
-    d_intra = _block_sse(recon_i, planes, weights)
-    r_intra = sum(_index_bits(g, b) for g, b in zip(grids_i, books))
-    lam = lam_scale * float(d_intra.mean()) / max(float(np.mean(r_intra)), 1e-9)
-    intra = d_skip > d_intra + lam * r_intra
+    flags = []
+    for group in groups:
+        weights = [CHANNEL_WEIGHTS[c] for c in group] if len(groups) == 1 else [1.0] * len(group)
+        d_skip = _block_sse([pred[c] for c in group], [planes[c] for c in group], weights)
+        d_intra = _block_sse([recon_i[c] for c in group], [planes[c] for c in group], weights)
+        r_intra = sum(_index_bits(grids_i[c], books[c]) for c in group)
+        lam = lam_scale * float(d_intra.mean()) / max(float(np.mean(r_intra)), 1e-9)
+        flags.append(d_skip > d_intra + lam * r_intra)
     # vectors of macroblocks without a skipped patch are never used: give them their predictor (costs nothing)
-    has_skip = _mb_has_skip(intra)
+    has_skip = _mb_skip_mask(flags, groups, mvs.shape[:2])
     for r in range(mvs.shape[0]):
         mvs[r] = np.where(has_skip[r][:, None], mvs[r], motion.predictors(mvs, r))
-    gh, gw = intra.shape
-    rows, cols = _diagonal_order(gh, gw)
-    levels = _choose_levels(intra, rows, cols)
+    levels = [_choose_levels(intra, *_diagonal_order(*intra.shape)) for intra in flags]
     scale = _choose_scale(mvs, has_skip)
-    grids = [np.where(intra[..., None], gi, gr) for gi, gr in zip(grids_i, ref.grids)]
-    payload = write_payload(intra, levels, scale, mvs, grids, books)
-    recon = _reconstruct(intra, pred, grids, books, height, width)
-    return payload, Reference(recon, grids)
+    group_of = {c: g for g, group in enumerate(groups) for c in group}
+    grids = [np.where(flags[group_of[c]][..., None], gi, gr) for c, (gi, gr) in enumerate(zip(grids_i, ref.grids))]
+    payload = write_payload(flags, levels, scale, mvs, grids, books, groups)
+    recon = _reconstruct(flags, groups, pred, grids, books)
+    return payload, Reference(_as_planes(recon, planes), grids)
 
 
 def _choose_levels(intra: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -199,37 +235,42 @@ def _choose_scale(mvs: np.ndarray, has_skip: np.ndarray) -> int:
     return int(np.argmin(bits))
 
 
-def _reconstruct(intra: np.ndarray, pred: np.ndarray, grids: list[np.ndarray], books, height: int,
-                 width: int) -> np.ndarray:
-    mask = np.repeat(np.repeat(intra, PATCH, axis=0), PATCH, axis=1)[:height, :width]
-    out = np.empty_like(pred)
-    for c, (grid, book) in enumerate(zip(grids, books)):
-        coded = color.from_patches(book.reconstruct(grid), height, width, PATCH)
-        out[c] = np.where(mask, coded, pred[c])
+def _reconstruct(flags: list[np.ndarray], groups: list[list[int]], pred: list[np.ndarray],
+                 grids: list[np.ndarray], books) -> list[np.ndarray]:
+    out: list[np.ndarray] = [np.empty(0, np.float32)] * len(pred)
+    for intra, group in zip(flags, groups):
+        height, width = pred[group[0]].shape
+        mask = np.repeat(np.repeat(intra, PATCH, axis=0), PATCH, axis=1)[:height, :width]
+        for c in group:
+            coded = color.from_patches(books[c].reconstruct(grids[c]), height, width, PATCH)
+            out[c] = np.where(mask, coded, pred[c])
     return out
 
 
-def decode(payload: bytes, ref: Reference, books, height: int, width: int) -> Reference:
-    """Inverse of :func:`encode`: the reference (decoded planes and grids) of the P-frame ``payload``."""
-    from diffcodec.methods.opq import _decode_plan, context_ids
+def decode(payload: bytes, ref: Reference, books, shapes: list[tuple[int, int]]) -> Reference:
+    """Inverse of :func:`encode`: the reference (decoded planes and grids) of the P-frame ``payload``; ``shapes``:
+    (rows, columns) of every plane."""
+    from diffcodec.methods.opq import _decode_plan, context_ids, diagonals
 
-    channels = len(books)
-    if ref.planes.shape != (channels, height, width):
+    if len(ref.planes) != len(books) or [np.shape(p) for p in ref.planes] != [tuple(s) for s in shapes]:
         raise CorruptInputError("corrupt clip: a P-frame's reference does not match the clip")
+    groups = plane_groups(ref.planes)
+    height, width = shapes[0]
     dec = Decoder(payload)
-    gh, gw = -(-height // PATCH), -(-width // PATCH)
-    levels = dec.uniform(FLAG_CONTEXTS, FLAG_LEVELS)
-    flag_table = _flag_table(levels)
-    intra = np.zeros((gh, gw), dtype=bool)
-    from diffcodec.methods.opq import diagonals
-
-    for rows, cols in diagonals(gh, gw):
-        intra[rows, cols] = dec.categorical_in_context(flag_table, _flag_contexts(intra, rows, cols)) == 1
+    levels = [dec.uniform(FLAG_CONTEXTS, FLAG_LEVELS) for _ in groups]
+    flags = []
+    for group, lv in zip(groups, levels):
+        gh, gw = (-(-n // PATCH) for n in shapes[group[0]])
+        flag_table = _flag_table(lv)
+        intra = np.zeros((gh, gw), dtype=bool)
+        for rows, cols in diagonals(gh, gw):
+            intra[rows, cols] = dec.categorical_in_context(flag_table, _flag_contexts(intra, rows, cols)) == 1
+        flags.append(intra)
     scale = int(dec.uniform(1, len(MV_SCALES))[0])
     if scale >= len(MV_SCALES):
         raise CorruptInputError("corrupt opq P-frame: vector table out of range")
-    has_skip = _mb_has_skip(intra)
     mbh, mbw = motion.grid_shape(height, width)
+    has_skip = _mb_skip_mask(flags, groups, (mbh, mbw))
     mvs = np.zeros((mbh, mbw, 2), dtype=np.int64)
     tables = mv_tables()
     for r in range(mbh):
@@ -239,23 +280,27 @@ def decode(payload: bytes, ref: Reference, books, height: int, width: int) -> Re
         row = pred_r.copy()
         row[has_skip[r]] += d
         mvs[r] = row
-    plan = _decode_plan(gh, gw)
-    flat_intra = intra.ravel()
-    tables, offsets = index_tables(books)
-    state = np.concatenate([g.transpose(2, 0, 1).reshape(g.shape[2], -1) for g in ref.grids[:channels]])
-    g = np.concatenate([state, np.full((len(state), 1), KSUB // 2, dtype=state.dtype)], axis=1)
-    for pos, left, top, tl in plan:
-        sel = flat_intra[pos]
-        if sel.any():
-            p = pos[sel]
-            ctx = context_ids(g[:, left[sel]], g[:, top[sel]], g[:, tl[sel]]) + offsets[:, None]
-            g[:, p] = dec.categorical_in_context(tables, ctx.ravel()).reshape(len(g), len(p))
-    grids, k = [], 0
-    for book in books:
-        grids.append(g[k:k + book.m, :-1].reshape(book.m, gh, gw).transpose(1, 2, 0).copy())
-        k += book.m
-    if write_payload(intra, levels, scale, mvs, grids, books) != bytes(payload):
+    grids: list[np.ndarray] = [np.empty(0, np.int64)] * len(books)
+    for intra, group in zip(flags, groups):
+        gh, gw = intra.shape
+        plan = _decode_plan(gh, gw)
+        flat_intra = intra.ravel()
+        group_books = [books[c] for c in group]
+        itables, offsets = index_tables(group_books)
+        state = np.concatenate([ref.grids[c].transpose(2, 0, 1).reshape(ref.grids[c].shape[2], -1) for c in group])
+        g = np.concatenate([state, np.full((len(state), 1), KSUB // 2, dtype=state.dtype)], axis=1)
+        for pos, left, top, tl in plan:
+            sel = flat_intra[pos]
+            if sel.any():
+                p = pos[sel]
+                ctx = context_ids(g[:, left[sel]], g[:, top[sel]], g[:, tl[sel]]) + offsets[:, None]
+                g[:, p] = dec.categorical_in_context(itables, ctx.ravel()).reshape(len(g), len(p))
+        k = 0
+        for c, book in zip(group, group_books):
+            grids[c] = g[k:k + book.m, :-1].reshape(book.m, gh, gw).transpose(1, 2, 0).copy()
+            k += book.m
+    if write_payload(flags, levels, scale, mvs, grids, books, groups) != bytes(payload):
         raise CorruptInputError("corrupt opq P-frame: it is not the exact coding of what it decodes to "
                                 "(altered, truncated or trailing data)")
-    pred = motion.compensate(ref.planes, mvs)
-    return Reference(_reconstruct(intra, pred, grids, books, height, width), grids)
+    pred = _predict(ref.planes, mvs, groups)
+    return Reference(_as_planes(_reconstruct(flags, groups, pred, grids, books), ref.planes), grids)
