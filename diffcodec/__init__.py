@@ -7,7 +7,15 @@
 The API functions are imported on first use, so `import diffcodec` stays cheap (no torch, no faiss).
 """
 
-from diffcodec.errors import (
+import os
+
+# oneDNN (torch's CPU convolutions) keeps up to 1024 compiled primitives by default, one per layer and input shape:
+# a long-lived process that codes images of many sizes (a batch worker, the fuzz harness) grew by gigabytes.
+# 128 holds every layer of our networks at a few shapes (no slower in a clip or a batch of one size); the user's
+# own setting wins. Read by oneDNN when it first runs, so set before torch computes anything.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")
+
+from diffcodec.errors import (  # noqa: E402
     CorruptInputError,
     DiffcodecError,
     ModelError,

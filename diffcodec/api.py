@@ -217,7 +217,8 @@ def methods() -> dict[str, dict]:
     return {
         name: {"presets": dict(cls.presets), "default_preset": cls.default_preset, "doc": (cls.__doc__ or "").strip(),
                "encode_options": dict(cls.encode_options), "decode_options": dict(cls.decode_options),
-               "can_generate": cls.can_generate,
+               "can_generate": cls.can_generate, "generate_options": dict(cls.generate_options),
+               "planar_layouts": list(cls.planar_layouts), "predicts": cls.predicts, "default_gop": cls.default_gop,
                "quality": [{"from": q, "preset": preset, "options": dict(opts)}
                            for q, preset, opts in cls.quality_points],
                "quality_ceiling": cls.quality_ceiling}

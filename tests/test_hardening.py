@@ -511,3 +511,18 @@ def test_a_header_value_of_the_wrong_type_is_corrupt_input(name):
             with pytest.raises(DiffcodecError) as e:
                 api.decode(data, **({"device": "cpu"} if "device" in api.codec_of(data).decode_options else {}))
             assert e.value.exit_code in (3, 4), (key, bad, e.value)      # corrupt, or an unknown generator id
+
+
+def test_onednn_primitive_cache_is_bounded_unless_the_user_sets_it():
+    """oneDNN's default cache of 1024 compiled primitives (one per layer and input shape) grew a long-lived worker
+    by gigabytes over inputs of many sizes (benchmarks/RESULTS.md, 'Hardening'); importing diffcodec bounds it."""
+    import subprocess
+    import sys
+
+    code = "import os, diffcodec; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "128"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "7"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "7"
