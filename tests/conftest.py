@@ -111,3 +111,15 @@ def check_decode_in_fresh_processes(data: bytes, recon, codebooks, folder) -> No
         else:
             diff = np.abs(out.astype(int) - recon.reshape(-1).astype(int))
             assert diff.max() <= 2 and diff.mean() < 0.1, (diff.max(), diff.mean())
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    """The CLI in-process: (exit code, stderr)."""
+    from diffcodec.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err

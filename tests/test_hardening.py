@@ -20,10 +20,9 @@ import pytest
 from PIL import Image
 
 from diffcodec import api, atomic, clips, container, methods
-from diffcodec.cli import main
 from diffcodec.errors import DiffcodecError, FileAccessError, LimitError, UsageError
 
-from conftest import subprocess_env, synthetic_image
+from conftest import run_main, subprocess_env, synthetic_image
 
 GOLDEN = Path(__file__).resolve().parent.parent / "formats" / "golden"
 CLI = [sys.executable, "-m", "diffcodec"]
@@ -211,13 +210,6 @@ def test_encode_warns_when_its_file_is_over_the_default_decode_limits(monkeypatc
         api.encode(synthetic_image(16, 16), method="opq", preset="opq-16-8-8")
 
 
-def run_main(argv, capsys) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
 
 
 def assert_one_line(code: int, err: str, expected: int) -> None:

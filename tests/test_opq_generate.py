@@ -8,22 +8,14 @@ import torch
 from PIL import Image
 
 from diffcodec import api, artifacts
-from diffcodec.cli import main
 from diffcodec.errors import UsageError
 from diffcodec.methods import get_codec
 from diffcodec.methods import opq_generate as og
 
+from conftest import run_main
+
 needs_models = pytest.mark.skipif(not all(artifacts.artifact_paths(n)[0].is_file() for n in og.ARTIFACTS.values()),
                                   reason="opq-gen models not installed")
-
-
-def run_main(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
 
 
 @needs_models
