@@ -3,6 +3,8 @@
 (the others show the baseline's smallest file, which is larger than ours), plus which base each image took.
 
     python benchmarks/ddcm_default_vs_codecs.py benchmarks/results/ddcm-kodak24-auto-codec-bpp*
+
+and, where the rows have it, the same for SSIMULACRA 2.
 """
 
 from __future__ import annotations
@@ -49,5 +51,27 @@ def main(folders: list[str]) -> None:
               + ", ".join(f"{k} {n}" for k, n in modes.most_common()) + " | " + " | ".join(cells) + " |")
 
 
+def ssimulacra2_table(folders: list[str]) -> None:
+    """SSIMULACRA 2 (higher is better) of ours against each baseline on the images where it fits (bench rows carry
+    it since the perceptual metrics landed)."""
+    print("| target | ours SSIMULACRA 2 | vs JPEG (n) | vs WebP (n) | vs AVIF (n) |")
+    print("|---|---:|---|---|---|")
+    for folder in sorted(folders, key=lambda f: float(f.rsplit("bpp", 1)[1])):
+        rows = list(csv.DictReader((Path(folder) / "results.csv").open()))
+        by: dict[str, dict[str, dict]] = {}
+        for r in rows:
+            by.setdefault(r["image"], {})[r["codec"]] = r
+        if not all(v["diffcodec"].get("ssimulacra2") for v in by.values()):
+            continue
+        cells = []
+        for codec in ("jpeg", "webp", "avif"):
+            fit = [v for v in by.values() if v[codec]["over_target"] == "false"]
+            cells.append(f"{_gap(fit, codec, 'ssimulacra2'):+.2f} ({len(fit)})" if fit else "n/a")
+        ours = np.mean([float(v["diffcodec"]["ssimulacra2"]) for v in by.values()])
+        print(f"| {folder.rsplit('bpp', 1)[1]} | {ours:.2f} | " + " | ".join(cells) + " |")
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])
+    print()
+    ssimulacra2_table(sys.argv[1:])

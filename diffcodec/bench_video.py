@@ -330,8 +330,8 @@ class BaselineRunner:
             self.probes[q] = Probe(q, self.work / out, (self.work / out).stat().st_size, rtime)
         return self.probes[q]
 
-    def decode(self, p: Probe) -> tuple[Path, float | None]:
-        out = p.path.with_suffix(".dec.y4m")
+    def decode(self, p: Probe, suffix: str = ".dec.y4m") -> tuple[Path, float | None]:
+        out = p.path.with_suffix(suffix)
         num, den = self.info.fps
         pre = ["-c:v", self.b.decoder] if self.b.decoder else []
         _, rtime = _run_ffmpeg(["-threads", str(self.threads), *pre, "-r", f"{num}/{den}", "-i", p.path.name,
@@ -341,7 +341,8 @@ class BaselineRunner:
 
     def psnr_y(self, p: Probe) -> float:
         if p.psnr_y is None:
-            dec, _ = self.decode(p)
+            # its own file: the probe may be a size-matched row's, whose decode the frame strip still needs
+            dec, _ = self.decode(p, ".psnr.y4m")
             p.psnr_y = psnr_only(self.ref_path, dec)
             os.unlink(dec)
         return p.psnr_y
