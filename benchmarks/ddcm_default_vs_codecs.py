@@ -30,14 +30,19 @@ def _gap(images: list[dict], codec: str, key: str) -> float:
     return float(np.mean([float(v["diffcodec"][key]) - float(v[codec][key]) for v in images]))
 
 
+def _by_image(folders: list[str]):
+    """(folder, {image: {codec: row}}) per bench folder, by rising target."""
+    for folder in sorted(folders, key=lambda f: float(f.rsplit("bpp", 1)[1])):
+        by: dict[str, dict[str, dict]] = {}
+        for r in csv.DictReader((Path(folder) / "results.csv").open()):
+            by.setdefault(r["image"], {})[r["codec"]] = r
+        yield folder, by
+
+
 def main(folders: list[str]) -> None:
     print("| target | ours bpp / PSNR / MS-SSIM | modes | vs JPEG (n) | vs WebP (n) | vs AVIF (n) |")
     print("|---|---|---|---|---|---|")
-    for folder in sorted(folders, key=lambda f: float(f.rsplit("bpp", 1)[1])):
-        rows = list(csv.DictReader((Path(folder) / "results.csv").open()))
-        by: dict[str, dict[str, dict]] = {}
-        for r in rows:
-            by.setdefault(r["image"], {})[r["codec"]] = r
+    for folder, by in _by_image(folders):
         ours = [v["diffcodec"] for v in by.values()]
         cells = []
         for codec in ("jpeg", "webp", "avif"):
@@ -56,11 +61,7 @@ def ssimulacra2_table(folders: list[str]) -> None:
     it since the perceptual metrics landed)."""
     print("| target | ours SSIMULACRA 2 | vs JPEG (n) | vs WebP (n) | vs AVIF (n) |")
     print("|---|---:|---|---|---|")
-    for folder in sorted(folders, key=lambda f: float(f.rsplit("bpp", 1)[1])):
-        rows = list(csv.DictReader((Path(folder) / "results.csv").open()))
-        by: dict[str, dict[str, dict]] = {}
-        for r in rows:
-            by.setdefault(r["image"], {})[r["codec"]] = r
+    for folder, by in _by_image(folders):
         if not all(v["diffcodec"].get("ssimulacra2") for v in by.values()):
             continue
         cells = []
