@@ -310,7 +310,10 @@ def test_sigint_stops_a_worker_pool_cleanly_and_the_run_resumes(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "diffcodec", "batch", *(str(photos / f"img{i}.png") for i in range(4)),
             "-o", str(out), "-p", PRESET, "--jobs", "2", "--threads", "1"]
-    p = subprocess.Popen(args, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT back to its default in the child: a test run started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then keeps ignoring it (as a `nohup diffcodec batch ... &` should)
+    p = subprocess.Popen(args, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_records(out, 3, p)
         t0 = time.monotonic()
