@@ -21,6 +21,7 @@ codecs see), ``ae.decode(z, height, width)`` maps them back, cropping to the ori
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -211,15 +212,20 @@ def export_autoencoder(name: str, model: Autoencoder, manifest: dict[str, Any] |
 
 
 def load_autoencoder(name: str = DEFAULT_NAME, device: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
-    """Shipped autoencoder (sha256-verified), fp16 -> fp32, eval mode: ``(model, manifest)``."""
+    """Shipped autoencoder (sha256-verified), fp16 -> fp32, eval mode: ``(model, manifest)``; built once per
+    process for each file content and device (frames of a clip, files of a batch worker)."""
+    from diffcodec.artifacts import load_artifact
+
+    return _built_autoencoder(name, load_artifact(name)[2], str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _built_autoencoder(name: str, sha: str, device: str) -> tuple[Autoencoder, dict]:
     import numpy as np
 
     from diffcodec.artifacts import load_artifact
 
-    tensors, manifest, sha = load_artifact(name)
-    key = (name, sha, str(device))
-    if key in _BUILT:               # built once per process (frames of a clip, files of a batch worker)
-        return _BUILT[key]
+    tensors, manifest, _ = load_artifact(name)
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise ModelError(f"artifact {name!r} is not an autoencoder ({manifest.get('format')!r})")
     try:
@@ -227,13 +233,7 @@ def load_autoencoder(name: str = DEFAULT_NAME, device: str | torch.device = "cpu
         model.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()})
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ModelError(f"artifact {name!r} does not match its manifest: {e}") from None
-    if len(_BUILT) >= 4:
-        _BUILT.pop(next(iter(_BUILT)))
-    _BUILT[key] = model.to(device).eval(), manifest
-    return _BUILT[key]
-
-
-_BUILT: dict[tuple, tuple[Autoencoder, dict]] = {}
+    return model.to(device).eval(), manifest
 
 
 def check_image_tensor(x: torch.Tensor) -> None:

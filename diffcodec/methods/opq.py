@@ -442,8 +442,7 @@ class OPQCodec(Codec):
             return self._image(planes, planar)
         # the refiner is an RGB network: planar frames visit RGB (chroma repeated 2x2 for 4:2:0) and come back
         full = planes if isinstance(planes, np.ndarray) else np.stack(
-            [planes[0]] + [np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)[:planes[0].shape[0], :planes[0].shape[1]]
-                           for c in planes[1:]])
+            [planes[0]] + [yuv.upsample_chroma(c, *planes[0].shape).astype(np.float32) for c in planes[1:]])
         image = self._refined(self._image(full), options)
         if planar is None:
             return image
