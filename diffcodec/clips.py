@@ -93,14 +93,14 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
     t0 = time.perf_counter()
     try:
         for frame in reader:
-            rgb = (yuv.PlanarFrame(frame.planes, info.chroma, info.range) if planar
-                   else yuv.planes_to_rgb(frame.planes, info))
+            image = (yuv.PlanarFrame(frame.planes, info.chroma, info.range) if planar
+                     else yuv.planes_to_rgb(frame.planes, info))
             if key is not None and summary.frames % gop:
-                payload, recon, reference = codec.compress_predicted(rgb, reference, key, **device_params)
+                payload, recon, reference = codec.compress_predicted(image, reference, key, **device_params)
                 summary.payload_bytes.append(writer.add_predicted(payload))
             else:
                 frame_preset, frame_params = (preset, params) if fixed is None else fixed
-                encoded, recon, reference = codec.compress_keyframe(rgb, frame_preset, **frame_params,
+                encoded, recon, reference = codec.compress_keyframe(image, frame_preset, **frame_params,
                                                                     **device_params)
                 if fixed is None:
                     fixed, key = codec.clip_params(encoded), encoded
