@@ -213,9 +213,11 @@ def generate(method: str, height: int, width: int, *, max_pixels: int | None = N
 
 
 def methods() -> dict[str, dict]:
-    """Every method with its presets, default preset and the options it takes."""
+    """Every method with its presets, default preset (or the options an encode that names no rate gets) and the
+    options it takes."""
     return {
-        name: {"presets": dict(cls.presets), "default_preset": cls.default_preset, "doc": (cls.__doc__ or "").strip(),
+        name: {"presets": dict(cls.presets), "default_preset": cls.default_preset,
+               "default_options": dict(cls.default_options), "doc": (cls.__doc__ or "").strip(),
                "encode_options": dict(cls.encode_options), "decode_options": dict(cls.decode_options),
                "can_generate": cls.can_generate, "generate_options": dict(cls.generate_options),
                "planar_layouts": list(cls.planar_layouts), "predicts": cls.predicts, "default_gop": cls.default_gop,

@@ -549,7 +549,9 @@ def methods(as_json):
         emit_json(table)
         return
     for name, m in table.items():
-        click.echo(f"{name}  (default preset {m['default_preset']})")
+        default = (" ".join(f"--{k} {v}" for k, v in m["default_options"].items()) + " when no rate is given"
+                   if m["default_options"] else f"preset {m['default_preset']}")
+        click.echo(f"{name}  (default {default})")
         for preset, desc in m["presets"].items():
             click.echo(f"  {preset:<16} {desc}")
         if m["quality"]:

@@ -322,9 +322,11 @@ def test_missing_prior_and_latent_space(tmp_path, monkeypatch):
     img = synthetic_image(16, 16)
     with pytest.raises(ModelError, match="pixel-ddpm"):
         api.encode(img, method="ddcm", space="pixel", device="cpu")
-    for space in ("latent", None):                   # latent is the default space
-        with pytest.raises(UsageError, match="latent"):
-            api.encode(img, method="ddcm", space=space, device="cpu")
+    with pytest.raises(UsageError, match="latent"):
+        api.encode(img, method="ddcm", space="latent", device="cpu")
+    # no rate, space or base: the default rate's automatic mode, which starts from the codec-refiner
+    with pytest.raises(ModelError, match="codec-refiner"):
+        api.encode(img, method="ddcm", device="cpu")
 
 
 def test_generate_round_trip(prior):
@@ -374,8 +376,10 @@ def test_cli_encode_decode_generate(prior, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     assert api.info((tmp_path / "b.ddc").read_bytes())["bpp"] <= 2.5
 
-    p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "c.ddc"), "--method", "ddcm")   # latent default
+    p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "c.ddc"), "--method", "ddcm", "--space", "latent")
     assert p.returncode == 2 and b"latent" in p.stderr and b"Traceback" not in p.stderr
+    p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "c.ddc"), "--method", "ddcm")   # default rate: auto
+    assert p.returncode == 5 and b"codec-refiner" in p.stderr and b"Traceback" not in p.stderr
     p = _run(env, *cli, "encode", str(src), "-o", str(tmp_path / "d.ddc"), "--k", "16")   # opq: no ddcm options
     assert p.returncode == 2 and b"Traceback" not in p.stderr
 

@@ -492,6 +492,22 @@ def test_bpp_alone_below_every_standard_codec_picks_an_opq_base_or_latent(models
     assert no_bpp["params"]["sp"] == "latent" and "b" not in no_bpp["params"]
 
 
+def test_no_rate_given_is_the_default_rate(models):
+    # with no --bpp, preset, base or full steps/K/atoms, ddcm codes at DEFAULT_BPP (a rate per pixel, not a preset's
+    # fixed bits per file); an image too small for it gets its smallest file instead of an error
+    img = synthetic_image(96, 128, seed=3)
+    default = api.encode(img, method="ddcm", k=4096, device="cpu")
+    assert default == api.encode(img, method="ddcm", k=4096, bpp=ddcm.codec.DEFAULT_BPP, device="cpu")
+    assert api.info(default)["bpp"] <= ddcm.codec.DEFAULT_BPP
+    preset = api.info(api.encode(img, method="ddcm", preset="n20-k4096-m1", device="cpu"))
+    assert (preset["params"]["n"], preset["params"]["m"]) == (20, 1)           # a preset keeps its own rate
+    tiny = synthetic_image(16, 16)
+    with pytest.raises(UsageError, match="below what ddcm can reach"):
+        api.encode(tiny, method="ddcm", bpp=ddcm.codec.DEFAULT_BPP, device="cpu")
+    small = api.info(api.encode(tiny, method="ddcm", device="cpu"))
+    assert small["params"]["sp"] == "latent" and small["bpp"] > ddcm.codec.DEFAULT_BPP
+
+
 def test_base_corrupt_and_mismatched_streams(own_models):
     img = synthetic_image(16, 24)
     data, _, _ = _encode(img, base="opq-16-8-8", k=64, steps=4, atoms=2)
@@ -638,6 +654,6 @@ def test_texture_option_codes_stochastic_steps_within_the_budget(own_models):
         assert api.decode(data, device="cpu").shape == img.shape
     for bad, match in (({"base": "jpeg", "bpp": 4.0, "steps": 3}, "drop --steps"),
                        ({"base": "jpeg", "bpp": 4.0, "refine": False}, "--no-refine"),
-                       ({}, "give --bpp"), ({"bpp": 4.0, "space": "latent"}, "no --space latent")):
+                       ({}, "none fits under --bpp 0.3"), ({"bpp": 4.0, "space": "latent"}, "no --space latent")):
         with pytest.raises(UsageError, match=match):
             api.encode(img, method="ddcm", texture=True, device="cpu", **bad)

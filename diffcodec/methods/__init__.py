@@ -39,6 +39,8 @@ class Codec:
     name: ClassVar[str]
     presets: ClassVar[dict[str, str]]        # preset name -> one-line description
     default_preset: ClassVar[str]
+    default_options: ClassVar[dict[str, Any]] = {}  # options an encode that names no rate gets (instead of the
+                                                    # default preset)
     encode_options: ClassVar[dict[str, str]] = {}   # option -> one-line description (besides the preset)
     decode_options: ClassVar[dict[str, str]] = {}
     header_keys: ClassVar[dict[str, str]] = {}      # the header `params` / `rng` keys it writes -> meaning

@@ -23,6 +23,7 @@ from diffcodec.methods.ddcm.params import (
     MAX_K,
     METHOD,
     BelowBaseLayerError,
+    BelowReachError,
     DDCMParams,
     _coded_steps,
     choose_params,
@@ -62,6 +63,11 @@ QUALITY_BPP = ((0, 0.029), (3, 0.033), (4, 0.048), (5, 0.06), (6, 0.073), (7, 0.
                (56, 0.626), (57, 0.637), (58, 0.648), (59, 0.658), (60, 0.67), (61, 0.682), (62, 0.695), (63, 0.707),
                (64, 0.721), (65, 0.734), (66, 0.747), (67, 0.761), (68, 0.775), (69, 0.79), (70, 0.8))
 BASE_DEFAULT_PRESET = "n3-k4096-m512"   # the preset with --base (few steps: see params.BASE_DEFAULT_STEPS)
+# The rate of an encode that names none (no --bpp, preset or base, and not all of steps, K and atoms): a rate
+# per pixel, since every preset spends a fixed number of bits per file whatever its size. 0.3 bpp: the middle of
+# the measured range of the default mode (benchmarks/RESULTS.md, 'The default mode with the 5000-step
+# codec-refiner'); -q/--quality 26 asks for about the same.
+DEFAULT_BPP = 0.3
 
 ENCODE_OPTIONS = {      # option -> help (the order is the one error messages list them in)
     "k": "codebook size K (1..2^20)",
@@ -75,7 +81,8 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "texture": "with a base: TEXTURE_STEPS stochastic coded steps (K = TEXTURE_K, M = 1, always kept) instead of "
                "the one free refiner step: more detail, less fidelity",
     "seed": "codebook seed (default 0)",
-    "bpp": "choose steps/K/atoms (and, alone, the mode) to land at or under this many bits per pixel",
+    "bpp": "choose steps/K/atoms (and, alone, the mode) to land at or under this many bits per pixel (default "
+           f"{DEFAULT_BPP} when no preset, base or full steps/K/atoms are given)",
     "device": "where the prior runs: auto (default), cpu or cuda",
     "precision": "auto (default), fp32, bf16 or fp16: the prior's arithmetic, stored in the file and replayed",
     "prior": "a model added with `diffcodec models add NAME --diffusers DIR`: ddcm on it, in its own space (pixel or "
@@ -121,7 +128,8 @@ class DDCMCodec(Codec):
         "n20-k4096-m256": "20 steps, K=4096, 256 atoms/step: 31013 payload bits per image",
         "n3-k4096-m512": "3 steps, K=4096, 512 atoms/step (the default with --base): 5466 payload bits per image",
     }
-    default_preset = "n20-k4096-m64"
+    default_preset = "n20-k4096-m64"           # listed only: an encode naming no rate gets default_options
+    default_options = {"bpp": DEFAULT_BPP}
     encode_options = ENCODE_OPTIONS
     decode_options = {"device": "where the prior runs: auto (default), cpu or cuda"}
     generate_options = GENERATE_OPTIONS
@@ -147,6 +155,14 @@ class DDCMCodec(Codec):
                       "base": p.base, "seed": p.seed, "precision": p.precision, "prior": p.prior,
                       **({"refine": True} if p.base is not None and p.steps else {})}
 
+    @staticmethod
+    def with_default_rate(preset: str | None, params: dict) -> dict:
+        """``params`` with ``bpp`` = DEFAULT_BPP when nothing in them or the preset sets a rate."""
+        if preset is None and all(params.get(k) is None for k in ("bpp", "base")) \
+                and not all(params.get(k) is not None for k in ("steps", "k", "atoms")):
+            return {**params, "bpp": DEFAULT_BPP}
+        return params
+
     def params_override_preset(self, params: dict) -> bool:
         """A target bpp, or steps, K and atoms all given, leave nothing for a preset to set."""
         return params.get("bpp") is not None or all(params.get(k) is not None for k in ("steps", "k", "atoms"))
@@ -161,7 +177,7 @@ class DDCMCodec(Codec):
     def encode_setting(self, preset: str | None, params: dict) -> dict:
         """The preset resolved to steps, K and atoms (as :meth:`_mode_params` does), or the options alone when
         they replace it."""
-        given = {k: v for k, v in params.items() if v is not None and k != "device"}
+        given = self.with_default_rate(preset, {k: v for k, v in params.items() if v is not None and k != "device"})
         name = preset or (BASE_DEFAULT_PRESET if given.get("base") is not None else self.default_preset)
         if self.params_override_preset(given) or name not in PRESETS:
             return given if self.params_override_preset(given) else {"preset": name, **given}
@@ -297,21 +313,33 @@ class DDCMCodec(Codec):
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
+        defaulted = params.get("bpp") is None
+        params = self.with_default_rate(preset, params)
+        defaulted = defaulted and params.get("bpp") is not None
         refine = params.pop("refine", None)
         if refine not in (None, True, False):
             raise UsageError(f"ddcm refine must be auto (None), True or False, got {refine!r}")
-        if params.pop("texture", None):
+        texture = bool(params.pop("texture", None))
+        if texture:
             given = sorted(k for k in ("steps", "k", "atoms") if params.get(k) is not None)
             if given or refine is False:
                 raise UsageError(f"--texture sets the refinement ({TEXTURE_STEPS} steps of K = {TEXTURE_K}, one atom, "
                                  f"always kept): drop {', '.join('--' + k for k in given) or '--no-refine'}")
-            if params.get("base") is None and params.get("bpp") is None:
-                raise UsageError("--texture refines a base layer: give --bpp (a base is chosen) or --base")
             if params.get("space") == "latent" or params.get("prior") is not None:
                 raise UsageError("--texture refines a base layer (pixel space); it takes no --space latent or --prior")
             params.update(steps=TEXTURE_STEPS, k=TEXTURE_K, atoms=1)
             refine = True
-        p, prior, layer = self._params(image, preset, params)
+        try:
+            p, prior, layer = self._params(image, preset, params)
+        except BelowReachError as e:
+            if not defaulted:
+                raise
+            # an image too small for the default rate (a rate the user did not ask for): its smallest file
+            p, prior, layer = self._params(image, preset, {**params, "bpp": None, **e.smallest})
+        if texture and layer is None:
+            h, w = image.shape[:2]
+            raise UsageError(f"--texture refines a base layer and none fits under --bpp {params['bpp']:g} for this "
+                             f"{w}x{h} image: give a higher --bpp or a --base")
         if layer is not None and (refine is False or p.steps == 0):
             return self._base_only(p, prior, layer)
         h, w, channels = image.shape

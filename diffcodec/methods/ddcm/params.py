@@ -194,6 +194,14 @@ class BelowBaseLayerError(UsageError):
     """--bpp is under the size of the base layer alone (the automatic mode then falls back to the latent space)."""
 
 
+class BelowReachError(UsageError):
+    """--bpp is under the smallest file ddcm can make for the image; ``smallest``: the steps, K and atoms of it."""
+
+    def __init__(self, message: str, smallest: dict[str, int]):
+        super().__init__(message)
+        self.smallest = smallest
+
+
 def _is_codec_base(base: str) -> bool:
     from diffcodec.methods.ddcm.base_layer import parse_base
 
@@ -219,9 +227,9 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
        is free, N = 1 (no coded step: one refiner step on the base layer, no index bits). Also N = 1 when
        N, K and M are all free and step 1 gives M <= BASE_FREE_STEP_MAX_ATOMS (measured no better than N = 1),
        and always on a standard-codec base when N, K and M are free (it fits whenever the base does).
-    Raises UsageError when even the smallest choice is over the target (naming the base layer when it alone,
-    with the header and no index bits, is over). ``valid_steps``: the N the prior's schedule can take (a diffusers
-    config's trailing spacing has gaps); the search never picks another.
+    Raises BelowReachError (a UsageError) when even the smallest choice is over the target (BelowBaseLayerError,
+    naming the base layer, when it alone, with the header and no index bits, is over). ``valid_steps``: the N the
+    prior's schedule can take (a diffusers config's trailing spacing has gaps); the search never picks another.
     """
     budget = target_bpp * height * width / 8.0   # bytes
     template = template or DDCMParams()
@@ -289,8 +297,10 @@ def choose_params(target_bpp: float, height: int, width: int, channels: int, *, 
                 f"--bpp {target_bpp:g} is below the base layer alone: --base {base} takes {base_bytes} bytes, the "
                 f"file with no ddcm index {alone} bytes = {alone * 8 / (height * width):.4f} bpp for this "
                 f"{width}x{height} image; choose a smaller --base preset or a higher --bpp")
-    smallest = size(steps or STEPS_GRID[0], k or K_GRID[0], atoms or 1)
+    least = {"steps": steps or STEPS_GRID[0], "k": k or K_GRID[0], "atoms": atoms or 1}
+    smallest = size(least["steps"], least["k"], least["atoms"])
     with_base = f", with the {base_bytes}-byte {base} base layer" if base is not None else ""
-    raise UsageError(f"--bpp {target_bpp:g} is below what ddcm can reach for a {width}x{height} image "
-                     f"(smallest file {smallest} bytes = {smallest * 8 / (height * width):.4f} bpp{with_base})")
+    raise BelowReachError(f"--bpp {target_bpp:g} is below what ddcm can reach for a {width}x{height} image "
+                          f"(smallest file {smallest} bytes = {smallest * 8 / (height * width):.4f} bpp{with_base})",
+                          least)
 
