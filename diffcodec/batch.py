@@ -564,10 +564,23 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt     # inside a file: the atomic writer removes its temporary file on the way out
 
 
+def _watch_parent(parent: int, every_s: float = 1.0) -> None:
+    """SIGTERM this worker once its parent is gone (killed with SIGKILL, it could not stop the pool): the worker
+    would otherwise wait on its job queue, or its stuck input, for ever. Polling the parent pid works on every
+    POSIX system, where prctl(PR_SET_PDEATHSIG) is Linux's and tied to the thread that spawned the worker."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _init_pool_worker(config_json: str, threads: int) -> None:
     global _WORKER
+    import threading
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the parent's to handle: it stops the pool
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if os.name == "posix":
+        threading.Thread(target=_watch_parent, args=(os.getppid(),), name="watch-parent", daemon=True).start()
     set_threads(threads)
     _WORKER = Worker(BatchConfig.from_json(config_json))
 

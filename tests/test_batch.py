@@ -336,6 +336,42 @@ def test_sigint_stops_a_worker_pool_cleanly_and_the_run_resumes(tmp_path):
     assert len(check_manifest(out)) == 4
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc to find the workers")
+def test_workers_stop_when_the_parent_is_killed(tmp_path):
+    """SIGKILL to the parent (it cannot stop its pool): the workers, one stuck on an input nobody writes and one
+    idle, notice within seconds and exit, leaving no temporary file."""
+    photos = tmp_path / "photos"
+    make_tree(photos, n=3, sub=False)
+    stuck = photos / "img1.png"
+    stuck.unlink()
+    os.mkfifo(stuck)
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "diffcodec", "batch", *(str(photos / f"img{i}.png") for i in range(3)),
+                          "-o", str(out), "-p", PRESET, "--jobs", "2", "--threads", "1"],
+                         env=_subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_records(out, 2, p)
+        workers = [c for c in _children(p.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(workers) == 2, workers
+        p.kill()
+        p.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [w for w in alive if Path(f"/proc/{w}").exists()
+                     and Path(f"/proc/{w}/stat").read_text().split(") ")[1][0] != "Z"]
+        assert not alive, f"workers still running 15 s after the parent was killed: {alive}"
+    finally:
+        p.kill()
+    assert not list(out.rglob(".diffcodec-*.tmp"))
+
+
 _DIE = """
 import os
 from diffcodec import batch
