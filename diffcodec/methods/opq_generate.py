@@ -39,6 +39,7 @@ from torch import nn
 
 from diffcodec import artifacts, color
 from diffcodec.container import Encoded
+from diffcodec.diffusion.samplers import strided_timesteps
 from diffcodec.diffusion.schedules import NoiseSchedule
 from diffcodec.diffusion.unet import AttnBlock, ResBlock, _norm, _zero, timestep_embedding
 from diffcodec.errors import ModelError, UsageError
@@ -176,12 +177,6 @@ def soft_decode(weights: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tens
 
 
 # ---------------------------------------------------------------------------------------------- samplers
-def strided_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` timesteps from T-1 down to 0, evenly spaced (DDIM's striding)."""
-    ts = np.linspace(T - 1, 0, steps).round().astype(int)
-    return list(dict.fromkeys(int(t) for t in ts))
-
-
 def _model_time(schedule: NoiseSchedule, t: int, n: int) -> torch.Tensor:
     return torch.full((n,), float(t) / schedule.T)
 
