@@ -39,13 +39,23 @@ def _by_image(folders: list[str]):
         yield folder, by
 
 
+CODECS = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+
+
+def _codecs(folders: list[str]) -> list[str]:
+    """The baselines the bench runs carry (all of them, or a single --vs)."""
+    by = next(_by_image(folders))[1]
+    return [c for c in CODECS if all(c in v for v in by.values())]
+
+
 def main(folders: list[str]) -> None:
-    print("| target | ours bpp / PSNR / MS-SSIM | modes | vs JPEG (n) | vs WebP (n) | vs AVIF (n) |")
-    print("|---|---|---|---|---|---|")
+    codecs = _codecs(folders)
+    print("| target | ours bpp / PSNR / MS-SSIM | modes | " + " | ".join(f"vs {CODECS[c]} (n)" for c in codecs) + " |")
+    print("|---|---|---|" + "---|" * len(codecs))
     for folder, by in _by_image(folders):
         ours = [v["diffcodec"] for v in by.values()]
         cells = []
-        for codec in ("jpeg", "webp", "avif"):
+        for codec in codecs:
             fit = [v for v in by.values() if v[codec]["over_target"] == "false"]
             dp, dm = (_gap(fit, codec, "psnr"), _gap(fit, codec, "ms_ssim")) if fit else (np.nan, np.nan)
             cells.append(f"{dp:+.2f} dB / {dm:+.4f} ({len(fit)})")
@@ -59,13 +69,14 @@ def main(folders: list[str]) -> None:
 def ssimulacra2_table(folders: list[str]) -> None:
     """SSIMULACRA 2 (higher is better) of ours against each baseline on the images where it fits (bench rows carry
     it since the perceptual metrics landed)."""
-    print("| target | ours SSIMULACRA 2 | vs JPEG (n) | vs WebP (n) | vs AVIF (n) |")
-    print("|---|---:|---|---|---|")
+    codecs = _codecs(folders)
+    print("| target | ours SSIMULACRA 2 | " + " | ".join(f"vs {CODECS[c]} (n)" for c in codecs) + " |")
+    print("|---|---:|" + "---|" * len(codecs))
     for folder, by in _by_image(folders):
         if not all(v["diffcodec"].get("ssimulacra2") for v in by.values()):
             continue
         cells = []
-        for codec in ("jpeg", "webp", "avif"):
+        for codec in codecs:
             fit = [v for v in by.values() if v[codec]["over_target"] == "false"]
             cells.append(f"{_gap(fit, codec, 'ssimulacra2'):+.2f} ({len(fit)})" if fit else "n/a")
         ours = np.mean([float(v["diffcodec"]["ssimulacra2"]) for v in by.values()])
