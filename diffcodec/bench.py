@@ -145,23 +145,13 @@ def collect_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 (H, W, 3) RGB, converting other modes; UsageError when unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    """Read an image file as uint8 (H, W, 3) RGB exactly as `encode` reads it (:func:`diffcodec.images.
+    image_from_bytes`: EXIF orientation applied, alpha dropped, 16-bit samples to their high byte), grey repeated
+    to three channels, so that the figures are of what `encode` codes."""
+    from diffcodec import images
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
-                return np.repeat(arr[:, :, None], 3, axis=2)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise UsageError(f"cannot read image {str(path)!r}: {e}") from None
+    arr = images.image_from_bytes(images.read_bytes(str(path)), str(path))
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
 def default_image_dir() -> Path | None:

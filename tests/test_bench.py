@@ -1,5 +1,6 @@
 """Tests for diffcodec.bench with a fake diffcodec codec (JPEG behind a 5-byte header)."""
 
+import contextlib
 import csv
 import io
 import json
@@ -194,8 +195,26 @@ def test_collect_and_load(image_dir, tmp_path):
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     g = bench.load_rgb(tmp_path / "g.png")
     assert g.shape == (10, 12, 3) and g.dtype == np.uint8 and (g == 77).all()
-    c = bench.load_rgb(tmp_path / "rgba.png")
+    with pytest.warns(UserWarning, match="alpha"):
+        c = bench.load_rgb(tmp_path / "rgba.png")
     assert c.shape == (10, 12, 3) and (c[..., 0] == 200).all()
+    # the same pixels `encode` codes: alpha dropped (not composited), 16-bit to the high byte, EXIF orientation
+    from diffcodec import images
+
+    rgba[:, :6, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray((np.arange(120).reshape(10, 12) * 500).astype(np.uint16)).save(tmp_path / "g16.png")
+    turned = Image.fromarray(rgba[..., :3].copy())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned.save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    for name in ("rgba.png", "g16.png", "turned.jpg"):
+        with pytest.warns() if name != "turned.jpg" else contextlib.nullcontext():
+            coded = images.image_from_bytes((tmp_path / name).read_bytes())
+        with pytest.warns() if name != "turned.jpg" else contextlib.nullcontext():
+            got = bench.load_rgb(tmp_path / name)
+        assert np.array_equal(got, np.repeat(coded, 3, axis=2) if coded.shape[2] == 1 else coded), name
+    assert bench.load_rgb(tmp_path / "turned.jpg").shape == (12, 10, 3)
     with pytest.raises(UsageError):
         bench.load_rgb(image_dir / "notes.txt")
 
