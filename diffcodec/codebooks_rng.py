@@ -271,3 +271,37 @@ def make_codebook(kind: str, seed: int, step: int, size: int, shape) -> Codebook
 def initial_noise(seed: int, shape) -> np.ndarray:
     """x_T: float32 standard normals of stream ``(seed, KIND_XT, 0, 0)``."""
     return gaussian(seed, KIND_XT, 0, 0, shape).astype(np.float32)
+
+
+class InitialNoiseRows:
+    """:func:`initial_noise` of shape (C, H, W) handed out by rows, in increasing order, without holding it whole:
+    one stream per channel plane, advanced to that plane by drawing and dropping (``standard_normal`` draws are
+    sequential, so the rows are bit-identical to the whole draw's)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, seed: int, shape):
+        self.channels, self.height, self.width = (int(s) for s in shape)
+        self.gens = []
+        for c in range(self.channels):
+            g = generator(seed, KIND_XT, 0, 0)
+            left = c * self.height * self.width
+            while left:
+                n = min(left, self.CHUNK)
+                g.standard_normal(n)
+                left -= n
+            self.gens.append(g)
+        self.start = 0                                         # the first row held
+        self.held = np.empty((self.channels, 0, self.width), np.float32)
+
+    def rows(self, first: int, stop: int) -> np.ndarray:
+        """Rows ``first .. stop-1`` (float32, (C, stop - first, W)); ``first`` never below an earlier call's."""
+        if not self.start <= first <= stop <= self.height:
+            raise ValueError(f"rows {first}..{stop} after {self.start} of {self.height}")
+        need = stop - (self.start + self.held.shape[1])
+        if need > 0:
+            new = np.stack([g.standard_normal(need * self.width).reshape(need, self.width) for g in self.gens])
+            self.held = np.concatenate([self.held, new.astype(np.float32)], axis=1)
+        self.held = self.held[:, first - self.start:]
+        self.start = first
+        return self.held[:, :stop - first]

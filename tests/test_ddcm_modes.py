@@ -657,3 +657,54 @@ def test_texture_option_codes_stochastic_steps_within_the_budget(own_models):
                        ({}, "none fits under --bpp 0.3"), ({"bpp": 4.0, "space": "latent"}, "no --space latent")):
         with pytest.raises(UsageError, match=match):
             api.encode(img, method="ddcm", texture=True, device="cpu", **bad)
+
+
+def test_initial_noise_rows_are_the_whole_draw():
+    whole = codebooks_rng.initial_noise(5, (3, 37, 29))
+    rows = codebooks_rng.InitialNoiseRows(5, (3, 37, 29))
+    rows.CHUNK = 7                                      # the discarding in odd chunks draws the same stream
+    got = [rows.rows(a, b).copy() for a, b in ((0, 4), (2, 10), (9, 9), (9, 37))]
+    for (a, b), g in zip(((0, 4), (2, 10), (9, 9), (9, 37)), got):
+        assert np.array_equal(g, whole[:, a:b]), (a, b)
+    with pytest.raises(ValueError):
+        rows.rows(3, 5)                                 # rows before ones already handed out are gone
+
+
+def _tiled(monkeypatch, tile):
+    from diffcodec.methods.ddcm import codec as ddcm_codec
+
+    monkeypatch.setattr(ddcm_codec, "TILE_ABOVE_PIXELS", 0)
+    monkeypatch.setattr(ddcm_codec, "TILE", tile)
+
+
+def test_big_free_step_files_refine_in_tiles(models, monkeypatch):
+    # above TILE_ABOVE_PIXELS a free-step file (N = 1 on a base) runs the refiner tile by tile, header tl; one tile
+    # covering the image is the untiled computation exactly; with several, decode = the encoder's reconstruction
+    from diffcodec.methods.ddcm.codec import DDCMCodec
+
+    img = synthetic_image(96, 160, seed=2)
+    params = {"base": "jpeg", "bpp": 3.0, "refine": True, "device": "cpu"}
+    plain = api.encode(img, method="ddcm", **params)
+    assert "tl" not in api.info(plain)["params"] and api.info(plain)["params"]["n"] == 1
+    _tiled(monkeypatch, 192)
+    one = api.encode(img, method="ddcm", **params)
+    assert api.info(one)["params"]["tl"] == 192
+    assert np.array_equal(api.decode(one, device="cpu"), api.decode(plain, device="cpu"))
+    _tiled(monkeypatch, 64)
+    encoded, recon = DDCMCodec().compress_with_reconstruction(img, None, **params)
+    assert encoded.params["tl"] == 64 and encoded.params["n"] == 1
+    data = container.frame("ddcm", encoded, 160, 96, 3)
+    assert api.info(data)["bpp"] <= 3.0
+    assert np.array_equal(api.decode(data, device="cpu"), recon)
+    assert not np.array_equal(recon, api.decode(plain, device="cpu"))   # per-tile statistics: other pixels
+    grey = api.encode(img[..., :1], method="ddcm", **params)
+    assert api.decode(grey, device="cpu").shape[:2] == (96, 160) and "tl" in api.info(grey)["params"]
+    # coded steps and the base alone are never tiled
+    steps = api.info(api.encode(img, method="ddcm", base="jpeg", bpp=3.0, steps=3, refine=True, device="cpu"))
+    assert "tl" not in steps["params"]
+    alone = api.info(api.encode(img, method="ddcm", base="jpeg", bpp=3.0, refine=False, device="cpu"))
+    assert "tl" not in alone["params"] and alone["params"]["n"] == 0
+    good = api.info(data)["params"]
+    for bad in ({**good, "tl": 96}, {**good, "tl": 0.5}, {**good, "n": 3}, {**good, "tl": 1 << 20}):
+        with pytest.raises(CorruptInputError):
+            api.decode(rewrite_container(data, params=bad), device="cpu")

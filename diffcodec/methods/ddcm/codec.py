@@ -32,7 +32,7 @@ from diffcodec.methods.ddcm.params import (
 )
 from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
 from diffcodec.methods.ddcm.priors import Prior, auto_precision, load_prior, missing_models
-from diffcodec.methods.ddcm.process import RunStats, run_process
+from diffcodec.methods.ddcm.process import TILE, TILE_ABOVE_PIXELS, RunStats, run_free_step_tiled, run_process
 
 PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M)
     "n20-k4096-m1": (20, 4096, 1),
@@ -106,8 +106,12 @@ TEXTURE_K = 16
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
-    d = a.astype(np.float64) - b.astype(np.float64)
-    return float(np.mean(d * d))
+    rows = max(1, (1 << 20) // max(1, a[0].size))        # in row blocks: a big photo's float64 copy is GBs
+    total = 0.0
+    for y in range(0, a.shape[0], rows):
+        d = a[y:y + rows].astype(np.float64) - b[y:y + rows]
+        total += float(np.sum(d * d))
+    return total / max(1, a.size)
 
 
 def _corrupt_base(message: str) -> CorruptInputError:
@@ -264,6 +268,8 @@ class DDCMCodec(Codec):
         h, w, c = image.shape
         template = replace(template, precision=auto_precision(prior) if precision == "auto" else precision)
         layer = None
+        if base is not None and h * w > TILE_ABOVE_PIXELS:
+            template = replace(template, tile=TILE)          # kept only if the choice is the free step (below)
         if base is not None:
             budget = None
             if bpp is not None and parse_base(base).quality is None and parse_base(base).kind != "opq":
@@ -287,6 +293,8 @@ class DDCMCodec(Codec):
             p = replace(template, steps=get("steps", n0), k=get("k", k0), atoms=get("atoms", m0))
             if params.get("k") is not None and params.get("atoms") is None:
                 p.atoms = min(p.atoms, max(1, p.k // 2))
+        if p.tile and p.steps != 1:
+            p = replace(p, tile=0)                       # coded steps run untiled
         p.check()
         if p.steps > max_steps(prior.schedule):
             raise UsageError(f"--steps {p.steps} exceeds the {max_steps(prior.schedule)} steps the prior takes")
@@ -343,6 +351,8 @@ class DDCMCodec(Codec):
         if layer is not None and (refine is False or p.steps == 0):
             return self._base_only(p, prior, layer)
         h, w, channels = image.shape
+        if p.tile:
+            return self._free_step_tiled(image, p, prior, layer, refine)
         rgb = self.rgb_input(image)
         target = prior.to_space(rgb)
         shape = tuple(target.shape[1:])
@@ -369,9 +379,25 @@ class DDCMCodec(Codec):
             return self._base_only(p, prior, layer)    # the refinement lost to its own base: ship the base alone
         return encoded, recon
 
+    def _free_step_tiled(self, image: np.ndarray, p: DDCMParams, prior: Prior, layer: BaseLayer | None,
+                         refine: bool | None) -> tuple[Encoded, np.ndarray]:
+        """A big image's free-step file: the refiner run tile by tile (process.run_free_step_tiled), kept only
+        where it beats the base (as the untiled path)."""
+        from diffcodec.data import rgb_to_channels
+
+        assert layer is not None
+        recon = rgb_to_channels(run_free_step_tiled(prior, p, self.rgb_input(layer.image), layer.spec, p.tile),
+                                image.shape[2])
+        self.last_stats = RunStats(steps=1)
+        if refine is None and _mse(layer.image, image) <= _mse(recon, image):
+            return self._base_only(p, prior, layer)
+        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
+                          rng=p.rng_spec(), chunks=[join_layers(layer.data, encode_payload([], []))])
+        return encoded, recon
+
     def _base_only(self, p: DDCMParams, prior: Prior, layer: BaseLayer) -> tuple[Encoded, np.ndarray]:
         """The file that decodes to its base layer as is (header n = 0: no step, no index bits)."""
-        q = replace(p, steps=0, atoms=1)
+        q = replace(p, steps=0, atoms=1, tile=0)
         encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=q.header(),
                           rng=q.rng_spec(), chunks=[join_layers(layer.data, b"")])
         return encoded, layer.image
@@ -382,6 +408,8 @@ class DDCMCodec(Codec):
     # ---------------------------------------------------------------- decoding
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options: device ('auto' | 'cpu' | 'cuda'; default 'auto', as `encode`)."""
+        from diffcodec.data import rgb_to_channels
+
         self.check_decode_options(options)
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         if p.base is None and p.prior is None and missing_models(p.space):
@@ -418,6 +446,11 @@ class DDCMCodec(Codec):
             raise CorruptInputError(f"corrupt ddcm header: {e}") from None
         symbols = decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded)
         cond = None
+        if p.tile:
+            base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
+            self.last_stats = RunStats(steps=1)
+            return rgb_to_channels(run_free_step_tiled(prior, p, self.rgb_input(base_image),
+                                                       parse_base(p.base, err=_corrupt_base), p.tile), channels)
         if p.base is not None:
             base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
             cond = prior.condition(self.rgb_input(base_image), parse_base(p.base, err=_corrupt_base))
@@ -425,8 +458,6 @@ class DDCMCodec(Codec):
         it = iter(symbols)
         x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it), cond=cond)
         self.last_stats = stats
-        from diffcodec.data import rgb_to_channels
-
         return rgb_to_channels(prior.to_image(x, height, width), channels)
 
     def decode_steps(self, encoded: Encoded, **options) -> int:

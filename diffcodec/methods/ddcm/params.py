@@ -64,6 +64,7 @@ class DDCMParams:
     base_sha: int = 0                   # first 4 bytes of that opq codebook's sha256 (0: a standard codec)
     precision: str = "fp32"             # fp32 | bf16 | fp16 (autocast of the prior's network)
     prior: str | None = None            # a user-added diffusers model (`diffcodec models add`): header pf + model
+    tile: int = 0                       # free-step files of big images: the refiner's tile core (header tl)
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -85,6 +86,10 @@ class DDCMParams:
             check_name(self.prior, err=lambda m: err(f"ddcm prior: {m}"))
             if self.base is not None:
                 raise err("ddcm: a user-added prior is unconditional, it takes no base layer")
+        if self.tile:
+            _int("tile", self.tile, 64, 1 << 14)
+            if self.tile % 64 or self.steps != 1 or self.base is None:
+                raise err(f"ddcm tile {self.tile!r}: a multiple of 64, on free-step files (n 1 with a base) only")
         if self.base is not None:
             from diffcodec.methods.ddcm.base_layer import parse_base
 
@@ -115,6 +120,8 @@ class DDCMParams:
             out["pr"] = self.precision
         if self.prior is not None:
             out["pf"] = PRIOR_FORMATS[0]
+        if self.tile:
+            out["tl"] = self.tile
         return out
 
     def rng_spec(self) -> dict:
@@ -142,7 +149,7 @@ class DDCMParams:
                 prior = model if model is not None else ""
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
-                    precision=params.get("pr", "fp32"), prior=prior)
+                    precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0))
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))

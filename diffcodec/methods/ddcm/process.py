@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from diffcodec import codebooks_rng
 from diffcodec.methods.ddcm.combinatorics import symbol_to_atoms
 from diffcodec.methods.ddcm.params import DDCMParams, _coded_steps
@@ -57,3 +59,63 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[
     stats.total_s = time.perf_counter() - t_start
     stats.model_s = stats.total_s - stats.codebook_s
     return x, stats
+
+
+# Free-step files (N = 1: one refiner step on a base layer, no index bits) of big images run the refiner tile by
+# tile (header `tl`), since the network's memory grows with the pixels it sees. Cores of TILE x TILE on a grid from
+# the top-left corner, each run with HALO pixels of context on every side (cut at the image edge), only the core
+# kept; HALO and TILE are multiples of 64 so that the refiner's attention windows (16 at stride 4) fall on the
+# image's own grid. GroupNorm statistics are then per tile, so a tiled file decodes to (slightly) other pixels
+# than an untiled one: the header says which (formats/ddc-v1.md, ddcm `tl`).
+TILE = 384
+HALO = 64
+TILE_ABOVE_PIXELS = 1 << 21      # the encoder tiles free-step files of more pixels than this
+
+
+def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec, tile: int) -> np.ndarray:
+    """The one free refiner step of a conditional file with ``p.steps`` = 1, tile by tile over ``base_rgb`` (the
+    decoded base, uint8 (H, W, 3)): uint8 (H, W, 3). Memory: the base, the output and one tile's network."""
+    import torch
+
+    from diffcodec.diffusion.samplers import ddpm_step
+    from diffcodec.progress import bar
+
+    ts, coded = _coded_steps(prior.schedule, p.steps)
+    if len(ts) != 1 or any(coded):
+        raise ValueError("tiled refinement is for free-step files (N = 1) only")
+    h, w = base_rgb.shape[:2]
+    noise = codebooks_rng.InitialNoiseRows(p.seed, (3, h, w))
+    out = np.empty((h, w, 3), np.uint8)
+    dev = torch.device(prior.device)
+    dtype = torch.float16 if p.precision == "fp16" else torch.bfloat16
+    cores = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=p.precision != "fp32"):
+        for y0, x0 in bar(cores, desc="ddcm tiles", unit="tile"):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, yb, xa, xb = max(0, y0 - HALO), min(h, y1 + HALO), max(0, x0 - HALO), min(w, x1 + HALO)
+            x_t = torch.from_numpy(np.ascontiguousarray(noise.rows(ya, yb)[:, :, xa:xb]))[None].to(prior.device)
+            cond = prior.condition(np.ascontiguousarray(base_rgb[ya:yb, xa:xb]), spec)
+            x = ddpm_step(prior.model_fn, x_t, ts[0], -1, prior.schedule, None, cond=cond).x_prev
+            out[y0:y1, x0:x1] = prior.to_image(x)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            del x_t, cond, x
+            _trim_heap()
+    return out
+
+
+def _trim_heap() -> None:
+    """Hand freed memory back to the system between tiles: glibc keeps a tile's hundreds of MB of network
+    activations (tiles differ in shape) as a fragmented heap otherwise, and the process grows tile after tile."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):           # not glibc (macOS, Windows, musl): nothing to do
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
