@@ -69,7 +69,7 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[
 # than an untiled one: the header says which (formats/ddc-v1.md, ddcm `tl`).
 TILE = 384
 HALO = 64
-TILE_ABOVE_PIXELS = 1 << 21      # the encoder tiles free-step files of more pixels than this
+TILE_ABOVE_PIXELS = 1 << 20      # the encoder tiles free-step files of more pixels than this
 
 
 def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec, tile: int) -> np.ndarray:
