@@ -87,7 +87,9 @@ def test_ddcm_encode_setting_resolves_presets():
     assert len(fixed) == 1                       # every preset is K = 4096: steps and atoms leave nothing to differ
     free = {ddcm.encode_setting(p, {}).__repr__() for p in ddcm.presets}
     assert len(free) == len(ddcm.presets)
-    assert ddcm.encode_setting(None, {"k": 64}) == {"k": 64, "steps": 20, "atoms": 32}     # as _mode_params
+    # no rate named: the default rate (as compress_with_reconstruction); with a preset, the preset's steps/atoms
+    assert ddcm.encode_setting(None, {"k": 64}) == {"k": 64, "bpp": 0.3}
+    assert ddcm.encode_setting("n20-k4096-m64", {"k": 64}) == {"k": 64, "steps": 20, "atoms": 32}
     assert ddcm.encode_setting("n20-k4096-m1", {"bpp": 0.1, "device": "cpu"}) == {"bpp": 0.1}
     assert ddcm.coded_setting("latent-ddpm", {"n": 50, "k": 4096, "m": 9, "cb": "mshift", "sp": "latent"}) == \
         "n50-k4096-m9 latent"
