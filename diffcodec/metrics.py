@@ -51,8 +51,8 @@ def _psnr_from_mse(mse: float, peak: float = 255.0) -> float:
     return float(10.0 * math.log10(peak * peak / mse))
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB over all pixels and channels (peak 255); ``inf`` when the images are identical."""
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error over all pixels and channels."""
     a, b = _check_pair(a, b)
     # in row blocks (a big photo would need three float64 copies of itself); sums of integer squares are exact
     # in float64, so the blocks change nothing
@@ -61,7 +61,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     for top in range(0, a.shape[0], rows):
         d = a[top:top + rows].astype(np.float64) - b[top:top + rows].astype(np.float64)
         sse += float(np.sum(d * d))
-    return _psnr_from_mse(sse / a.size)
+    return sse / a.size
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB over all pixels and channels (peak 255); ``inf`` when the images are identical."""
+    return _psnr_from_mse(mse(a, b))
 
 
 def luma(img: np.ndarray) -> np.ndarray:

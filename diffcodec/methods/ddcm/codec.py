@@ -105,15 +105,6 @@ TEXTURE_STEPS = 10
 TEXTURE_K = 16
 
 
-def _mse(a: np.ndarray, b: np.ndarray) -> float:
-    rows = max(1, (1 << 20) // max(1, a[0].size))        # in row blocks: a big photo's float64 copy is GBs
-    total = 0.0
-    for y in range(0, a.shape[0], rows):
-        d = a[y:y + rows].astype(np.float64) - b[y:y + rows]
-        total += float(np.sum(d * d))
-    return total / max(1, a.size)
-
-
 def _corrupt_base(message: str) -> CorruptInputError:
     return CorruptInputError(f"corrupt ddcm header: {message}")
 
@@ -375,7 +366,7 @@ class DDCMCodec(Codec):
         from diffcodec.data import rgb_to_channels
 
         recon = rgb_to_channels(prior.to_image(x, h, w), channels)
-        if layer is not None and refine is None and _mse(layer.image, image) <= _mse(recon, image):
+        if layer is not None and refine is None and metrics.mse(layer.image, image) <= metrics.mse(recon, image):
             return self._base_only(p, prior, layer)    # the refinement lost to its own base: ship the base alone
         return encoded, recon
 
@@ -389,7 +380,7 @@ class DDCMCodec(Codec):
         recon = rgb_to_channels(run_free_step_tiled(prior, p, self.rgb_input(layer.image), layer.spec, p.tile),
                                 image.shape[2])
         self.last_stats = RunStats(steps=1)
-        if refine is None and _mse(layer.image, image) <= _mse(recon, image):
+        if refine is None and metrics.mse(layer.image, image) <= metrics.mse(recon, image):
             return self._base_only(p, prior, layer)
         encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
                           rng=p.rng_spec(), chunks=[join_layers(layer.data, encode_payload([], []))])
