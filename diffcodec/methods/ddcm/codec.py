@@ -342,21 +342,25 @@ class DDCMCodec(Codec):
         if layer is not None and (refine is False or p.steps == 0):
             return self._base_only(p, prior, layer)
         h, w, channels = image.shape
-        if p.tile:
-            return self._free_step_tiled(image, p, prior, layer, refine)
-        rgb = self.rgb_input(image)
-        target = prior.to_space(rgb)
-        shape = tuple(target.shape[1:])
-        cond = None if layer is None else prior.condition(self.rgb_input(layer.image), layer.spec)
+        if p.tile:              # a big image's free step (no choice to make): the refiner tile by tile
+            assert layer is not None
+            stats = RunStats(steps=1)
+            out = run_free_step_tiled(prior, p, self.rgb_input(layer.image), layer.spec, p.tile)
+        else:
+            rgb = self.rgb_input(image)
+            target = prior.to_space(rgb)
+            shape = tuple(target.shape[1:])
+            cond = None if layer is None else prior.condition(self.rgb_input(layer.image), layer.spec)
 
-        import torch
+            import torch
 
-        def choose(i, cb, x0_hat):
-            r = (target - x0_hat)[0].to("cpu", dtype=torch.float64).numpy()
-            idx, signs = select_atoms(cb.scores(r), p.atoms)
-            return atoms_to_symbol(idx, signs, p.k, p.atoms)
+            def choose(i, cb, x0_hat):
+                r = (target - x0_hat)[0].to("cpu", dtype=torch.float64).numpy()
+                idx, signs = select_atoms(cb.scores(r), p.atoms)
+                return atoms_to_symbol(idx, signs, p.k, p.atoms)
 
-        x, stats = run_process(prior, p, shape, choose, cond=cond)
+            x, stats = run_process(prior, p, shape, choose, cond=cond)
+            out = prior.to_image(x, h, w)
         self.last_stats = stats
         payload = encode_payload(stats.symbols, [alphabet(p.k, p.atoms)] * len(stats.symbols))
         if layer is not None:
@@ -365,25 +369,9 @@ class DDCMCodec(Codec):
                           rng=p.rng_spec(), chunks=[payload])
         from diffcodec.data import rgb_to_channels
 
-        recon = rgb_to_channels(prior.to_image(x, h, w), channels)
+        recon = rgb_to_channels(out, channels)
         if layer is not None and refine is None and metrics.mse(layer.image, image) <= metrics.mse(recon, image):
             return self._base_only(p, prior, layer)    # the refinement lost to its own base: ship the base alone
-        return encoded, recon
-
-    def _free_step_tiled(self, image: np.ndarray, p: DDCMParams, prior: Prior, layer: BaseLayer | None,
-                         refine: bool | None) -> tuple[Encoded, np.ndarray]:
-        """A big image's free-step file: the refiner run tile by tile (process.run_free_step_tiled), kept only
-        where it beats the base (as the untiled path)."""
-        from diffcodec.data import rgb_to_channels
-
-        assert layer is not None
-        recon = rgb_to_channels(run_free_step_tiled(prior, p, self.rgb_input(layer.image), layer.spec, p.tile),
-                                image.shape[2])
-        self.last_stats = RunStats(steps=1)
-        if refine is None and metrics.mse(layer.image, image) <= metrics.mse(recon, image):
-            return self._base_only(p, prior, layer)
-        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
-                          rng=p.rng_spec(), chunks=[join_layers(layer.data, encode_payload([], []))])
         return encoded, recon
 
     def _base_only(self, p: DDCMParams, prior: Prior, layer: BaseLayer) -> tuple[Encoded, np.ndarray]:
@@ -436,20 +424,20 @@ class DDCMCodec(Codec):
         except UsageError as e:             # an N the prior's scheduler config cannot step
             raise CorruptInputError(f"corrupt ddcm header: {e}") from None
         symbols = decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded)
-        cond = None
-        if p.tile:
-            base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
-            self.last_stats = RunStats(steps=1)
-            return rgb_to_channels(run_free_step_tiled(prior, p, self.rgb_input(base_image),
-                                                       parse_base(p.base, err=_corrupt_base), p.tile), channels)
-        if p.base is not None:
-            base_image = decode_base(base_data, p.base, p.base_sha, height, width, channels)
-            cond = prior.condition(self.rgb_input(base_image), parse_base(p.base, err=_corrupt_base))
-        shape = prior.shape(height, width)
-        it = iter(symbols)
-        x, stats = run_process(prior, p, shape, lambda i, cb, x0_hat: next(it), cond=cond)
+        base_rgb = None if p.base is None else \
+            self.rgb_input(decode_base(base_data, p.base, p.base_sha, height, width, channels))
+        spec = None if p.base is None else parse_base(p.base, err=_corrupt_base)
+        if p.tile:              # a free step (no symbols) tile by tile
+            assert base_rgb is not None
+            stats = RunStats(steps=1)
+            out = run_free_step_tiled(prior, p, base_rgb, spec, p.tile)
+        else:
+            cond = None if base_rgb is None else prior.condition(base_rgb, spec)
+            it = iter(symbols)
+            x, stats = run_process(prior, p, prior.shape(height, width), lambda i, cb, x0_hat: next(it), cond=cond)
+            out = prior.to_image(x, height, width)
         self.last_stats = stats
-        return rgb_to_channels(prior.to_image(x, height, width), channels)
+        return rgb_to_channels(out, channels)
 
     def decode_steps(self, encoded: Encoded, **options) -> int:
         """The header's N: one prior (or refiner) pass per strided step, 0 for a base layer decoded as is."""

@@ -24,6 +24,14 @@ class RunStats:
     symbols: list = field(default_factory=list)
 
 
+def _precision(prior: Prior, p: DDCMParams):
+    """The autocast context of the header's precision (``pr``) on the prior's device."""
+    import torch
+
+    dtype = torch.float16 if p.precision == "fp16" else torch.bfloat16
+    return torch.autocast(torch.device(prior.device).type, dtype=dtype, enabled=p.precision != "fp32")
+
+
 def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[Any, RunStats]:
     """Run the coded reverse process; ``choose(step_index, codebook, x0_hat) -> symbol`` makes each coded
     step's choice; ``cond`` (1, 3, H, W) is the condition of a conditional prior (the decoded base layer).
@@ -49,9 +57,7 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[
 
     from diffcodec.progress import bar
 
-    dev = torch.device(prior.device)
-    dtype = torch.float16 if p.precision == "fp16" else torch.bfloat16
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=p.precision != "fp32"):
+    with torch.inference_mode(), _precision(prior, p):
         for i, t in enumerate(bar(ts, desc="ddcm", unit="step")):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             x = ddpm_step(prior.model_fn, x, t, t_prev, prior.schedule, sampler, cond=cond, step_index=i).x_prev
@@ -86,10 +92,8 @@ def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec,
     h, w = base_rgb.shape[:2]
     noise = codebooks_rng.InitialNoiseRows(p.seed, (3, h, w))
     out = np.empty((h, w, 3), np.uint8)
-    dev = torch.device(prior.device)
-    dtype = torch.float16 if p.precision == "fp16" else torch.bfloat16
     cores = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=p.precision != "fp32"):
+    with torch.inference_mode(), _precision(prior, p):
         for y0, x0 in bar(cores, desc="ddcm tiles", unit="tile"):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             ya, yb, xa, xb = max(0, y0 - HALO), min(h, y1 + HALO), max(0, x0 - HALO), min(w, x1 + HALO)
