@@ -1,5 +1,6 @@
 """BD-rate of a method's clips with P-frames against its own intra clips (issue #16's first target), from two
-`diffcodec bench --video` output folders per clip (results.csv: the `diffcodec` rows).
+`diffcodec bench --video` output folders per clip (every results.csv under the clip's folder: one run per rate
+point works too), and of the P-frame clips against the GOP-matched x264 rows of the same runs.
 
     python benchmarks/bd_inter_vs_intra.py benchmarks/results/video-opq benchmarks/results/video-opq-gop12
 """
@@ -12,24 +13,44 @@ from pathlib import Path
 
 from diffcodec.bench_video import bd_rate
 
+METRICS = ("psnr_yuv", "psnr_y", "vmaf")
 
-def ours(folder: Path) -> list[dict]:
-    rows = [r for r in csv.DictReader((folder / "results.csv").open()) if r["codec"] == "diffcodec" and not r["error"]]
-    return sorted(rows, key=lambda r: float(r["kbps"]))
+
+def rows(folder: Path, codec: str = "diffcodec") -> list[dict]:
+    out = {}
+    for f in sorted(folder.rglob("results.csv")):
+        for r in csv.DictReader(f.open()):
+            if r["codec"] == codec and not r["error"]:
+                out[(r["setting"], r["bytes"])] = r        # the same baseline encode appears once
+    return sorted(out.values(), key=lambda r: float(r["kbps"]))
+
+
+def bd_cells(a: list[dict], b: list[dict]) -> list[str]:
+    cells = []
+    for metric in METRICS:
+        res = bd_rate([float(r["kbps"]) for r in a], [float(r[metric]) for r in a],
+                      [float(r["kbps"]) for r in b], [float(r[metric]) for r in b])
+        cells.append("n/a (no overlap)" if res is None else
+                     f"{res['bd_rate_pct']:+.1f}% [{res['quality_range'][0]:.1f}-{res['quality_range'][1]:.1f}]")
+    return cells
 
 
 def main(intra_root: str, inter_root: str) -> None:
+    clips = sorted(p.name for p in Path(inter_root).iterdir() if any(p.rglob("results.csv")))
     print("| clip | intra points | P-frame points | BD-rate PSNR-YUV | BD-rate PSNR-Y | BD-rate VMAF |")
     print("|---|---:|---:|---|---|---|")
-    for clip in sorted(p.name for p in Path(inter_root).iterdir() if (p / "results.csv").exists()):
-        a, b = ours(Path(intra_root) / clip), ours(Path(inter_root) / clip)
-        cells = []
-        for metric in ("psnr_yuv", "psnr_y", "vmaf"):
-            res = bd_rate([float(r["kbps"]) for r in a], [float(r[metric]) for r in a],
-                          [float(r["kbps"]) for r in b], [float(r[metric]) for r in b])
-            cells.append("n/a (no overlap)" if res is None else
-                         f"{res['bd_rate_pct']:+.1f}% [{res['quality_range'][0]:.1f}-{res['quality_range'][1]:.1f}]")
-        print(f"| {clip} | {len(a)} | {len(b)} | " + " | ".join(cells) + " |")
+    for clip in clips:
+        a, b = rows(Path(intra_root) / clip), rows(Path(inter_root) / clip)
+        print(f"| {clip} | {len(a)} | {len(b)} | " + " | ".join(bd_cells(a, b)) + " |")
+    print()
+    print("| clip | anchor (GOP-matched, same runs) | points | BD-rate PSNR-YUV | BD-rate PSNR-Y | BD-rate VMAF |")
+    print("|---|---|---:|---|---|---|")
+    for clip in clips:
+        ours = rows(Path(inter_root) / clip)
+        for anchor in ("x264-medium", "x264-veryslow-psnr"):
+            base = rows(Path(inter_root) / clip, anchor)
+            if base:
+                print(f"| {clip} | {anchor} | {len(base)} | " + " | ".join(bd_cells(base, ours)) + " |")
 
 
 if __name__ == "__main__":

@@ -220,7 +220,8 @@ def methods() -> dict[str, dict]:
                "default_options": dict(cls.default_options), "doc": (cls.__doc__ or "").strip(),
                "encode_options": dict(cls.encode_options), "decode_options": dict(cls.decode_options),
                "can_generate": cls.can_generate, "generate_options": dict(cls.generate_options),
-               "planar_layouts": list(cls.planar_layouts), "predicts": cls.predicts, "default_gop": cls.default_gop,
+               "planar_layouts": list(cls.planar_layouts), "predicts": cls.predicts, "predicts_with": cls.predicts_with,
+               "default_gop": cls.default_gop,
                "quality": [{"from": q, "preset": preset, "options": dict(opts)}
                            for q, preset, opts in cls.quality_points],
                "quality_ceiling": cls.quality_ceiling}

@@ -556,6 +556,9 @@ def methods(as_json):
             click.echo(f"  {preset:<16} {desc}")
         if m["quality"]:
             click.echo(f"  -q/--quality     {_quality_text(m['quality'], m['quality_ceiling'])}")
+        if m["predicts"]:
+            click.echo(f"  --gop N          clips with P-frames{' ' + m['predicts_with'] if m['predicts_with'] else ''}"
+                       f" (default --gop {m['default_gop']})")
 
 
 def _quality_text(rows: list[dict], ceiling: int) -> str:

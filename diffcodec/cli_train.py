@@ -148,19 +148,24 @@ def train_refiner_cmd(opq_presets, **o):
 @click.option("--init", "init_from", default=None, metavar="MODEL",
               help="Start from a shipped denoiser's weights, e.g. models/opq-refiner (extra condition channels "
                    "start at zero).")
+@click.option("--p-frames", "p_frames", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Fraction of the opq crops coded as the last opq P-frame of a synthetic-motion sequence (the clip "
+                   "refiner of ddcm P-frames: writes models/opq-clip-refiner unless --name says otherwise).")
 @_diffusion_train_options
-def train_codec_refiner_cmd(kinds, init_from, **o):
+def train_codec_refiner_cmd(kinds, init_from, p_frames, **o):
     """Conditional denoiser that refines decoded base layers of opq, JPEG, WebP and AVIF, conditioned on the base's
-    kind and quality: writes codebooks/models/codec-refiner.*"""
+    kind and quality: writes codebooks/models/codec-refiner.* (with --p-frames: models/opq-clip-refiner.*)"""
     from diffcodec.methods.codec_refiner import CONDITION_CHANNELS
     from diffcodec.training.degrade import CODEC_KINDS, CODEC_QUALITIES, CodecDegrade
 
     _refuse_kodak(o["data"])
     kinds = tuple(kinds) or CODEC_KINDS
+    degrade = CodecDegrade(kinds, seed=o["seed"], p_frames=p_frames)
     extra = {"base_kinds": list(kinds), "qualities": CODEC_QUALITIES, "init_from": init_from,
              "condition": "decoded base RGB + one-hot kind (opq, jpeg, webp, avif) + coarseness "
-                          "(diffcodec/methods/codec_refiner.py)"}
-    _run_diffusion_training("codec-refiner", CodecDegrade(kinds, seed=o["seed"]), CONDITION_CHANNELS, extra,
+                          "(diffcodec/methods/codec_refiner.py)", "degrade": degrade.description,
+             **({"p_frames": p_frames} if p_frames else {})}
+    _run_diffusion_training("opq-clip-refiner" if p_frames else "codec-refiner", degrade, CONDITION_CHANNELS, extra,
                             init_from=init_from, **o)
 
 

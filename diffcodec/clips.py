@@ -100,8 +100,8 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
                 summary.payload_bytes.append(writer.add_predicted(payload))
             else:
                 frame_preset, frame_params = (preset, params) if fixed is None else fixed
-                encoded, recon, reference = codec.compress_keyframe(image, frame_preset, **frame_params,
-                                                                    **device_params)
+                encoded, recon, reference = codec.compress_keyframe(image, frame_preset, predicted=gop > 1,
+                                                                    **frame_params, **device_params)
                 if fixed is None:
                     fixed, key = codec.clip_params(encoded), encoded
                 summary.payload_bytes.append(writer.add(encoded))

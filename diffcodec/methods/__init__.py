@@ -48,6 +48,7 @@ class Codec:
     generate_options: ClassVar[dict[str, str]] = {}  # option -> one-line description, for :meth:`generate`
     predicts: ClassVar[bool] = False                # whether it codes P-frames of clips (``gop`` > 1)
     default_gop: ClassVar[int] = 1                  # keyframe interval of clips when the caller gives none
+    predicts_with: ClassVar[str] = ""               # the modes that code P-frames, where not all of them do
     planar_layouts: ClassVar[tuple[str, ...]] = ()  # YCbCr layouts ("420", "444") whose clip frames it codes as
                                                     # planes (yuv.PlanarFrame), skipping the RGB round trip
 
@@ -157,10 +158,11 @@ class Codec:
     # A codec with ``planar_layouts`` also takes a yuv.PlanarFrame as ``image`` in the four methods below and then
     # gives back the decoded planes (a tuple of uint8 arrays) instead of an RGB image; its decoders are told so by
     # ``planar`` = (chroma, range) of the clip (pixel formats 2 and 3, formats/ddc-v1.md section 5).
-    def compress_keyframe(self, image: np.ndarray, preset: str | None = None,
+    def compress_keyframe(self, image: np.ndarray, preset: str | None = None, *, predicted: bool = False,
                           **params) -> tuple[Encoded, np.ndarray | None, Any]:
         """:meth:`compress_with_reconstruction` plus the reference it leaves (None for codecs that do not
-        predict)."""
+        predict). ``predicted``: P-frames will follow (a codec that predicts only in some modes picks or
+        demands one of those)."""
         encoded, recon = self.compress_with_reconstruction(image, preset, **params)
         return encoded, recon, None
 

@@ -460,7 +460,7 @@ class OPQCodec(Codec):
                       seed=options.get("seed") or 0)
 
     # ---------------------------------------------------------------- P-frames (methods/opq_inter.py)
-    def compress_keyframe(self, image: np.ndarray, preset: str | None = None,
+    def compress_keyframe(self, image: np.ndarray, preset: str | None = None, *, predicted: bool = False,
                           **params) -> tuple[Encoded, np.ndarray, Any]:
         return self._compress(image, preset, params, reference=True)
 

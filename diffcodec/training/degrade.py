@@ -1,7 +1,8 @@
 """Training pairs of the refiners, made on the fly: `opq-refiner` (`diffcodec train refiner`) sees an OPQ-degraded
 copy of each crop (a random opq preset, so one refiner serves several rates); `codec-refiner` (`diffcodec train
 codec-refiner`) sees a crop coded by a random base codec and quality, with the kind and coarseness as extra
-condition channels."""
+condition channels, and with ``--p-frames`` (`opq-clip-refiner`) opq crops that are the last P-frame of a short
+synthetic-motion sequence."""
 
 from __future__ import annotations
 
@@ -39,14 +40,17 @@ class CodecDegrade:
     JPEG / WebP / AVIF at the settings `diffcodec.baselines` uses) at a random quality of its range; the condition
     is :func:`diffcodec.methods.codec_refiner.condition` of the decoded crop (image + kind + coarseness)."""
 
-    def __init__(self, kinds=CODEC_KINDS, opq_presets=TRAIN_PRESETS, seed: int = 0):
+    def __init__(self, kinds=CODEC_KINDS, opq_presets=TRAIN_PRESETS, seed: int = 0, p_frames: float = 0.0):
         from diffcodec.methods.opq import OPQCodec
 
         self.kinds = tuple(kinds)
         self.opq_presets = tuple(opq_presets)
+        self.p_frames = p_frames
         self.codec = OPQCodec()
         self.rng = np.random.default_rng(seed)
         self.description = f"CodecDegrade(kinds={list(self.kinds)}, qualities={CODEC_QUALITIES})"
+        if p_frames:
+            self.description += f", opq P-frames: {p_frames} of the opq crops (opq_p_frame: 2-4 moving frames)"
 
     def degrade(self, img: np.ndarray) -> tuple[np.ndarray, str, int | str]:
         """One uint8 (H, W, 3) crop -> (decoded base, kind, quality)."""
@@ -55,6 +59,8 @@ class CodecDegrade:
         kind = str(self.rng.choice(self.kinds))
         if kind == "opq":
             preset = str(self.rng.choice(self.opq_presets))
+            if self.p_frames and self.rng.random() < self.p_frames:
+                return opq_p_frame(self.codec, img, preset, self.rng), kind, preset
             return self.codec.quantize(img, preset)[1], kind, preset
         lo, hi = CODEC_QUALITIES[kind]
         q = int(self.rng.integers(lo, hi + 1))
@@ -71,3 +77,17 @@ class CodecDegrade:
             base, kind, q = self.degrade(img)
             conds.append(condition(base[None], kind, q))
         return torch.cat(conds).to(x0.device)
+
+
+
+def opq_p_frame(codec, img: np.ndarray, preset: str, rng: np.random.Generator, max_frames: int = 4) -> np.ndarray:
+    """The decoded last P-frame of a synthetic sequence (training/synthetic_motion.py: 2 to ``max_frames`` frames
+    moved from ``img``, uint8 (H, W, 3), ending at it) coded by opq ``codec`` at ``preset`` as a keyframe and
+    P-frames (methods/opq_inter.py)."""
+    from diffcodec.training.synthetic_motion import sequence
+
+    frames = sequence(img, int(rng.integers(2, max_frames + 1)), rng)
+    key, recon, ref = codec.compress_keyframe(frames[0], preset)
+    for frame in frames[1:]:
+        _, recon, ref = codec.compress_predicted(frame, ref, key)
+    return recon

@@ -13,6 +13,7 @@ from diffcodec import artifacts, metrics
 from diffcodec.device import resolve_device
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import Codec, Encoded, register
+from diffcodec.methods.ddcm import inter
 from diffcodec.methods.ddcm.base_layer import BaseLayer, check_base, code_base, decode_base, parse_base
 from diffcodec.methods.ddcm.combinatorics import alphabet, atoms_to_symbol, select_atoms
 from diffcodec.methods.ddcm.params import (
@@ -31,7 +32,14 @@ from diffcodec.methods.ddcm.params import (
     max_steps,
 )
 from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
-from diffcodec.methods.ddcm.priors import Prior, auto_precision, load_prior, missing_models
+from diffcodec.methods.ddcm.priors import (
+    CLIP_MODEL,
+    Prior,
+    auto_precision,
+    clip_refiner_installed,
+    load_prior,
+    missing_models,
+)
 from diffcodec.methods.ddcm.process import TILE, TILE_ABOVE_PIXELS, RunStats, run_free_step_tiled, run_process
 
 PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M)
@@ -99,6 +107,10 @@ GENERATE_OPTIONS = {
 }
 
 
+# A keyframe of a clip with P-frames, against the clip's mean bytes per frame, at --gop 12: 4.7x on bus_cif with opq
+# (benchmarks/RESULTS.md, 'Video with P-frames'); --kbps then corrects the rate with further passes
+PREDICTED_KEY_SHARE = 4.0
+
 # --texture: N = 10 steps of K = 16 (9 coded steps x 4 bits: 5 bytes). Measured against the free step, it costs
 # PSNR and SSIMULACRA 2 alike (benchmarks/RESULTS.md, 'Texture option'): an option for those who want it, not a default
 TEXTURE_STEPS = 10
@@ -125,6 +137,8 @@ class DDCMCodec(Codec):
     }
     default_preset = "n20-k4096-m64"           # listed only: an encode naming no rate gets default_options
     default_options = {"bpp": DEFAULT_BPP}
+    predicts = True                            # clips on an opq base layer (--gop > 1; ddcm/inter.py)
+    predicts_with = "on an opq base layer (--base opq-..., or chosen from --bpp / --kbps)"
     encode_options = ENCODE_OPTIONS
     decode_options = {"device": "where the prior runs: auto (default), cpu or cuda"}
     generate_options = GENERATE_OPTIONS
@@ -195,8 +209,8 @@ class DDCMCodec(Codec):
         self.last_stats: RunStats | None = None
 
     # ---------------------------------------------------------------- encoding
-    def _params(self, image: np.ndarray, preset: str | None,
-                params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+    def _params(self, image: np.ndarray, preset: str | None, params: dict,
+                refiner: str | None = None) -> tuple[DDCMParams, Prior, BaseLayer | None]:
         """The mode and parameters of an encode. With ``bpp`` and neither ``space`` nor ``base`` the mode is
         automatic: conditional on the AUTO_CODEC_BASES layer with the highest PSNR under the target; where none
         fits, on the largest AUTO_BASES layer that does, else the latent space. A ``prior`` (a user-added model)
@@ -207,7 +221,7 @@ class DDCMCodec(Codec):
             best, best_psnr = None, -math.inf
             for base in AUTO_CODEC_BASES:
                 try:
-                    candidate = self._mode_params(image, preset, {**params, "base": base})
+                    candidate = self._mode_params(image, preset, {**params, "base": base}, refiner)
                 except BelowBaseLayerError:
                     continue
                 layer = candidate[2]
@@ -219,13 +233,14 @@ class DDCMCodec(Codec):
                 return best
             for base in AUTO_BASES:
                 try:
-                    return self._mode_params(image, preset, {**params, "base": base})
+                    return self._mode_params(image, preset, {**params, "base": base}, refiner)
                 except BelowBaseLayerError:
                     pass
-        return self._mode_params(image, preset, params)
+        return self._mode_params(image, preset, params, refiner)
 
-    def _mode_params(self, image: np.ndarray, preset: str | None,
-                     params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+    def _mode_params(self, image: np.ndarray, preset: str | None, params: dict,
+                     refiner: str | None = None) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+        """One mode's parameters; ``refiner`` (CLIP_MODEL): the refiner of an opq base (clips with P-frames)."""
         preset = preset or (BASE_DEFAULT_PRESET if params.get("base") is not None else self.default_preset)
         if preset not in PRESETS:
             raise UsageError(f"unknown ddcm preset {preset!r} (available: {', '.join(PRESETS)})")
@@ -251,10 +266,12 @@ class DDCMCodec(Codec):
                 raise UsageError("--base (conditional ddcm) works in --space pixel only; a latent conditional "
                                  "prior does not exist yet")
         precision = params.get("precision") or "auto"
+        refiner = refiner if base is not None and parse_base(base).kind == "opq" else None
         template = DDCMParams(codebook=codebook, space=space, seed=seed, base=base,
-                              precision="fp32" if precision == "auto" else precision, prior=prior_name)
+                              precision="fp32" if precision == "auto" else precision, prior=prior_name,
+                              refiner=refiner)
         template.check()
-        prior = load_prior(space, resolve_device(params.get("device")), base=base, prior=prior_name)
+        prior = load_prior(space, resolve_device(params.get("device")), base=base, prior=prior_name, refiner=refiner)
         bpp = params.get("bpp")
         h, w, c = image.shape
         template = replace(template, precision=auto_precision(prior) if precision == "auto" else precision)
@@ -312,6 +329,10 @@ class DDCMCodec(Codec):
 
     def compress_with_reconstruction(self, image: np.ndarray, preset: str | None = None,
                                      **params) -> tuple[Encoded, np.ndarray]:
+        return self._compress(image, preset, params)
+
+    def _compress(self, image: np.ndarray, preset: str | None, params: dict,
+                  refiner: str | None = None) -> tuple[Encoded, np.ndarray]:
         defaulted = params.get("bpp") is None
         params = self.with_default_rate(preset, params)
         defaulted = defaulted and params.get("bpp") is not None
@@ -329,50 +350,63 @@ class DDCMCodec(Codec):
             params.update(steps=TEXTURE_STEPS, k=TEXTURE_K, atoms=1)
             refine = True
         try:
-            p, prior, layer = self._params(image, preset, params)
+            p, prior, layer = self._params(image, preset, params, refiner)
         except BelowReachError as e:
             if not defaulted:
                 raise
             # an image too small for the default rate (a rate the user did not ask for): its smallest file
-            p, prior, layer = self._params(image, preset, {**params, "bpp": None, **e.smallest})
+            p, prior, layer = self._params(image, preset, {**params, "bpp": None, **e.smallest}, refiner)
         if texture and layer is None:
             h, w = image.shape[:2]
             raise UsageError(f"--texture refines a base layer and none fits under --bpp {params['bpp']:g} for this "
                              f"{w}x{h} image: give a higher --bpp or a --base")
         if layer is not None and (refine is False or p.steps == 0):
             return self._base_only(p, prior, layer)
-        h, w, channels = image.shape
-        if p.tile:              # a big image's free step (no choice to make): the refiner tile by tile
-            assert layer is not None
-            stats = RunStats(steps=1)
-            out = run_free_step_tiled(prior, p, self.rgb_input(layer.image), layer.spec, p.tile)
-        else:
-            rgb = self.rgb_input(image)
-            target = prior.to_space(rgb)
-            shape = tuple(target.shape[1:])
-            cond = None if layer is None else prior.condition(self.rgb_input(layer.image), layer.spec)
+        recon, payload = self._refine_toward(image, prior, p, None if layer is None else layer.image,
+                                             None if layer is None else layer.spec)
+        if layer is not None:
+            payload = join_layers(layer.data, payload)
+        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
+                          rng=p.rng_spec(), chunks=[payload])
+        if layer is not None and refine is None and metrics.mse(layer.image, image) <= metrics.mse(recon, image):
+            return self._base_only(p, prior, layer)    # the refinement lost to its own base: ship the base alone
+        return encoded, recon
 
+    def _run(self, prior: Prior, p: DDCMParams, height: int, width: int, base: np.ndarray | None, spec,
+             choose) -> np.ndarray:
+        """The reverse process of the encoder and the decoder alike, uint8 RGB out: ``choose(i, codebook, x0_hat)``
+        gives each coded step's symbol (the encoder's search or the decoder's next symbol); a header ``tile`` runs
+        the free step over the base tile by tile."""
+        if p.tile:              # a big image's free step (no choice to make): the refiner tile by tile
+            assert base is not None
+            self.last_stats = RunStats(steps=1)
+            return run_free_step_tiled(prior, p, self.rgb_input(base), spec, p.tile)
+        cond = None if base is None else prior.condition(self.rgb_input(base), spec)
+        x, self.last_stats = run_process(prior, p, prior.shape(height, width), choose, cond=cond)
+        return prior.to_image(x, height, width)
+
+    def _refine_toward(self, image: np.ndarray, prior: Prior, p: DDCMParams, base: np.ndarray | None,
+                       spec) -> tuple[np.ndarray, bytes]:
+        """Encode ``image`` with the header ``p`` (over ``base``, a decoded base layer, where given): the
+        reconstruction, shaped like ``image``, and the index payload."""
+        from diffcodec.data import rgb_to_channels
+
+        h, w, channels = image.shape
+        choose = None
+        if not p.tile:
             import torch
+
+            target = prior.to_space(self.rgb_input(image))
 
             def choose(i, cb, x0_hat):
                 r = (target - x0_hat)[0].to("cpu", dtype=torch.float64).numpy()
                 idx, signs = select_atoms(cb.scores(r), p.atoms)
                 return atoms_to_symbol(idx, signs, p.k, p.atoms)
 
-            x, stats = run_process(prior, p, shape, choose, cond=cond)
-            out = prior.to_image(x, h, w)
-        self.last_stats = stats
-        payload = encode_payload(stats.symbols, [alphabet(p.k, p.atoms)] * len(stats.symbols))
-        if layer is not None:
-            payload = join_layers(layer.data, payload)
-        encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
-                          rng=p.rng_spec(), chunks=[payload])
-        from diffcodec.data import rgb_to_channels
-
-        recon = rgb_to_channels(out, channels)
-        if layer is not None and refine is None and metrics.mse(layer.image, image) <= metrics.mse(recon, image):
-            return self._base_only(p, prior, layer)    # the refinement lost to its own base: ship the base alone
-        return encoded, recon
+        out = self._run(prior, p, h, w, base, spec, choose)
+        assert self.last_stats is not None
+        symbols = self.last_stats.symbols
+        return rgb_to_channels(out, channels), encode_payload(symbols, [alphabet(p.k, p.atoms)] * len(symbols))
 
     def _base_only(self, p: DDCMParams, prior: Prior, layer: BaseLayer) -> tuple[Encoded, np.ndarray]:
         """The file that decodes to its base layer as is (header n = 0: no step, no index bits)."""
@@ -384,11 +418,96 @@ class DDCMCodec(Codec):
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         return self.compress_with_reconstruction(image, preset, **params)[0]
 
+    # ---------------------------------------------------------------- clips with P-frames (ddcm/inter.py)
+    def _predicting_params(self, image: np.ndarray, preset: str | None, params: dict, refiner: str | None) -> dict:
+        """The keyframe parameters of a clip with P-frames: an opq base (given, or with a rate the largest of
+        AUTO_BASES whose keyframe fits, with the free refiner step unless steps are given)."""
+        if params.get("prior") is not None or params.get("space") not in (None, "pixel"):
+            raise UsageError("ddcm P-frames refine an opq base layer (pixel space): --space latent and --prior code "
+                             "every frame alone (use --gop 1)")
+        params = self.with_default_rate(preset, params)
+        base = params.get("base")
+        if base is not None:
+            if parse_base(base).kind != "opq":
+                raise UsageError(f"ddcm P-frames are built on opq P-frames: give an opq base ({', '.join(AUTO_BASES)} "
+                                 f"...), not --base {base}, or --gop 1")
+            return params
+        if params.get("bpp") is None:
+            raise UsageError("ddcm P-frames refine an opq base layer: give --base opq-PRESET, or a rate (--bpp, "
+                             "--kbps) to choose one")
+        if params.get("steps") is None:
+            params["steps"] = 1     # coded steps would spend their index bits again in every refined P-frame
+        # the rate is the clip's mean per frame; a keyframe of a clip with P-frames takes several times that
+        key_bpp = params["bpp"] * PREDICTED_KEY_SHARE
+        for base in AUTO_BASES:
+            try:
+                self._mode_params(image, preset, {**params, "base": base, "bpp": key_bpp}, refiner)
+            except BelowBaseLayerError:
+                continue
+            return {**params, "base": base, "bpp": key_bpp}
+        # below the smallest: a clip's rate control says what it reached
+        return {**params, "base": AUTO_BASES[-1], "bpp": None}
+
+    def compress_keyframe(self, image: np.ndarray, preset: str | None = None, *, predicted: bool = False,
+                          **params) -> tuple[Encoded, np.ndarray, Any]:
+        refiner = CLIP_MODEL if predicted and clip_refiner_installed() else None
+        if predicted:
+            params = self._predicting_params(image, preset, params, refiner)
+        encoded, recon = self._compress(image, preset, dict(params), refiner)
+        p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
+        h, w, c = image.shape
+        return encoded, recon, (inter.keyframe_reference(p, encoded, h, w, c) if predicted else None)
+
+    def compress_predicted(self, image: np.ndarray, reference: Any, key: Encoded,
+                           **params) -> tuple[bytes, np.ndarray, Any]:
+        """The P-frame: the opq P-frame of ``image`` from ``reference`` and, where it beats that base (MSE), the
+        header's refinement over it."""
+        from diffcodec.methods.opq import OPQCodec
+
+        if set(params) - {"device"}:
+            raise UsageError(f"a ddcm P-frame is coded with its clip's header, not {', '.join(sorted(params))}")
+        p = DDCMParams.from_header(key.params, key.rng, key.model)
+        if reference is None or not inter.predicts_over(p.base):
+            raise UsageError(f"ddcm P-frames are built on an opq base layer; this clip's keyframe has "
+                             f"{'base ' + p.base if p.base else 'none'} (give --base opq-PRESET, or --gop 1)")
+        base_payload, base, ref = OPQCodec().compress_predicted(image, reference, inter.opq_key(p))
+        out, indices = base, b""
+        if p.steps:
+            prior = load_prior(p.space, resolve_device(params.get("device")), base=p.base, refiner=p.refiner)
+            recon, payload = self._refine_toward(image, prior, p, base, parse_base(p.base))
+            if metrics.mse(recon, image) < metrics.mse(base, image):
+                out, indices = recon, payload
+        return inter.join(out is not base, base_payload, indices), out, ref
+
+    def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int, *,
+                            planar: tuple[str, str] | None = None, **options) -> tuple[Any, Any]:
+        out, _ = super().decompress_keyframe(encoded, height, width, channels, planar=planar, **options)
+        p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
+        ref = inter.keyframe_reference(p, encoded, height, width, channels) if inter.predicts_over(p.base) else None
+        return out, ref
+
+    def decompress_predicted(self, payload: bytes, reference: Any, key: Encoded, height: int, width: int,
+                             channels: int, *, planar: tuple[str, str] | None = None,
+                             **options) -> tuple[Any, Any]:
+        from diffcodec.methods.opq import OPQCodec
+
+        self.check_decode_options(options)
+        p = DDCMParams.from_header(key.params, key.rng, key.model)
+        if planar is not None or reference is None or not inter.predicts_over(p.base):
+            raise CorruptInputError("corrupt file: a ddcm P-frame in a clip without an opq base layer (or coded "
+                                    "as YCbCr planes)")
+        refined, base_payload, indices = inter.split(payload)
+        base, ref = OPQCodec().decompress_predicted(base_payload, reference, inter.opq_key(p), height, width,
+                                                    channels)
+        if not refined:
+            return base, ref
+        if p.steps == 0:
+            raise CorruptInputError("corrupt ddcm P-frame: refined, but the clip's header has no refinement (n 0)")
+        return self._decode_refinement(key, p, indices, base, height, width, channels, options), ref
+
     # ---------------------------------------------------------------- decoding
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options: device ('auto' | 'cpu' | 'cuda'; default 'auto', as `encode`)."""
-        from diffcodec.data import rgb_to_channels
-
         self.check_decode_options(options)
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         if p.base is None and p.prior is None and missing_models(p.space):
@@ -405,13 +524,22 @@ class DDCMCodec(Codec):
             if index_data:
                 raise CorruptInputError("corrupt ddcm payload: index bytes after a base layer decoded as is")
             return decode_base(base_data, p.base, p.base_sha, height, width, channels)
+        base = None if p.base is None else decode_base(base_data, p.base, p.base_sha, height, width, channels)
+        return self._decode_refinement(encoded, p, index_data, base, height, width, channels, options)
+
+    def _decode_refinement(self, encoded: Encoded, p: DDCMParams, index_data: bytes, base: np.ndarray | None,
+                           height: int, width: int, channels: int, options: dict) -> np.ndarray:
+        """The image that header ``p`` (of ``encoded``) and ``index_data`` decode to over ``base`` (the decoded
+        base layer, None without one)."""
+        from diffcodec.data import rgb_to_channels
+
         if p.prior is not None:             # named by id + sha256 prefix: refused before any weight is read
             from diffcodec import user_models
 
             if user_models.check_header(p.prior, encoded.model_sha)["space"] != p.space:
                 raise CorruptInputError(f"corrupt ddcm header: space {p.space!r}, model {p.prior!r} is not")
         prior = load_prior(p.space, resolve_device(options.get("device")), base=p.base, missing=UnsupportedError,
-                           prior=p.prior)
+                           prior=p.prior, refiner=p.refiner)
         if artifacts.sha_prefix32(prior.sha) != encoded.model_sha:
             raise ModelError(f"file was encoded with a different {prior.model_id} model (sha256 prefix "
                              f"{encoded.model_sha:08x}, installed {prior.sha[:8]}); decode it with the model "
@@ -423,20 +551,9 @@ class DDCMCodec(Codec):
             n_coded = sum(_coded_steps(prior.schedule, p.steps)[1])
         except UsageError as e:             # an N the prior's scheduler config cannot step
             raise CorruptInputError(f"corrupt ddcm header: {e}") from None
-        symbols = decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded)
-        base_rgb = None if p.base is None else \
-            self.rgb_input(decode_base(base_data, p.base, p.base_sha, height, width, channels))
+        it = iter(decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded))
         spec = None if p.base is None else parse_base(p.base, err=_corrupt_base)
-        if p.tile:              # a free step (no symbols) tile by tile
-            assert base_rgb is not None
-            stats = RunStats(steps=1)
-            out = run_free_step_tiled(prior, p, base_rgb, spec, p.tile)
-        else:
-            cond = None if base_rgb is None else prior.condition(base_rgb, spec)
-            it = iter(symbols)
-            x, stats = run_process(prior, p, prior.shape(height, width), lambda i, cb, x0_hat: next(it), cond=cond)
-            out = prior.to_image(x, height, width)
-        self.last_stats = stats
+        out = self._run(prior, p, height, width, base, spec, lambda i, cb, x0_hat: next(it))
         return rgb_to_channels(out, channels)
 
     def decode_steps(self, encoded: Encoded, **options) -> int:

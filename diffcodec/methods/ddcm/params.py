@@ -11,7 +11,7 @@ from diffcodec import codebooks_rng, container
 from diffcodec.errors import CorruptInputError, UnsupportedError, UsageError
 from diffcodec.methods.ddcm.combinatorics import alphabet
 from diffcodec.methods.ddcm.payload import payload_bytes
-from diffcodec.methods.ddcm.priors import BASE_MODEL, CODEC_BASE_MODEL, SPACE_MODELS, SPACES
+from diffcodec.methods.ddcm.priors import BASE_MODEL, CLIP_MODEL, CODEC_BASE_MODEL, SPACE_MODELS, SPACES
 
 METHOD = "ddcm"
 DEFAULT_STEPS = 20
@@ -52,6 +52,12 @@ MAX_AUTO_ATOMS = 512            # --bpp picks any M in 1..min(K/2, 512): combini
                                 # benchmarks/RESULTS.md, 'Speed work this session', exact combining)
 
 
+def _opq_presets():
+    from diffcodec.methods.opq import PRESETS
+
+    return PRESETS
+
+
 @dataclass
 class DDCMParams:
     steps: int = DEFAULT_STEPS          # N strided timesteps (N - 1 coded)
@@ -65,6 +71,7 @@ class DDCMParams:
     precision: str = "fp32"             # fp32 | bf16 | fp16 (autocast of the prior's network)
     prior: str | None = None            # a user-added diffusers model (`diffcodec models add`): header pf + model
     tile: int = 0                       # free-step files of big images: the refiner's tile core (header tl)
+    refiner: str | None = None          # an opq base's refiner when not BASE_MODEL: CLIP_MODEL (the header's model)
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -97,6 +104,9 @@ class DDCMParams:
             _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
             if self.space != "pixel":
                 raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
+        if self.refiner is not None and (self.refiner != CLIP_MODEL or self.base is None
+                                         or self.base not in _opq_presets()):
+            raise err(f"ddcm refiner {self.refiner!r}: {CLIP_MODEL} on an opq base layer only")
         return self
 
     @property
@@ -105,6 +115,8 @@ class DDCMParams:
         name of a user-added prior."""
         if self.prior is not None:
             return self.prior
+        if self.refiner is not None:
+            return self.refiner
         if self.base is None:
             return SPACE_MODELS[self.space]
         from diffcodec.methods.ddcm.base_layer import parse_base
@@ -149,7 +161,8 @@ class DDCMParams:
                 prior = model if model is not None else ""
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
-                    precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0))
+                    precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0),
+                    refiner=CLIP_MODEL if model == CLIP_MODEL and base in _opq_presets() else None)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))

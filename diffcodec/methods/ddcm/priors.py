@@ -19,6 +19,7 @@ LATENT_CLIP = 10.0              # latent x0_hat is clamped to +-10 (latents are 
                                 # eps-priors at the noisiest step, where 1/alpha_t ~ 2e4 on the cosine schedule)
 BASE_MODEL = "opq-refiner"      # the conditional prior of an opq --base (pixel space only)
 CODEC_BASE_MODEL = "codec-refiner"  # ... and of a standard-codec --base (jpeg, webp, avif)
+CLIP_MODEL = "opq-clip-refiner"  # an opq base in clips with P-frames (codec-refiner's condition, trained on P-frames)
 
 
 class Prior:
@@ -101,16 +102,18 @@ class CodecRefinerPrior(PixelPrior):
     """Conditional DDCM on a standard-codec base: `models/codec-refiner`, conditioned on the decoded base and on
     its codec and quality (:func:`diffcodec.methods.codec_refiner.condition`)."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, model: str = CODEC_BASE_MODEL):
         from diffcodec.methods.codec_refiner import CONDITION_CHANNELS
 
-        self.schedule, self.model_fn, manifest = _load_unet(CODEC_BASE_MODEL, device, channels=3,
+        self.schedule, self.model_fn, manifest = _load_unet(model, device, channels=3,
                                                             cond_channels=CONDITION_CHANNELS, clip=1.0)
-        self.model_id, self.sha, self.device = CODEC_BASE_MODEL, manifest["sha256"], device
+        self.model_id, self.sha, self.device = model, manifest["sha256"], device
 
     def condition(self, base_rgb: np.ndarray, spec=None):
         from diffcodec.methods.codec_refiner import condition
 
+        if spec.kind == "opq":
+            return condition(base_rgb[None], "opq", spec.name).to(self.device)
         return condition(base_rgb[None], spec.name, spec.quality).to(self.device)
 
 
@@ -178,10 +181,15 @@ def missing_models(space: str) -> list[str]:
     return [n for n in names if not artifacts.artifact_paths(n)[0].is_file()]
 
 
-def load_prior(space: str, device: str, base: str | None = None, missing=UsageError, prior: str | None = None) -> Prior:
+def clip_refiner_installed() -> bool:
+    return artifacts.artifact_paths(f"models/{CLIP_MODEL}")[0].is_file()
+
+
+def load_prior(space: str, device: str, base: str | None = None, missing=UsageError, prior: str | None = None,
+               refiner: str | None = None) -> Prior:
     """The prior of a mode. Absent latent models raise ``missing`` (UsageError when encoding, UnsupportedError
     when decoding) naming them; a damaged or mismatched model raises ModelError. ``prior``: a model the user added
-    (:class:`DiffusersPrior`), in the space it was registered with."""
+    (:class:`DiffusersPrior`), in the space it was registered with; ``refiner``: CLIP_MODEL for an opq base."""
     if space not in SPACE_MODELS:
         raise UsageError(f"unknown space {space!r} (use pixel or latent)")
     if prior is not None:
@@ -197,6 +205,11 @@ def load_prior(space: str, device: str, base: str | None = None, missing=UsageEr
             raise UsageError("--base (conditional ddcm) works in --space pixel only")
         from diffcodec.methods.ddcm.base_layer import parse_base
 
+        if refiner == CLIP_MODEL:
+            if not clip_refiner_installed():
+                raise missing(f"this clip's P-frames are refined by models/{CLIP_MODEL}, which is not installed in "
+                              f"{artifacts.artifacts_dir()}")
+            return CodecRefinerPrior(device, CLIP_MODEL)
         return RefinerPrior(device) if parse_base(base).kind == "opq" else CodecRefinerPrior(device)
     if space == "latent":
         absent = missing_models(space)
