@@ -64,7 +64,7 @@ def read_manifest(name: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=32)
-def _load_verified(name: str, mtime_ns: int) -> tuple[dict, dict, str]:
+def _load_verified(name: str, identity: tuple) -> tuple[dict, dict, str]:
     from safetensors.numpy import load_file
 
     weights_path, _ = artifact_paths(name)
@@ -90,7 +90,10 @@ def load_artifact(name: str) -> tuple[dict, dict, str]:
         raise ModelError(
             f"missing model file {weights_path} (set DIFFCODEC_CODEBOOKS or re-create it with `diffcodec train`)"
         )
-    return _load_verified(name, weights_path.stat().st_mtime_ns)
+    # keyed on the file itself, not only its name: another DIFFCODEC_CODEBOOKS folder, or a file replaced within
+    # the file system's timestamp granularity (a few ms), is another file (an atomic replace gets a new inode)
+    st = weights_path.stat()
+    return _load_verified(name, (str(weights_path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size))
 
 
 def save_artifact(name: str, tensors: dict, manifest: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:

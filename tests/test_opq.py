@@ -145,3 +145,22 @@ def test_damaged_payload_is_corrupt(damage):
     with pytest.raises(CorruptInputError):
         api.decode(rewrite_container(data, payload=bad))
     assert api.decode(rewrite_container(data, payload=payload)).shape == (50, 70, 3)
+
+
+def test_an_artifact_is_cached_per_file_not_per_name_and_timestamp(tmp_path, monkeypatch):
+    """Two codebooks folders (or a file replaced within the timestamp granularity) with the same artifact name and
+    modification time are two files: the cache must not hand one's tensors out for the other."""
+    import os
+
+    shas = []
+    for i, folder in enumerate((tmp_path / "a", tmp_path / "b")):
+        monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(folder))
+        path = artifacts.save_artifact("models/test-cache", {"w": np.full(4, i, dtype=np.float16)}, {"kind": "t"})
+        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+        shas.append(artifacts.load_artifact("models/test-cache")[2])
+        assert artifacts.load_artifact("models/test-cache")[0]["w"][0] == i
+    assert shas[0] != shas[1]
+    # replaced in place with the same size and timestamp: a new file (atomic rename, another inode)
+    path = artifacts.save_artifact("models/test-cache", {"w": np.full(4, 7, dtype=np.float16)}, {"kind": "t"})
+    os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert artifacts.load_artifact("models/test-cache")[0]["w"][0] == 7

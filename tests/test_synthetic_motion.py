@@ -1,0 +1,44 @@
+"""Synthetic motion from stills (training data of temporal models, issue #16 item 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffcodec import metrics
+from diffcodec.training.synthetic_motion import Motion, random_motion, sequence, undo
+
+from conftest import synthetic_image
+
+
+def test_a_pan_moves_content_and_no_motion_is_the_identity():
+    img = synthetic_image(48, 64, seed=2)
+    assert np.array_equal(undo(img, Motion()), img)
+    prev = undo(img, Motion(dy=2.0, dx=3.0))
+    # content moved by (+2, +3) from prev to img: prev at p is img at p + (2, 3)
+    assert np.array_equal(prev[5:40, 5:50], img[7:42, 8:53])
+    brighter = undo(img, Motion(gain=0.5))
+    assert np.all(brighter >= img) and brighter.mean() > img.mean() + 20
+
+
+def test_a_sequence_ends_at_the_still_and_moves_between_frames():
+    img = synthetic_image(64, 64, seed=4)
+    rng = np.random.default_rng(0)
+    frames = sequence(img, 4, rng)
+    assert len(frames) == 4 and np.array_equal(frames[-1], img)
+    assert all(f.shape == img.shape and f.dtype == np.uint8 for f in frames)
+    assert all(metrics.psnr(a, b) < 40 for a, b in zip(frames, frames[1:]))
+    motions = [random_motion(np.random.default_rng(s)) for s in range(200)]
+    assert all(abs(m.dy) <= 6 and abs(m.dx) <= 6 and abs(m.angle) <= 1.5 for m in motions)
+    assert 5 <= sum(m == Motion() for m in motions) <= 40        # about a tenth are still
+
+
+def test_the_p_frame_training_condition_is_an_opq_p_frame_of_the_crop():
+    from diffcodec.methods.opq import OPQCodec
+    from diffcodec.training.degrade import CodecDegrade, opq_p_frame
+
+    img = synthetic_image(64, 64, seed=6)
+    recon = opq_p_frame(OPQCodec(), img, "opq-64-16-16", np.random.default_rng(1))
+    assert recon.shape == img.shape and recon.dtype == np.uint8 and 18 < metrics.psnr(img, recon) < 60
+    d = CodecDegrade(kinds=("opq",), p_frames=1.0, seed=3)
+    base, kind, quality = d.degrade(img)
+    assert kind == "opq" and quality in d.opq_presets and base.shape == img.shape
