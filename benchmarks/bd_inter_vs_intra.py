@@ -1,6 +1,6 @@
 """BD-rate of a method's clips with P-frames against its own intra clips (issue #16's first target), from two
-`diffcodec bench --video` output folders per clip (every results.csv under the clip's folder: one run per rate
-point works too), and of the P-frame clips against the GOP-matched x264 rows of the same runs.
+`diffcodec bench --video` output trees (every results.csv in a folder named after the clip, at any depth: one run
+per rate point works too), and of the P-frame clips against the GOP-matched x264 rows of the same runs.
 
     python benchmarks/bd_inter_vs_intra.py benchmarks/results/video-opq benchmarks/results/video-opq-gop12
 """
@@ -16,9 +16,13 @@ from diffcodec.bench_video import bd_rate
 METRICS = ("psnr_yuv", "psnr_y", "vmaf")
 
 
-def rows(folder: Path, codec: str = "diffcodec") -> list[dict]:
+def clip_files(root: Path, clip: str) -> list[Path]:
+    return sorted(f for f in root.rglob("results.csv") if f.parent.name == clip)
+
+
+def rows(root: Path, clip: str, codec: str = "diffcodec") -> list[dict]:
     out = {}
-    for f in sorted(folder.rglob("results.csv")):
+    for f in clip_files(root, clip):
         for r in csv.DictReader(f.open()):
             if r["codec"] == codec and not r["error"]:
                 out[(r["setting"], r["bytes"])] = r        # the same baseline encode appears once
@@ -36,19 +40,19 @@ def bd_cells(a: list[dict], b: list[dict]) -> list[str]:
 
 
 def main(intra_root: str, inter_root: str) -> None:
-    clips = sorted(p.name for p in Path(inter_root).iterdir() if any(p.rglob("results.csv")))
+    clips = sorted({f.parent.name for f in Path(inter_root).rglob("results.csv")})
     print("| clip | intra points | P-frame points | BD-rate PSNR-YUV | BD-rate PSNR-Y | BD-rate VMAF |")
     print("|---|---:|---:|---|---|---|")
     for clip in clips:
-        a, b = rows(Path(intra_root) / clip), rows(Path(inter_root) / clip)
+        a, b = rows(Path(intra_root), clip), rows(Path(inter_root), clip)
         print(f"| {clip} | {len(a)} | {len(b)} | " + " | ".join(bd_cells(a, b)) + " |")
     print()
     print("| clip | anchor (GOP-matched, same runs) | points | BD-rate PSNR-YUV | BD-rate PSNR-Y | BD-rate VMAF |")
     print("|---|---|---:|---|---|---|")
     for clip in clips:
-        ours = rows(Path(inter_root) / clip)
+        ours = rows(Path(inter_root), clip)
         for anchor in ("x264-medium", "x264-veryslow-psnr"):
-            base = rows(Path(inter_root) / clip, anchor)
+            base = rows(Path(inter_root), clip, anchor)
             if base:
                 print(f"| {clip} | {anchor} | {len(base)} | " + " | ".join(bd_cells(base, ours)) + " |")
 

@@ -32,6 +32,15 @@ def make_clip(path, frames=4, height=32, width=48, chroma="420", fps=(25, 1)):
     return planes
 
 
+def make_still_clip(path, frames, height=48, width=64):
+    """A clip of one picture repeated (4:2:0 Y4M)."""
+    info = video.VideoInfo(width, height, (25, 1), "420")
+    still = yuv.rgb_to_planes(synthetic_image(height, width, seed=3), "420")
+    with video.open_writer(str(path), info) as w:
+        for _ in range(frames):
+            w.write(still)
+
+
 def encode(path, method, **params):
     out = io.BytesIO()
     with video.open_video(str(path)) as r:

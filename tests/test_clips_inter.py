@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-from test_clips import encode, make_clip
+from test_clips import encode, make_clip, make_still_clip
 
-from diffcodec import clips, container, metrics, motion, video, yuv
+from diffcodec import clips, container, metrics, motion, video
 from diffcodec.errors import CorruptInputError, UnsupportedError, UsageError
 
 from conftest import synthetic_image
@@ -45,12 +45,8 @@ def test_p_frames_decode_to_the_encoders_frames_from_the_start_and_from_any_keyf
 
 
 def test_a_still_clip_costs_almost_nothing_after_its_keyframe(tmp_path):
-    info = video.VideoInfo(64, 48, (25, 1), "420")
-    still = yuv.rgb_to_planes(synthetic_image(48, 64, seed=3), "420")
     src = tmp_path / "still.y4m"
-    with video.open_writer(str(src), info) as w:
-        for _ in range(5):
-            w.write(still)
+    make_still_clip(src, 5)
     data, summary = encode(src, "opq", preset="opq-64-16-16", gop=5)
     sizes = summary["bytes_per_frame"]
     c = container.read_container(data)

@@ -8,10 +8,10 @@ import io
 
 import numpy as np
 import pytest
-from test_clips import encode, make_clip
+from test_clips import encode, make_clip, make_still_clip
 from test_clips_inter import _chunks, _rebuild
 
-from diffcodec import clips, container, metrics, video, yuv
+from diffcodec import clips, container, metrics
 from diffcodec.errors import CorruptInputError, UsageError
 from diffcodec.methods import get_codec
 from diffcodec.methods.ddcm import inter
@@ -119,12 +119,8 @@ def test_a_damaged_ddcm_p_frame_is_corrupt(tmp_path):
 
 
 def test_a_still_ddcm_clip_codes_p_frames_in_a_few_bytes(tmp_path):
-    info = video.VideoInfo(64, 48, (25, 1), "420")
-    still = yuv.rgb_to_planes(synthetic_image(48, 64, seed=3), "420")
     src = tmp_path / "still.y4m"
-    with video.open_writer(str(src), info) as w:
-        for _ in range(4):
-            w.write(still)
+    make_still_clip(src, 4)
     data, _ = encode(src, "ddcm", base="opq-64-16-16", steps=1, gop=4, **CPU)
     key, *p_frames = container.read_container(data).payloads
     assert len(key) > 100 and all(len(p) <= 16 for p in p_frames), [len(key)] + [len(p) for p in p_frames]
