@@ -156,6 +156,7 @@ def train_codec_refiner_cmd(kinds, init_from, p_frames, **o):
     """Conditional denoiser that refines decoded base layers of opq, JPEG, WebP and AVIF, conditioned on the base's
     kind and quality: writes codebooks/models/codec-refiner.* (with --p-frames: models/opq-clip-refiner.*)"""
     from diffcodec.methods.codec_refiner import CONDITION_CHANNELS
+    from diffcodec.methods.ddcm.priors import CLIP_MODEL, CODEC_BASE_MODEL
     from diffcodec.training.degrade import CODEC_KINDS, CODEC_QUALITIES, CodecDegrade
 
     _refuse_kodak(o["data"])
@@ -165,7 +166,7 @@ def train_codec_refiner_cmd(kinds, init_from, p_frames, **o):
              "condition": "decoded base RGB + one-hot kind (opq, jpeg, webp, avif) + coarseness "
                           "(diffcodec/methods/codec_refiner.py)", "degrade": degrade.description,
              **({"p_frames": p_frames} if p_frames else {})}
-    _run_diffusion_training("opq-clip-refiner" if p_frames else "codec-refiner", degrade, CONDITION_CHANNELS, extra,
+    _run_diffusion_training(CLIP_MODEL if p_frames else CODEC_BASE_MODEL, degrade, CONDITION_CHANNELS, extra,
                             init_from=init_from, **o)
 
 

@@ -109,6 +109,12 @@ def code_base(image: np.ndarray, base: str, budget_bytes: int | None = None) -> 
     return BaseLayer(coded, 0, data, decode_base(data, coded.header, 0, h, w, c))
 
 
+def opq_base_encoded(preset: str, sha: int, data: bytes | None = None) -> Encoded:
+    """The opq encoding an opq base layer ``preset`` (codebook sha prefix ``sha``) is: its payload ``data``, or
+    with None only the header a clip's opq frames share."""
+    return Encoded(model=preset.removeprefix("opq-"), model_sha=sha, chunks=[] if data is None else [data])
+
+
 def decode_base(data: bytes, base: str, sha: int, height: int, width: int, channels: int) -> np.ndarray:
     """The decoded base image uint8 (height, width, channels); a base that does not decode to that shape is a
     corrupt file."""
@@ -116,8 +122,7 @@ def decode_base(data: bytes, base: str, sha: int, height: int, width: int, chann
     if spec.kind == "opq":
         from diffcodec.methods.opq import OPQCodec
 
-        enc = Encoded(model=spec.name.removeprefix("opq-"), model_sha=sha, chunks=[data])
-        return OPQCodec().decompress(enc, height, width, channels)
+        return OPQCodec().decompress(opq_base_encoded(spec.name, sha, data), height, width, channels)
     from diffcodec import baselines
 
     try:

@@ -14,7 +14,14 @@ from diffcodec.device import resolve_device
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import Codec, Encoded, register
 from diffcodec.methods.ddcm import inter
-from diffcodec.methods.ddcm.base_layer import BaseLayer, check_base, code_base, decode_base, parse_base
+from diffcodec.methods.ddcm.base_layer import (
+    BaseLayer,
+    check_base,
+    code_base,
+    decode_base,
+    opq_base_encoded,
+    parse_base,
+)
 from diffcodec.methods.ddcm.combinatorics import alphabet, atoms_to_symbol, select_atoms
 from diffcodec.methods.ddcm.params import (
     DEFAULT_CODEBOOK,
@@ -590,8 +597,7 @@ class DDCMCodec(Codec):
         spec = parse_base(p.base)
         if spec.kind != "opq":
             return {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}[spec.name], data
-        opq = Encoded(model=spec.name.removeprefix("opq-"), model_sha=p.base_sha, chunks=[data])
-        return ".ddc", container.frame("opq", opq, width, height, channels)
+        return ".ddc", container.frame("opq", opq_base_encoded(spec.name, p.base_sha, data), width, height, channels)
 
     # ---------------------------------------------------------------- info
     def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:

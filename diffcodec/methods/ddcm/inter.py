@@ -17,7 +17,7 @@ from typing import Any
 
 from diffcodec.container import Encoded
 from diffcodec.errors import CorruptInputError
-from diffcodec.methods.ddcm.base_layer import parse_base
+from diffcodec.methods.ddcm.base_layer import opq_base_encoded, parse_base
 from diffcodec.methods.ddcm.params import DDCMParams
 from diffcodec.methods.ddcm.payload import join_layers, split_layers
 
@@ -30,7 +30,7 @@ def predicts_over(base: str | None) -> bool:
 def opq_key(p: DDCMParams) -> Encoded:
     """The opq keyframe header that the base layers of a clip with header ``p`` share (no payload)."""
     assert p.base is not None
-    return Encoded(model=p.base.removeprefix("opq-"), model_sha=p.base_sha)
+    return opq_base_encoded(p.base, p.base_sha)
 
 
 def keyframe_reference(p: DDCMParams, encoded: Encoded, height: int, width: int, channels: int) -> Any:
@@ -38,10 +38,10 @@ def keyframe_reference(p: DDCMParams, encoded: Encoded, height: int, width: int,
     it."""
     from diffcodec.methods.opq import OPQCodec
 
+    assert p.base is not None
     base_data, _ = split_layers(encoded.chunks[0])
-    key = opq_key(p)
-    key.chunks = [base_data]
-    return OPQCodec().decompress_keyframe(key, height, width, channels)[1]
+    return OPQCodec().decompress_keyframe(opq_base_encoded(p.base, p.base_sha, base_data), height, width,
+                                          channels)[1]
 
 
 def join(refined: bool, base: bytes, indices: bytes) -> bytes:
