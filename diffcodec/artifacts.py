@@ -90,10 +90,26 @@ def load_artifact(name: str) -> tuple[dict, dict, str]:
         raise ModelError(
             f"missing model file {weights_path} (set DIFFCODEC_CODEBOOKS or re-create it with `diffcodec train`)"
         )
-    # keyed on the file itself, not only its name: another DIFFCODEC_CODEBOOKS folder, or a file replaced within
-    # the file system's timestamp granularity (a few ms), is another file (an atomic replace gets a new inode)
-    st = weights_path.stat()
-    return _load_verified(name, (str(weights_path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size))
+    # keyed on the files themselves (weights and manifest), not only the name: another DIFFCODEC_CODEBOOKS
+    # folder, or a file replaced within the file system's timestamp granularity (a few ms), is another file
+    # (an atomic replace gets a new inode)
+    return _load_verified(name, tuple(_file_identity(path) for path in artifact_paths(name)))
+
+
+def _file_identity(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None             # a missing manifest is read_manifest's error to report
+    return str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def artifact_key(name: str) -> tuple[str, str]:
+    """What a cache of models built from artifact ``name`` keys on: its weights' sha256 and its whole manifest.
+    The weights alone are not enough: the same weights exported again with another manifest (a denoiser
+    re-exported for another autoencoder, another schedule) must not get the first manifest back."""
+    _, manifest, sha = load_artifact(name)
+    return sha, json.dumps(manifest, sort_keys=True)
 
 
 def save_artifact(name: str, tensors: dict, manifest: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import sys
 import tempfile
@@ -220,8 +221,22 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     from safetensors.numpy import save
 
-    data = save(tensors, metadata=metadata)
-    write_bytes(Path(path), data)
+    write_bytes(Path(path), _with_sorted_metadata(save(tensors, metadata=metadata)))
+
+
+def _with_sorted_metadata(data: bytes) -> bytes:
+    """safetensors writes its ``__metadata__`` in a random order (a hash map), so the same weights saved twice
+    differ in bytes and sha256; rewriting the header with sorted metadata makes an export reproducible (a
+    re-created model matches its manifest's sha256) and keeps caches keyed by sha256 from mistaking two exports
+    for one. The header stays valid: JSON padded with spaces to 8 bytes, as safetensors writes it."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" not in header:
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 class AppendLog:

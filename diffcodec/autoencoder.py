@@ -214,13 +214,13 @@ def export_autoencoder(name: str, model: Autoencoder, manifest: dict[str, Any] |
 def load_autoencoder(name: str = DEFAULT_NAME, device: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
     """Shipped autoencoder (sha256-verified), fp16 -> fp32, eval mode: ``(model, manifest)``; built once per
     process for each file content and device (frames of a clip, files of a batch worker)."""
-    from diffcodec.artifacts import load_artifact
+    from diffcodec.artifacts import artifact_key
 
-    return _built_autoencoder(name, load_artifact(name)[2], str(device))
+    return _built_autoencoder(name, artifact_key(name), str(device))
 
 
 @functools.lru_cache(maxsize=4)
-def _built_autoencoder(name: str, sha: str, device: str) -> tuple[Autoencoder, dict]:
+def _built_autoencoder(name: str, key: tuple[str, str], device: str) -> tuple[Autoencoder, dict]:
     import numpy as np
 
     from diffcodec.artifacts import load_artifact

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from diffcodec import api, artifacts, metrics
+from diffcodec import api, artifacts, atomic, metrics
 from diffcodec.errors import CorruptInputError, ModelError
 from diffcodec.methods import opq
 
@@ -164,3 +164,35 @@ def test_an_artifact_is_cached_per_file_not_per_name_and_timestamp(tmp_path, mon
     path = artifacts.save_artifact("models/test-cache", {"w": np.full(4, 7, dtype=np.float16)}, {"kind": "t"})
     os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
     assert artifacts.load_artifact("models/test-cache")[0]["w"][0] == 7
+
+
+def test_a_model_reexported_with_another_manifest_is_built_with_that_manifest(tmp_path, monkeypatch):
+    """The same weights exported again with another manifest (a latent prior re-exported for another autoencoder)
+    must come back with the new manifest: models built from an artifact are cached per weights and manifest."""
+    import torch
+
+    from diffcodec.diffusion import NoiseSchedule, UNet
+    from diffcodec.diffusion.models import export_denoiser, load_denoiser
+
+    monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(tmp_path))
+    torch.manual_seed(0)
+    model = UNet(in_channels=4, out_channels=4, base_channels=12, channel_mult=(1, 2), attn_levels=())
+    for ae_sha in ("a" * 64, "b" * 64):
+        export_denoiser("models/test-denoiser", model, NoiseSchedule("cosine"), "v", {"autoencoder_sha256": ae_sha})
+        assert load_denoiser("models/test-denoiser")[3]["autoencoder_sha256"] == ae_sha
+
+
+def test_saving_the_same_weights_twice_gives_the_same_bytes(tmp_path):
+    """A re-created model must match its manifest's sha256: safetensors alone orders its metadata at random."""
+    from safetensors.numpy import load_file
+
+    tensors = {"b": np.arange(6, dtype=np.float16), "a": np.ones((2, 3), dtype=np.float32)}
+    metadata = {f"key{i}": f"value {i}" for i in range(8)}
+    saved = []
+    for i in range(4):
+        path = tmp_path / f"w{i}.safetensors"
+        atomic.save_safetensors(tensors, path, metadata=metadata)
+        saved.append(path.read_bytes())
+    assert len(set(saved)) == 1
+    loaded = load_file(str(tmp_path / "w0.safetensors"))
+    assert all(np.array_equal(loaded[k], v) for k, v in tensors.items())

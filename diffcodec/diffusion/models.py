@@ -60,13 +60,13 @@ def load_denoiser(
     """Load a shipped denoiser (sha256-verified by :func:`diffcodec.artifacts.load_artifact`), fp16 -> fp32, in
     eval mode: ``(model, schedule, parameterization, manifest)``. ``channels_last`` stores the weights NHWC,
     which makes the convolutions ~20% faster on the CPU (outputs are the same up to float rounding)."""
-    from diffcodec.artifacts import load_artifact
+    from diffcodec.artifacts import artifact_key
 
-    return _built_denoiser(name, load_artifact(name)[2], str(device), channels_last)
+    return _built_denoiser(name, artifact_key(name), str(device), channels_last)
 
 
 @functools.lru_cache(maxsize=4)     # built once per process per file content (a clip, a batch worker)
-def _built_denoiser(name: str, sha: str, device: str,
+def _built_denoiser(name: str, key: tuple[str, str], device: str,
                     channels_last: bool) -> tuple[UNet, NoiseSchedule, str, dict[str, Any]]:
     from diffcodec.artifacts import load_artifact
 

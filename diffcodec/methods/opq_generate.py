@@ -274,11 +274,12 @@ def _codebooks():
 
 
 @functools.lru_cache(maxsize=4)
-def _load(name: str, mtime_ns: int) -> tuple[IndexDenoiser, NoiseSchedule, dict[str, Any]]:
+def _load(name: str, key: tuple[str, str], sha: str) -> tuple[IndexDenoiser, NoiseSchedule, dict[str, Any]]:
+    """Built once per generator file and codebook (``key``: :func:`artifacts.artifact_key`; ``sha``: the
+    installed codebook's, which the generator must have been trained on)."""
     tensors, manifest, _ = artifacts.load_artifact(name)
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise ModelError(f"artifact {name!r} is not an opq generator ({manifest.get('format')!r})")
-    _, sha = _codebooks()
     if manifest.get("preset_sha256") != sha:
         raise ModelError(f"{name} was trained on another {PRESET} codebook (sha256 "
                          f"{str(manifest.get('preset_sha256'))[:12]}..., installed {sha[:12]}...); retrain it with: "
@@ -299,7 +300,7 @@ def load_model(formulation: str) -> tuple[IndexDenoiser, NoiseSchedule, dict[str
     if not weights.is_file():
         raise ModelError(f"missing model file {weights} (re-create it with `diffcodec train opq-gen "
                          f"--formulation {formulation}`)")
-    return _load(name, weights.stat().st_mtime_ns)
+    return _load(name, artifacts.artifact_key(name), _codebooks()[1])
 
 
 # ---------------------------------------------------------------------------------------------- generate
