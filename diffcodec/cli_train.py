@@ -151,18 +151,22 @@ def train_refiner_cmd(opq_presets, **o):
 @click.option("--p-frames", "p_frames", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Fraction of the opq crops coded as the last opq P-frame of a synthetic-motion sequence (the clip "
                    "refiner of ddcm P-frames: writes models/opq-clip-refiner unless --name says otherwise).")
+@click.option("--max-quality", "max_quality", type=click.IntRange(1, 100), default=None,
+              help="Top of the JPEG / WebP / AVIF quality range to train on (default: JPEG 60, WebP and AVIF 75; "
+                   "90 reaches past 1 bpp on photos).")
 @_diffusion_train_options
-def train_codec_refiner_cmd(kinds, init_from, p_frames, **o):
+def train_codec_refiner_cmd(kinds, init_from, p_frames, max_quality, **o):
     """Conditional denoiser that refines decoded base layers of opq, JPEG, WebP and AVIF, conditioned on the base's
     kind and quality: writes codebooks/models/codec-refiner.* (with --p-frames: models/opq-clip-refiner.*)"""
     from diffcodec.methods.codec_refiner import CONDITION_CHANNELS
     from diffcodec.methods.ddcm.priors import CLIP_MODEL, CODEC_BASE_MODEL
-    from diffcodec.training.degrade import CODEC_KINDS, CODEC_QUALITIES, CodecDegrade
+    from diffcodec.training.degrade import CODEC_KINDS, CodecDegrade, codec_qualities
 
     _refuse_kodak(o["data"])
     kinds = tuple(kinds) or CODEC_KINDS
-    degrade = CodecDegrade(kinds, seed=o["seed"], p_frames=p_frames)
-    extra = {"base_kinds": list(kinds), "qualities": CODEC_QUALITIES, "init_from": init_from,
+    qualities = codec_qualities(max_quality)
+    degrade = CodecDegrade(kinds, seed=o["seed"], p_frames=p_frames, qualities=qualities)
+    extra = {"base_kinds": list(kinds), "qualities": qualities, "init_from": init_from,
              "condition": "decoded base RGB + one-hot kind (opq, jpeg, webp, avif) + coarseness "
                           "(diffcodec/methods/codec_refiner.py)", "degrade": degrade.description,
              **({"p_frames": p_frames} if p_frames else {})}

@@ -55,9 +55,13 @@ VECTORS = [
     # ddcm, pixel space (pixel-ddpm), a short process
     ("ddcm-pixel_n5-k4096-m16_rgb_29x37", "ddcm", "n20-k4096-m16", 29, 37, 7, False,
      {"space": "pixel", "steps": 5, "precision": "fp32", **_CPU}),
-    # conditional ddcm: opq-16-8-8 base layer + opq-refiner, the default base preset n3-k4096-m512
+    # conditional ddcm: opq-16-8-8 base layer + opq-refiner (the opq bases' refiner until opq-clip-refiner), the
+    # default base preset n3-k4096-m512
     ("ddcm-cond_opq-16-8-8_n3-k4096-m512_rgb_32x48", "ddcm", None, 32, 48, 8, False,
-     {"base": "opq-16-8-8", "precision": "fp32", **_CPU}),
+     {"base": "opq-16-8-8", "refiner": "opq-refiner", "precision": "fp32", **_CPU}),
+    # ... and on opq-32-8-8 with today's default refiner of an opq base (opq-clip-refiner), one free step
+    ("ddcm-cond_opq-32-8-8_clip-refiner_n1_rgb_32x48", "ddcm", None, 32, 48, 13, False,
+     {"base": "opq-32-8-8", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),
     # conditional ddcm on a standard codec's file (JPEG q30, stored verbatim) + codec-refiner, one free step
     ("ddcm-cond_jpeg-q30_n1_rgb_32x48", "ddcm", None, 32, 48, 12, False,
      {"base": "jpeg:q30", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),

@@ -421,32 +421,52 @@ def test_the_ray_engine_says_how_to_install_ray(tree, capsys, monkeypatch):
     assert 'pip install "diffcodec[ray]"' in err and len(err.strip().splitlines()) == 1
 
 
+# The embedded Ray runs in a process of its own, as it does under the CLI: a Ray driver whose local raylet goes away
+# exits its process at once (status 1, no traceback), which here would take the whole pytest run with it (issue 19).
+INTERRUPTED_RAY_RUN = """
+import sys
+import ray
+from diffcodec import batch
+from diffcodec.cli import main
+real, added = batch.Manifest.add, []
+
+def interrupted(self, record):
+    real(self, record)
+    added.append(record["rel"])
+    if len(added) == 2:
+        raise KeyboardInterrupt
+
+batch.Manifest.add = interrupted
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    print(f"exit {e.code} added {','.join(added)} ray_initialized {ray.is_initialized()}")
+"""
+
+
+def run_own_process(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
 @pytest.mark.slow
-def test_ray_engine_resumes_after_an_interruption_with_a_corrupt_input_in_the_middle(tree, monkeypatch, capsys):
-    """Embedded local Ray (2 CPUs, 2 actors) twice: interrupted after two files, then the same command."""
+def test_ray_engine_resumes_after_an_interruption_with_a_corrupt_input_in_the_middle(tree):
+    """Embedded local Ray (2 CPUs, 2 actors) twice, each in its own process: interrupted after two files, then the
+    same command."""
     pytest.importorskip("ray")
     pytest.importorskip("ray.data")
     Path("photos/img1.png").write_bytes(tree[1].read_bytes()[:80])
-    real = batch.Manifest.add
-    added = []
-
-    def interrupted(self, record):
-        real(self, record)
-        added.append(record["rel"])
-        if len(added) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(batch.Manifest, "add", interrupted)
     args = ["batch", "photos", "-o", "out", "-p", PRESET, "--engine", "ray", "--jobs", "2", "--threads", "1"]
-    assert cli(args) == 130
+    run = run_own_process(["-c", INTERRUPTED_RAY_RUN, *args])
+    last = (run.stdout.strip().splitlines() or [""])[-1]
+    assert last.startswith("exit 130 added "), f"status {run.returncode}: {run.stdout[-2000:]}{run.stderr[-2000:]}"
+    added = last.split(" added ")[1].split(" ray_initialized ")[0].split(",")
+    assert last.endswith("ray_initialized False")          # the embedded Ray was stopped
     records = check_manifest(Path("out"))
     assert sorted(records) == sorted(added) and len(added) == 2
-    import ray
-
-    assert not ray.is_initialized()          # the embedded Ray was stopped
-    monkeypatch.setattr(batch.Manifest, "add", real)
-    assert cli(args + ["--json", "--quiet"]) == 8
-    summary = json.loads(capsys.readouterr().out)
+    run = run_own_process(["-m", "diffcodec", *args, "--json", "--quiet"])
+    assert run.returncode == 8, f"status {run.returncode}: {run.stderr[-2000:]}"
+    summary = json.loads(run.stdout)
     done_before = sum(records[rel]["status"] == "ok" for rel in added)
     assert summary["skipped"] == done_before and summary["coded"] == 3 - done_before and summary["failed"] == 1
     assert summary["engine"] == "ray" and summary["workers"] == 2 and summary["ray"] == "embedded"

@@ -139,3 +139,27 @@ def test_the_clip_refiner_is_named_by_the_headers_model_on_opq_bases_only():
     assert DDCMParams.from_header(codec_base, rng, "opq-clip-refiner").model_id == "codec-refiner"
     with pytest.raises(UsageError, match="opq base layer only"):
         DDCMParams(base="jpeg:q30", space="pixel", refiner="opq-clip-refiner").check()
+
+
+def test_an_opq_base_is_refined_by_the_clip_refiner_unless_the_file_asks_for_the_opq_refiner(one_thread):
+    """Images too: an opq base layer takes opq-clip-refiner where it is installed (the shipped models), and
+    --param refiner=opq-refiner still writes the older files; each decodes to what its encoder reconstructed."""
+    from diffcodec import api
+    from diffcodec.methods.ddcm.priors import BASE_MODEL, CLIP_MODEL
+
+    if not clip_refiner_installed():
+        pytest.skip("models/opq-clip-refiner is not installed")
+    img = synthetic_image(32, 48, seed=5)
+    codec = get_codec("ddcm")
+    for refiner, model in ((None, CLIP_MODEL), (BASE_MODEL, BASE_MODEL), (CLIP_MODEL, CLIP_MODEL)):
+        params = {"base": "opq-32-8-8", "steps": 1, "refine": True, **CPU}
+        if refiner is not None:
+            params["refiner"] = refiner
+        data = api.encode(img, method="ddcm", **params)
+        assert container.read_container(data).header.model == model
+        _, recon = codec.compress_with_reconstruction(img, **params)
+        assert np.array_equal(api.decode(data, **CPU), recon)
+    with pytest.raises(UsageError, match="opq base layer"):
+        api.encode(img, method="ddcm", base="jpeg:q30", refiner=BASE_MODEL, **CPU)
+    with pytest.raises(UsageError, match="refiner must be"):
+        api.encode(img, method="ddcm", base="opq-32-8-8", refiner="pixel-ddpm", **CPU)

@@ -42,3 +42,16 @@ def test_the_p_frame_training_condition_is_an_opq_p_frame_of_the_crop():
     d = CodecDegrade(kinds=("opq",), p_frames=1.0, seed=3)
     base, kind, quality = d.degrade(img)
     assert kind == "opq" and quality in d.opq_presets and base.shape == img.shape
+
+
+def test_max_quality_widens_the_standard_codecs_training_range():
+    from diffcodec.training.degrade import CODEC_QUALITIES, CodecDegrade, codec_qualities
+
+    assert codec_qualities(None) == CODEC_QUALITIES
+    wide = codec_qualities(90)
+    assert wide == {kind: (lo, 90) for kind, (lo, _) in CODEC_QUALITIES.items()}
+    d = CodecDegrade(kinds=("jpeg",), seed=0, qualities=wide)
+    img = synthetic_image(32, 32, seed=2)
+    qualities = [d.degrade(img)[2] for _ in range(60)]
+    assert max(qualities) > CODEC_QUALITIES["jpeg"][1] and min(qualities) >= 1 and max(qualities) <= 90
+    assert "90" in d.description

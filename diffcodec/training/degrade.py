@@ -35,20 +35,29 @@ CODEC_QUALITIES = {"jpeg": (1, 60), "webp": (0, 75), "avif": (0, 75)}
 CODEC_KINDS = ("opq", "jpeg", "webp", "avif")
 
 
+def codec_qualities(max_quality: int | None) -> dict[str, tuple[int, int]]:
+    """CODEC_QUALITIES with every standard codec's top raised (or lowered) to ``max_quality`` (None: as is)."""
+    if max_quality is None:
+        return dict(CODEC_QUALITIES)
+    return {kind: (lo, max(lo, max_quality)) for kind, (lo, _) in CODEC_QUALITIES.items()}
+
+
 class CodecDegrade:
     """`make_condition` of the codec refiner: each crop goes through a randomly chosen base codec (opq, or Pillow's
     JPEG / WebP / AVIF at the settings `diffcodec.baselines` uses) at a random quality of its range; the condition
     is :func:`diffcodec.methods.codec_refiner.condition` of the decoded crop (image + kind + coarseness)."""
 
-    def __init__(self, kinds=CODEC_KINDS, opq_presets=TRAIN_PRESETS, seed: int = 0, p_frames: float = 0.0):
+    def __init__(self, kinds=CODEC_KINDS, opq_presets=TRAIN_PRESETS, seed: int = 0, p_frames: float = 0.0,
+                 qualities: dict[str, tuple[int, int]] | None = None):
         from diffcodec.methods.opq import OPQCodec
 
         self.kinds = tuple(kinds)
         self.opq_presets = tuple(opq_presets)
         self.p_frames = p_frames
+        self.qualities = dict(qualities or CODEC_QUALITIES)
         self.codec = OPQCodec()
         self.rng = np.random.default_rng(seed)
-        self.description = f"CodecDegrade(kinds={list(self.kinds)}, qualities={CODEC_QUALITIES})"
+        self.description = f"CodecDegrade(kinds={list(self.kinds)}, qualities={self.qualities})"
         if p_frames:
             self.description += f", opq P-frames: {p_frames} of the opq crops (opq_p_frame: 2-4 moving frames)"
 
@@ -62,7 +71,7 @@ class CodecDegrade:
             if self.p_frames and self.rng.random() < self.p_frames:
                 return opq_p_frame(self.codec, img, preset, self.rng), kind, preset
             return self.codec.quantize(img, preset)[1], kind, preset
-        lo, hi = CODEC_QUALITIES[kind]
+        lo, hi = self.qualities[kind]
         q = int(self.rng.integers(lo, hi + 1))
         b = baselines.get_baseline(kind)
         return b.decode(b.encode(img, q), channels=3), kind, q

@@ -40,6 +40,7 @@ from diffcodec.methods.ddcm.params import (
 )
 from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
 from diffcodec.methods.ddcm.priors import (
+    BASE_MODEL,
     CLIP_MODEL,
     Prior,
     auto_precision,
@@ -92,6 +93,8 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "space": "pixel or latent (default latent; with bpp and neither space nor base: automatic)",
     "base": "the base layer of conditional ddcm (pixel space): an opq preset, or jpeg / webp / avif (quality chosen "
             "by bpp, or given: avif:q40)",
+    "refiner": f"with an opq base: the refiner network, {CLIP_MODEL} (the default where installed: trained longer, "
+               f"on opq keyframes and P-frames) or {BASE_MODEL}",
     "refine": "with a base: None (auto: keep the refinement only where it beats the plain base), True, False",
     "texture": "with a base: TEXTURE_STEPS stochastic coded steps (K = TEXTURE_K, M = 1, always kept) instead of "
                "the one free refiner step: more detail, less fidelity",
@@ -122,6 +125,20 @@ PREDICTED_KEY_SHARE = 4.0
 # PSNR and SSIMULACRA 2 alike (benchmarks/RESULTS.md, 'Texture option'): an option for those who want it, not a default
 TEXTURE_STEPS = 10
 TEXTURE_K = 16
+
+
+def _opq_refiner(name: str | None, base: str | None) -> str | None:
+    """The ``refiner`` option's network for ``base``: None (the header's default model, BASE_MODEL) or CLIP_MODEL.
+    Unset on an opq base: CLIP_MODEL where installed (it beats BASE_MODEL on every Kodak image at every opq preset:
+    benchmarks/RESULTS.md, 'The opq-base refiner'); a standard-codec base has its own."""
+    opq = base is not None and parse_base(base).kind == "opq"
+    if name is None:
+        return CLIP_MODEL if opq and clip_refiner_installed() else None
+    if name not in (BASE_MODEL, CLIP_MODEL):
+        raise UsageError(f"ddcm refiner must be {CLIP_MODEL} or {BASE_MODEL}, got {name!r}")
+    if not opq:
+        raise UsageError(f"--param refiner={name} chooses the refiner of an opq base layer; give --base opq-PRESET")
+    return None if name == BASE_MODEL else CLIP_MODEL
 
 
 def _corrupt_base(message: str) -> CorruptInputError:
@@ -169,6 +186,7 @@ class DDCMCodec(Codec):
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         return None, {"steps": p.steps, "k": p.k, "atoms": p.atoms, "codebook": p.codebook, "space": p.space,
                       "base": p.base, "seed": p.seed, "precision": p.precision, "prior": p.prior,
+                      **({"refiner": p.refiner} if p.refiner else {}),
                       **({"refine": True} if p.base is not None and p.steps else {})}
 
     @staticmethod
@@ -216,8 +234,8 @@ class DDCMCodec(Codec):
         self.last_stats: RunStats | None = None
 
     # ---------------------------------------------------------------- encoding
-    def _params(self, image: np.ndarray, preset: str | None, params: dict,
-                refiner: str | None = None) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+    def _params(self, image: np.ndarray, preset: str | None,
+                params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
         """The mode and parameters of an encode. With ``bpp`` and neither ``space`` nor ``base`` the mode is
         automatic: conditional on the AUTO_CODEC_BASES layer with the highest PSNR under the target; where none
         fits, on the largest AUTO_BASES layer that does, else the latent space. A ``prior`` (a user-added model)
@@ -228,7 +246,7 @@ class DDCMCodec(Codec):
             best, best_psnr = None, -math.inf
             for base in AUTO_CODEC_BASES:
                 try:
-                    candidate = self._mode_params(image, preset, {**params, "base": base}, refiner)
+                    candidate = self._mode_params(image, preset, {**params, "base": base})
                 except BelowBaseLayerError:
                     continue
                 layer = candidate[2]
@@ -240,14 +258,14 @@ class DDCMCodec(Codec):
                 return best
             for base in AUTO_BASES:
                 try:
-                    return self._mode_params(image, preset, {**params, "base": base}, refiner)
+                    return self._mode_params(image, preset, {**params, "base": base})
                 except BelowBaseLayerError:
                     pass
-        return self._mode_params(image, preset, params, refiner)
+        return self._mode_params(image, preset, params)
 
-    def _mode_params(self, image: np.ndarray, preset: str | None, params: dict,
-                     refiner: str | None = None) -> tuple[DDCMParams, Prior, BaseLayer | None]:
-        """One mode's parameters; ``refiner`` (CLIP_MODEL): the refiner of an opq base (clips with P-frames)."""
+    def _mode_params(self, image: np.ndarray, preset: str | None,
+                     params: dict) -> tuple[DDCMParams, Prior, BaseLayer | None]:
+        """One mode's parameters."""
         preset = preset or (BASE_DEFAULT_PRESET if params.get("base") is not None else self.default_preset)
         if preset not in PRESETS:
             raise UsageError(f"unknown ddcm preset {preset!r} (available: {', '.join(PRESETS)})")
@@ -273,7 +291,7 @@ class DDCMCodec(Codec):
                 raise UsageError("--base (conditional ddcm) works in --space pixel only; a latent conditional "
                                  "prior does not exist yet")
         precision = params.get("precision") or "auto"
-        refiner = refiner if base is not None and parse_base(base).kind == "opq" else None
+        refiner = _opq_refiner(params.get("refiner"), base)
         template = DDCMParams(codebook=codebook, space=space, seed=seed, base=base,
                               precision="fp32" if precision == "auto" else precision, prior=prior_name,
                               refiner=refiner)
@@ -338,8 +356,7 @@ class DDCMCodec(Codec):
                                      **params) -> tuple[Encoded, np.ndarray]:
         return self._compress(image, preset, params)
 
-    def _compress(self, image: np.ndarray, preset: str | None, params: dict,
-                  refiner: str | None = None) -> tuple[Encoded, np.ndarray]:
+    def _compress(self, image: np.ndarray, preset: str | None, params: dict) -> tuple[Encoded, np.ndarray]:
         defaulted = params.get("bpp") is None
         params = self.with_default_rate(preset, params)
         defaulted = defaulted and params.get("bpp") is not None
@@ -357,12 +374,12 @@ class DDCMCodec(Codec):
             params.update(steps=TEXTURE_STEPS, k=TEXTURE_K, atoms=1)
             refine = True
         try:
-            p, prior, layer = self._params(image, preset, params, refiner)
+            p, prior, layer = self._params(image, preset, params)
         except BelowReachError as e:
             if not defaulted:
                 raise
             # an image too small for the default rate (a rate the user did not ask for): its smallest file
-            p, prior, layer = self._params(image, preset, {**params, "bpp": None, **e.smallest}, refiner)
+            p, prior, layer = self._params(image, preset, {**params, "bpp": None, **e.smallest})
         if texture and layer is None:
             h, w = image.shape[:2]
             raise UsageError(f"--texture refines a base layer and none fits under --bpp {params['bpp']:g} for this "
@@ -426,7 +443,7 @@ class DDCMCodec(Codec):
         return self.compress_with_reconstruction(image, preset, **params)[0]
 
     # ---------------------------------------------------------------- clips with P-frames (ddcm/inter.py)
-    def _predicting_params(self, image: np.ndarray, preset: str | None, params: dict, refiner: str | None) -> dict:
+    def _predicting_params(self, image: np.ndarray, preset: str | None, params: dict) -> dict:
         """The keyframe parameters of a clip with P-frames: an opq base (given, or with a rate the largest of
         AUTO_BASES whose keyframe fits, with the free refiner step unless steps are given)."""
         if params.get("prior") is not None or params.get("space") not in (None, "pixel"):
@@ -448,7 +465,7 @@ class DDCMCodec(Codec):
         key_bpp = params["bpp"] * PREDICTED_KEY_SHARE
         for base in AUTO_BASES:
             try:
-                self._mode_params(image, preset, {**params, "base": base, "bpp": key_bpp}, refiner)
+                self._mode_params(image, preset, {**params, "base": base, "bpp": key_bpp})
             except BelowBaseLayerError:
                 continue
             return {**params, "base": base, "bpp": key_bpp}
@@ -457,10 +474,9 @@ class DDCMCodec(Codec):
 
     def compress_keyframe(self, image: np.ndarray, preset: str | None = None, *, predicted: bool = False,
                           **params) -> tuple[Encoded, np.ndarray, Any]:
-        refiner = CLIP_MODEL if predicted and clip_refiner_installed() else None
         if predicted:
-            params = self._predicting_params(image, preset, params, refiner)
-        encoded, recon = self._compress(image, preset, dict(params), refiner)
+            params = self._predicting_params(image, preset, params)
+        encoded, recon = self._compress(image, preset, dict(params))
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         h, w, c = image.shape
         return encoded, recon, (inter.keyframe_reference(p, encoded, h, w, c) if predicted else None)

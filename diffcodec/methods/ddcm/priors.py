@@ -19,7 +19,8 @@ LATENT_CLIP = 10.0              # latent x0_hat is clamped to +-10 (latents are 
                                 # eps-priors at the noisiest step, where 1/alpha_t ~ 2e4 on the cosine schedule)
 BASE_MODEL = "opq-refiner"      # the conditional prior of an opq --base (pixel space only)
 CODEC_BASE_MODEL = "codec-refiner"  # ... and of a standard-codec --base (jpeg, webp, avif)
-CLIP_MODEL = "opq-clip-refiner"  # an opq base in clips with P-frames (codec-refiner's condition, trained on P-frames)
+CLIP_MODEL = "opq-clip-refiner"  # an opq base's refiner where installed (codec-refiner's condition, trained on opq
+                                 # keyframes and P-frames); BASE_MODEL stays for old files and --param refiner
 
 
 class Prior:
@@ -207,8 +208,8 @@ def load_prior(space: str, device: str, base: str | None = None, missing=UsageEr
 
         if refiner == CLIP_MODEL:
             if not clip_refiner_installed():
-                raise missing(f"this clip's P-frames are refined by models/{CLIP_MODEL}, which is not installed in "
-                              f"{artifacts.artifacts_dir()}")
+                raise missing(f"this opq base layer is refined by models/{CLIP_MODEL}, which is not installed in "
+                              f"{artifacts.artifacts_dir()} (or encode with --param refiner={BASE_MODEL})")
             return CodecRefinerPrior(device, CLIP_MODEL)
         return RefinerPrior(device) if parse_base(base).kind == "opq" else CodecRefinerPrior(device)
     if space == "latent":
