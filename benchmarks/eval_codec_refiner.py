@@ -28,13 +28,21 @@ def main() -> None:
     ap.add_argument("--images", dest="n", type=int, default=12)
     ap.add_argument("--codecs", nargs="+", default=list(QUALITIES))
     ap.add_argument("--skip-opq-refiner", action="store_true")
+    ap.add_argument("--quality", dest="qualities", action="append", metavar="CODEC:Q",
+                    help="qualities to run instead of QUALITIES (repeat), e.g. jpeg:70")
     ap.add_argument("--out", default="benchmarks/results/codec-refiner/kodak.json")
     args = ap.parse_args()
     files = collect_images([args.images])[: args.n]
     rows = []
-    for codec in args.codecs:
+    chosen = {c: tuple(QUALITIES[c]) for c in args.codecs}
+    if args.qualities:
+        chosen = {}
+        for item in args.qualities:
+            codec, q = item.split(":")
+            chosen[codec] = (*chosen.get(codec, ()), int(q))
+    for codec, qualities in chosen.items():
         b = baselines.get_baseline(codec)
-        for q in QUALITIES[codec]:
+        for q in qualities:
             acc: dict[str, list[float]] = {}
             for f in files:
                 img = load_rgb(f)

@@ -162,7 +162,8 @@ class DDCMParams:
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
                     precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0),
-                    refiner=CLIP_MODEL if model == CLIP_MODEL and base in _opq_presets() else None)
+                    refiner=CLIP_MODEL if model == CLIP_MODEL and isinstance(base, str) and base in _opq_presets()
+                    else None)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))
