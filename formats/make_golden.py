@@ -64,7 +64,10 @@ VECTORS = [
      {"base": "opq-32-8-8", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),
     # conditional ddcm on a standard codec's file (JPEG q30, stored verbatim) + codec-refiner, one free step
     ("ddcm-cond_jpeg-q30_n1_rgb_32x48", "ddcm", None, 32, 48, 12, False,
-     {"base": "jpeg:q30", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),
+     {"base": "jpeg:q30", "steps": 1, "refine": True, "refiner": "codec-refiner", "precision": "fp32", **_CPU}),
+    # ... and with today's default refiner of a standard-codec base (codec-refiner-2), WebP q40
+    ("ddcm-cond_webp-q40_codec-refiner-2_n1_rgb_32x48", "ddcm", None, 32, 48, 14, False,
+     {"base": "webp:q40", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),
     # grayscale ddcm (coded as RGB with the plane replicated, output the rounded mean)
     ("ddcm-latent_n20-k4096-m16_gray_29x37", "ddcm", "n20-k4096-m16", 29, 37, 9, True,
      {"space": "latent", "precision": "fp32", **_CPU}),

@@ -40,13 +40,12 @@ from diffcodec.methods.ddcm.params import (
 )
 from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
 from diffcodec.methods.ddcm.priors import (
-    BASE_MODEL,
-    CLIP_MODEL,
+    REFINERS,
     Prior,
     auto_precision,
-    clip_refiner_installed,
     load_prior,
     missing_models,
+    model_installed,
 )
 from diffcodec.methods.ddcm.process import TILE, TILE_ABOVE_PIXELS, RunStats, run_free_step_tiled, run_process
 
@@ -93,8 +92,9 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "space": "pixel or latent (default latent; with bpp and neither space nor base: automatic)",
     "base": "the base layer of conditional ddcm (pixel space): an opq preset, or jpeg / webp / avif (quality chosen "
             "by bpp, or given: avif:q40)",
-    "refiner": f"with an opq base: the refiner network, {CLIP_MODEL} (the default where installed: trained longer, "
-               f"on opq keyframes and P-frames) or {BASE_MODEL}",
+    "refiner": "with a base: the refiner network; on an opq base " + " or ".join(REFINERS["opq"][::-1]) + ", on a "
+               "standard codec's " + " or ".join(REFINERS["codec"][::-1]) + " (the newer first: the default where "
+               "installed)",
     "refine": "with a base: None (auto: keep the refinement only where it beats the plain base), True, False",
     "texture": "with a base: TEXTURE_STEPS stochastic coded steps (K = TEXTURE_K, M = 1, always kept) instead of "
                "the one free refiner step: more detail, less fidelity",
@@ -127,18 +127,20 @@ TEXTURE_STEPS = 10
 TEXTURE_K = 16
 
 
-def _opq_refiner(name: str | None, base: str | None) -> str | None:
-    """The ``refiner`` option's network for ``base``: None (the header's default model, BASE_MODEL) or CLIP_MODEL.
-    Unset on an opq base: CLIP_MODEL where installed (it beats BASE_MODEL on every Kodak image at every opq preset:
-    benchmarks/RESULTS.md, 'The opq-base refiner'); a standard-codec base has its own."""
-    opq = base is not None and parse_base(base).kind == "opq"
+def _refiner(name: str | None, base: str | None) -> str | None:
+    """The ``refiner`` option's network for ``base``: None (the header's default model of that kind of base) or
+    its newer one (priors.REFINERS). Unset: the newer one where installed (each beats the older on Kodak24:
+    benchmarks/RESULTS.md, 'The opq-base refiner' and 'codec-refiner-2')."""
+    if base is None:
+        if name is not None:
+            raise UsageError(f"--param refiner={name} chooses the refiner of a base layer: give --base")
+        return None
+    older, newer = REFINERS["opq" if parse_base(base).kind == "opq" else "codec"]
     if name is None:
-        return CLIP_MODEL if opq and clip_refiner_installed() else None
-    if name not in (BASE_MODEL, CLIP_MODEL):
-        raise UsageError(f"ddcm refiner must be {CLIP_MODEL} or {BASE_MODEL}, got {name!r}")
-    if not opq:
-        raise UsageError(f"--param refiner={name} chooses the refiner of an opq base layer; give --base opq-PRESET")
-    return None if name == BASE_MODEL else CLIP_MODEL
+        return newer if model_installed(newer) else None
+    if name not in (newer, older):
+        raise UsageError(f"ddcm refiner of the base {base} must be {newer} or {older}, got {name!r}")
+    return None if name == older else newer
 
 
 def _corrupt_base(message: str) -> CorruptInputError:
@@ -291,7 +293,7 @@ class DDCMCodec(Codec):
                 raise UsageError("--base (conditional ddcm) works in --space pixel only; a latent conditional "
                                  "prior does not exist yet")
         precision = params.get("precision") or "auto"
-        refiner = _opq_refiner(params.get("refiner"), base)
+        refiner = _refiner(params.get("refiner"), base)
         template = DDCMParams(codebook=codebook, space=space, seed=seed, base=base,
                               precision="fp32" if precision == "auto" else precision, prior=prior_name,
                               refiner=refiner)

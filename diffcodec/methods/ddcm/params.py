@@ -11,7 +11,7 @@ from diffcodec import codebooks_rng, container
 from diffcodec.errors import CorruptInputError, UnsupportedError, UsageError
 from diffcodec.methods.ddcm.combinatorics import alphabet
 from diffcodec.methods.ddcm.payload import payload_bytes
-from diffcodec.methods.ddcm.priors import BASE_MODEL, CLIP_MODEL, CODEC_BASE_MODEL, SPACE_MODELS, SPACES
+from diffcodec.methods.ddcm.priors import BASE_MODEL, CODEC_BASE_MODEL, REFINERS, SPACE_MODELS, SPACES
 
 METHOD = "ddcm"
 DEFAULT_STEPS = 20
@@ -52,6 +52,11 @@ MAX_AUTO_ATOMS = 512            # --bpp picks any M in 1..min(K/2, 512): combini
                                 # benchmarks/RESULTS.md, 'Speed work this session', exact combining)
 
 
+def _base_kind(base: str) -> str:
+    """The REFINERS kind of a base layer name: opq, or codec for the standard codecs (checked elsewhere)."""
+    return "opq" if base in _opq_presets() else "codec"
+
+
 def _opq_presets():
     from diffcodec.methods.opq import PRESETS
 
@@ -71,7 +76,7 @@ class DDCMParams:
     precision: str = "fp32"             # fp32 | bf16 | fp16 (autocast of the prior's network)
     prior: str | None = None            # a user-added diffusers model (`diffcodec models add`): header pf + model
     tile: int = 0                       # free-step files of big images: the refiner's tile core (header tl)
-    refiner: str | None = None          # an opq base's refiner when not BASE_MODEL: CLIP_MODEL (the header's model)
+    refiner: str | None = None          # a base's newer refiner (priors.REFINERS; the header's model), else None
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -104,9 +109,9 @@ class DDCMParams:
             _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
             if self.space != "pixel":
                 raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
-        if self.refiner is not None and (self.refiner != CLIP_MODEL or self.base is None
-                                         or self.base not in _opq_presets()):
-            raise err(f"ddcm refiner {self.refiner!r}: {CLIP_MODEL} on an opq base layer only")
+        if self.refiner is not None and (self.base is None or self.refiner != REFINERS[_base_kind(self.base)][1]):
+            raise err(f"ddcm refiner {self.refiner!r}: "
+                      f"{' or '.join(f'{new} on {kind} base layers' for kind, (_, new) in REFINERS.items())} only")
         return self
 
     @property
@@ -162,8 +167,7 @@ class DDCMParams:
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
                     precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0),
-                    refiner=CLIP_MODEL if model == CLIP_MODEL and isinstance(base, str) and base in _opq_presets()
-                    else None)
+                    refiner=model if isinstance(base, str) and model == REFINERS[_base_kind(base)][1] else None)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))

@@ -21,6 +21,10 @@ BASE_MODEL = "opq-refiner"      # the conditional prior of an opq --base (pixel 
 CODEC_BASE_MODEL = "codec-refiner"  # ... and of a standard-codec --base (jpeg, webp, avif)
 CLIP_MODEL = "opq-clip-refiner"  # an opq base's refiner where installed (codec-refiner's condition, trained on opq
                                  # keyframes and P-frames); BASE_MODEL stays for old files and --param refiner
+CODEC_MODEL_2 = "codec-refiner-2"  # a standard-codec base's refiner where installed (codec-refiner trained on, with
+                                   # qualities to 90); CODEC_BASE_MODEL stays for old files and --param refiner
+# per base kind: (the model a header names without a newer one, the newer model the encoder takes where installed)
+REFINERS = {"opq": (BASE_MODEL, CLIP_MODEL), "codec": (CODEC_BASE_MODEL, CODEC_MODEL_2)}
 
 
 class Prior:
@@ -182,15 +186,19 @@ def missing_models(space: str) -> list[str]:
     return [n for n in names if not artifacts.artifact_paths(n)[0].is_file()]
 
 
+def model_installed(name: str) -> bool:
+    return artifacts.artifact_paths(f"models/{name}")[0].is_file()
+
+
 def clip_refiner_installed() -> bool:
-    return artifacts.artifact_paths(f"models/{CLIP_MODEL}")[0].is_file()
+    return model_installed(CLIP_MODEL)
 
 
 def load_prior(space: str, device: str, base: str | None = None, missing=UsageError, prior: str | None = None,
                refiner: str | None = None) -> Prior:
     """The prior of a mode. Absent latent models raise ``missing`` (UsageError when encoding, UnsupportedError
     when decoding) naming them; a damaged or mismatched model raises ModelError. ``prior``: a model the user added
-    (:class:`DiffusersPrior`), in the space it was registered with; ``refiner``: CLIP_MODEL for an opq base."""
+    (:class:`DiffusersPrior`), in the space it was registered with; ``refiner``: a base's newer refiner (REFINERS)."""
     if space not in SPACE_MODELS:
         raise UsageError(f"unknown space {space!r} (use pixel or latent)")
     if prior is not None:
@@ -206,11 +214,12 @@ def load_prior(space: str, device: str, base: str | None = None, missing=UsageEr
             raise UsageError("--base (conditional ddcm) works in --space pixel only")
         from diffcodec.methods.ddcm.base_layer import parse_base
 
-        if refiner == CLIP_MODEL:
-            if not clip_refiner_installed():
-                raise missing(f"this opq base layer is refined by models/{CLIP_MODEL}, which is not installed in "
-                              f"{artifacts.artifacts_dir()} (or encode with --param refiner={BASE_MODEL})")
-            return CodecRefinerPrior(device, CLIP_MODEL)
+        if refiner is not None:
+            if not model_installed(refiner):
+                older = next(old for old, new in REFINERS.values() if new == refiner)
+                raise missing(f"this base layer is refined by models/{refiner}, which is not installed in "
+                              f"{artifacts.artifacts_dir()} (or encode with --param refiner={older})")
+            return CodecRefinerPrior(device, refiner)
         return RefinerPrior(device) if parse_base(base).kind == "opq" else CodecRefinerPrior(device)
     if space == "latent":
         absent = missing_models(space)
