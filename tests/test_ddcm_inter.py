@@ -15,7 +15,7 @@ from diffcodec import clips, container, metrics
 from diffcodec.errors import CorruptInputError, UsageError
 from diffcodec.methods import get_codec
 from diffcodec.methods.ddcm import inter
-from diffcodec.methods.ddcm.priors import clip_refiner_installed
+from diffcodec.methods.ddcm.priors import CLIP_MODEL, model_installed
 
 from conftest import synthetic_image
 
@@ -94,7 +94,7 @@ def test_p_frames_need_an_opq_base(tmp_path):
         data, _ = encode(src, "ddcm", bpp=bpp, refine=True, gop=2, **CPU)
         header = container.read_container(data).header
         assert (header.params["b"], header.params["n"]) == (base, 1)
-        assert header.model == ("opq-clip-refiner" if clip_refiner_installed() else "opq-refiner")
+        assert header.model == ("opq-clip-refiner" if model_installed(CLIP_MODEL) else "opq-refiner")
 
 
 def test_a_damaged_ddcm_p_frame_is_corrupt(tmp_path):
@@ -149,9 +149,9 @@ def test_an_opq_base_is_refined_by_the_clip_refiner_unless_the_file_asks_for_the
     """Images too: an opq base layer takes opq-clip-refiner where it is installed (the shipped models), and
     --param refiner=opq-refiner still writes the older files; each decodes to what its encoder reconstructed."""
     from diffcodec import api
-    from diffcodec.methods.ddcm.priors import BASE_MODEL, CLIP_MODEL
+    from diffcodec.methods.ddcm.priors import BASE_MODEL
 
-    if not clip_refiner_installed():
+    if not model_installed(CLIP_MODEL):
         pytest.skip("models/opq-clip-refiner is not installed")
     img = synthetic_image(32, 48, seed=5)
     codec = get_codec("ddcm")

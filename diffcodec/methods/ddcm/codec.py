@@ -34,6 +34,7 @@ from diffcodec.methods.ddcm.params import (
     BelowReachError,
     DDCMParams,
     _coded_steps,
+    base_kind,
     choose_params,
     file_bytes,
     max_steps,
@@ -135,7 +136,7 @@ def _refiner(name: str | None, base: str | None) -> str | None:
         if name is not None:
             raise UsageError(f"--param refiner={name} chooses the refiner of a base layer: give --base")
         return None
-    older, newer = REFINERS["opq" if parse_base(base).kind == "opq" else "codec"]
+    older, newer = REFINERS[base_kind(base)]
     if name is None:
         return newer if model_installed(newer) else None
     if name not in (newer, older):

@@ -11,7 +11,7 @@ from diffcodec import codebooks_rng, container
 from diffcodec.errors import CorruptInputError, UnsupportedError, UsageError
 from diffcodec.methods.ddcm.combinatorics import alphabet
 from diffcodec.methods.ddcm.payload import payload_bytes
-from diffcodec.methods.ddcm.priors import BASE_MODEL, CODEC_BASE_MODEL, REFINERS, SPACE_MODELS, SPACES
+from diffcodec.methods.ddcm.priors import REFINERS, SPACE_MODELS, SPACES
 
 METHOD = "ddcm"
 DEFAULT_STEPS = 20
@@ -52,7 +52,7 @@ MAX_AUTO_ATOMS = 512            # --bpp picks any M in 1..min(K/2, 512): combini
                                 # benchmarks/RESULTS.md, 'Speed work this session', exact combining)
 
 
-def _base_kind(base: str) -> str:
+def base_kind(base: str) -> str:
     """The REFINERS kind of a base layer name: opq, or codec for the standard codecs (checked elsewhere)."""
     return "opq" if base in _opq_presets() else "codec"
 
@@ -109,7 +109,7 @@ class DDCMParams:
             _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
             if self.space != "pixel":
                 raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
-        if self.refiner is not None and (self.base is None or self.refiner != REFINERS[_base_kind(self.base)][1]):
+        if self.refiner is not None and (self.base is None or self.refiner != REFINERS[base_kind(self.base)][1]):
             raise err(f"ddcm refiner {self.refiner!r}: "
                       f"{' or '.join(f'{new} on {kind} base layers' for kind, (_, new) in REFINERS.items())} only")
         return self
@@ -124,9 +124,8 @@ class DDCMParams:
             return self.refiner
         if self.base is None:
             return SPACE_MODELS[self.space]
-        from diffcodec.methods.ddcm.base_layer import parse_base
 
-        return BASE_MODEL if parse_base(self.base).kind == "opq" else CODEC_BASE_MODEL
+        return REFINERS[base_kind(self.base)][0]
 
     def header(self) -> dict:
         """The header's `params` map (the codebook seed lives in the header's `rng` map: :meth:`rng_spec`)."""
@@ -167,7 +166,7 @@ class DDCMParams:
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
                     precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0),
-                    refiner=model if isinstance(base, str) and model == REFINERS[_base_kind(base)][1] else None)
+                    refiner=model if isinstance(base, str) and model == REFINERS[base_kind(base)][1] else None)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))

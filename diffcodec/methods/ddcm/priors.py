@@ -190,10 +190,6 @@ def model_installed(name: str) -> bool:
     return artifacts.artifact_paths(f"models/{name}")[0].is_file()
 
 
-def clip_refiner_installed() -> bool:
-    return model_installed(CLIP_MODEL)
-
-
 def load_prior(space: str, device: str, base: str | None = None, missing=UsageError, prior: str | None = None,
                refiner: str | None = None) -> Prior:
     """The prior of a mode. Absent latent models raise ``missing`` (UsageError when encoding, UnsupportedError
