@@ -18,11 +18,13 @@ import numpy as np
 
 
 def mode_of(coded: str) -> str:
-    """'n1-k4096-m1 pixel base avif:q7 bf16' -> 'avif base, refined'; 'base avif:q73 alone' -> 'avif base alone'."""
+    """'n1-k4096-m1 pixel base avif:q7 bf16' -> 'avif base, refined'; '... en4 bf16' -> 'avif base, refined en4';
+    'base avif:q73 alone' -> 'avif base alone'."""
     words = coded.split()
     if "base" in words:
         base = words[words.index("base") + 1].split(":")[0]
-        return f"{base} base" + (" alone" if words[-1] == "alone" else ", refined")
+        views = next((w for w in words if w.startswith("en") and w[2:].isdigit()), "")     # the free step's ensemble
+        return f"{base} base" + (" alone" if words[-1] == "alone" else ", refined" + (f" {views}" if views else ""))
     return "latent" if "latent" in words else coded
 
 

@@ -61,13 +61,17 @@ VECTORS = [
      {"base": "opq-16-8-8", "refiner": "opq-refiner", "precision": "fp32", **_CPU}),
     # ... and on opq-32-8-8 with today's default refiner of an opq base (opq-clip-refiner), one free step
     ("ddcm-cond_opq-32-8-8_clip-refiner_n1_rgb_32x48", "ddcm", None, 32, 48, 13, False,
-     {"base": "opq-32-8-8", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),
+     {"base": "opq-32-8-8", "steps": 1, "refine": True, "ensemble": 1, "precision": "fp32", **_CPU}),
     # conditional ddcm on a standard codec's file (JPEG q30, stored verbatim) + codec-refiner, one free step
     ("ddcm-cond_jpeg-q30_n1_rgb_32x48", "ddcm", None, 32, 48, 12, False,
-     {"base": "jpeg:q30", "steps": 1, "refine": True, "refiner": "codec-refiner", "precision": "fp32", **_CPU}),
+     {"base": "jpeg:q30", "steps": 1, "refine": True, "ensemble": 1, "refiner": "codec-refiner", "precision": "fp32",
+      **_CPU}),
     # ... and with today's default refiner of a standard-codec base (codec-refiner-2), WebP q40
     ("ddcm-cond_webp-q40_codec-refiner-2_n1_rgb_32x48", "ddcm", None, 32, 48, 14, False,
-     {"base": "webp:q40", "steps": 1, "refine": True, "precision": "fp32", **_CPU}),
+     {"base": "webp:q40", "steps": 1, "refine": True, "ensemble": 1, "precision": "fp32", **_CPU}),
+    # ... and the free step's ensemble of four views (header en), JPEG q50
+    ("ddcm-cond_jpeg-q50_codec-refiner-2_en4_n1_rgb_32x48", "ddcm", None, 32, 48, 15, False,
+     {"base": "jpeg:q50", "steps": 1, "refine": True, "ensemble": 4, "precision": "fp32", **_CPU}),
     # grayscale ddcm (coded as RGB with the plane replicated, output the rounded mean)
     ("ddcm-latent_n20-k4096-m16_gray_29x37", "ddcm", "n20-k4096-m16", 29, 37, 9, True,
      {"space": "latent", "precision": "fp32", **_CPU}),

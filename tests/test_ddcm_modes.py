@@ -472,7 +472,7 @@ def test_bpp_alone_below_every_standard_codec_picks_an_opq_base_or_latent(models
 
     monkeypatch.setattr(ddcm_codec, "AUTO_CODEC_BASES", ())
     img = synthetic_image(32, 32)
-    alone = {b: len(_base_file(img, base=b, steps=1)) for b in ddcm.AUTO_BASES}
+    alone = {b: len(_base_file(img, base=b, steps=1, ensemble=1)) for b in ddcm.AUTO_BASES}
     by_size = sorted(ddcm.AUTO_BASES, key=alone.get)
     assert by_size == list(reversed(ddcm.AUTO_BASES))                      # listed largest first
     for small, big in zip(by_size, by_size[1:]):
@@ -683,7 +683,7 @@ def test_big_free_step_files_refine_in_tiles(models, monkeypatch):
 
     img = synthetic_image(96, 160, seed=2)
     params = {"base": "jpeg", "bpp": 3.0, "refine": True, "device": "cpu"}
-    plain = api.encode(img, method="ddcm", **params)
+    plain = api.encode(img, method="ddcm", **params, ensemble=1)       # one view, as every tile's step
     assert "tl" not in api.info(plain)["params"] and api.info(plain)["params"]["n"] == 1
     _tiled(monkeypatch, 192)
     one = api.encode(img, method="ddcm", **params)
@@ -707,3 +707,49 @@ def test_big_free_step_files_refine_in_tiles(models, monkeypatch):
     for bad in ({**good, "tl": 96}, {**good, "tl": 0.5}, {**good, "n": 3}, {**good, "tl": 1 << 20}):
         with pytest.raises(CorruptInputError):
             api.decode(rewrite_container(data, params=bad), device="cpu")
+
+
+def test_free_step_ensemble_is_chosen_by_the_encoder_and_replayed(models):
+    # the free step on E views of the base (header en): each forced E decodes to its encoder's reconstruction; the
+    # automatic choice is the best of them; en 1 is the one-view file
+    from diffcodec.methods.ddcm.codec import DDCMCodec
+
+    img = synthetic_image(48, 64, seed=4)               # not square: the transposed view runs on a 64 x 48 image
+    params = {"base": "jpeg:q30", "steps": 1, "refine": True, "device": "cpu"}
+    forced = {}
+    for n in ddcm.ENSEMBLES:
+        encoded, recon = DDCMCodec().compress_with_reconstruction(img, None, **params, ensemble=n)
+        assert encoded.params.get("en", 1) == n and ("en" in encoded.params) == (n != 1)
+        data = container.frame("ddcm", encoded, 64, 48, 3)
+        assert np.array_equal(api.decode(data, device="cpu"), recon)
+        forced[n] = (data, recon, metrics.mse(recon, img))
+    assert len({forced[n][1].tobytes() for n in forced}) == len(forced)    # the views change the output
+    encoded, recon = DDCMCodec().compress_with_reconstruction(img, None, **params)
+    chosen = encoded.params.get("en", 1)
+    assert forced[chosen][2] == min(e for _, _, e in forced.values())
+    assert np.array_equal(recon, forced[chosen][1])
+    good = api.info(forced[2][0])["params"]
+    one = rewrite_container(forced[2][0], params={**good, "en": 1})
+    assert np.array_equal(api.decode(one, device="cpu"), forced[1][1])
+    for bad in ({**good, "en": 3}, {**good, "en": 0}, {**good, "en": 2.0}, {**good, "en": "2"},
+                {**good, "en": 4, "n": 3}, {**good, "en": 2, "tl": 64}):
+        with pytest.raises(CorruptInputError):
+            api.decode(rewrite_container(forced[2][0], params=bad), device="cpu")
+    with pytest.raises(UsageError, match="ensemble must be one of"):
+        api.encode(img, method="ddcm", **params, ensemble=3)
+    with pytest.raises(UsageError, match="one free refiner step"):
+        api.encode(img, method="ddcm", **{**params, "steps": 3}, ensemble=2)
+    # --bpp alone may write en (and stays under the rate with it); a clip's frames take one view unless asked
+    auto = api.info(api.encode(img, method="ddcm", bpp=3.0, refine=True, device="cpu"))
+    assert auto["params"]["n"] == 1 and auto["bpp"] <= 3.0
+    key, _, _ = DDCMCodec().compress_keyframe(img, None, **params)
+    assert "en" not in key.params
+
+
+def test_free_step_ensemble_is_not_tiled(models, monkeypatch):
+    img = synthetic_image(96, 160, seed=2)
+    _tiled(monkeypatch, 64)
+    tiled = api.info(api.encode(img, method="ddcm", base="jpeg", bpp=3.0, refine=True, device="cpu"))["params"]
+    assert tiled["tl"] == 64 and "en" not in tiled
+    with pytest.raises(UsageError, match="tiled"):
+        api.encode(img, method="ddcm", base="jpeg", bpp=3.0, refine=True, ensemble=2, device="cpu")

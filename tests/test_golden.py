@@ -85,10 +85,11 @@ def test_there_are_vectors_for_every_ddcm_mode_and_diffae():
             modes.add("ddcm-conditional" if "b" in p else f"ddcm-{p['sp']}")
             modes |= {"ddcm-gray"} if gray else set()
             modes |= {"ddcm-bpp"} if "bpp" in v["params"] else set()
+            modes |= {"ddcm-ensemble"} if "en" in p else set()
         elif v["method"] == "diffae":
             modes.add(f"diffae-n{p['n']}")
-    assert modes >= {"ddcm-latent", "ddcm-pixel", "ddcm-conditional", "ddcm-gray", "ddcm-bpp", "diffae-n1",
-                     "diffae-n2"}
+    assert modes >= {"ddcm-latent", "ddcm-pixel", "ddcm-conditional", "ddcm-gray", "ddcm-bpp", "ddcm-ensemble",
+                     "diffae-n1", "diffae-n2"}
 
 
 def test_golden_json_lists_exactly_the_vectors_of_make_golden():
@@ -101,7 +102,7 @@ def test_golden_json_lists_exactly_the_vectors_of_make_golden():
 
 
 # The `params` and `rng` keys each method writes (ddcm: DDCMParams.header / rng_spec; diffae: its compress)
-HEADER_KEYS = {"opq": set(), "ddcm": {"n", "k", "m", "cb", "sp", "b", "bs", "pr", "pf", "g", "s"},
+HEADER_KEYS = {"opq": set(), "ddcm": {"n", "k", "m", "cb", "sp", "b", "bs", "pr", "pf", "tl", "en", "g", "s"},
                "diffae": {"d", "n", "s"}}
 
 

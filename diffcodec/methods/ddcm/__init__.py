@@ -75,6 +75,7 @@ from diffcodec.methods.ddcm.params import (
     DEFAULT_K,
     DEFAULT_SPACE,
     DEFAULT_STEPS,
+    ENSEMBLES,
     K_GRID,
     LATENT_DEFAULT_STEPS,
     MAX_ATOMS,
@@ -118,7 +119,7 @@ from diffcodec.methods.ddcm.priors import (
     missing_models,
     native_bf16,
 )
-from diffcodec.methods.ddcm.process import RunStats, run_process
+from diffcodec.methods.ddcm.process import ENSEMBLE_VIEWS, RunStats, run_process
 
 __all__ = [
     # codec
@@ -139,7 +140,7 @@ __all__ = [
     "DDCMParams", "choose_params", "file_bytes", "default_steps", "BelowBaseLayerError", "DEFAULT_STEPS",
     "DEFAULT_K", "DEFAULT_CODEBOOK", "DEFAULT_SPACE", "MAX_K", "MAX_ATOMS", "MAX_STEPS", "PRECISIONS", "PRIOR_FORMATS",
     "LATENT_DEFAULT_STEPS", "BASE_DEFAULT_STEPS", "BASE_FREE_STEP_MAX_ATOMS", "STEPS_GRID", "MAX_AUTO_STEPS",
-    "BASE_MAX_AUTO_STEPS", "K_GRID", "MAX_AUTO_ATOMS",
+    "BASE_MAX_AUTO_STEPS", "K_GRID", "MAX_AUTO_ATOMS", "ENSEMBLES",
     # the coded process
-    "RunStats", "run_process",
+    "RunStats", "run_process", "ENSEMBLE_VIEWS",
 ]

@@ -28,6 +28,7 @@ from diffcodec.methods.ddcm.params import (
     DEFAULT_K,
     DEFAULT_SPACE,
     DEFAULT_STEPS,
+    ENSEMBLES,
     MAX_K,
     METHOD,
     BelowBaseLayerError,
@@ -48,7 +49,15 @@ from diffcodec.methods.ddcm.priors import (
     missing_models,
     model_installed,
 )
-from diffcodec.methods.ddcm.process import TILE, TILE_ABOVE_PIXELS, RunStats, run_free_step_tiled, run_process
+from diffcodec.methods.ddcm.process import (
+    TILE,
+    TILE_ABOVE_PIXELS,
+    RunStats,
+    ensemble_mean,
+    free_step_views,
+    run_free_step_tiled,
+    run_process,
+)
 
 PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M)
     "n20-k4096-m1": (20, 4096, 1),
@@ -94,11 +103,13 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "base": "the base layer of conditional ddcm (pixel space): an opq preset, or jpeg / webp / avif (quality chosen "
             "by bpp, or given: avif:q40)",
     "refiner": "with a base: the refiner network; on an opq base " + " or ".join(REFINERS["opq"][::-1]) + ", on a "
-               "standard codec's " + " or ".join(REFINERS["codec"][::-1]) + " (the newer first: the default where "
+               "standard codec's " + " or ".join(REFINERS["codec"][::-1]) + " (the newest first: the default where "
                "installed)",
     "refine": "with a base: None (auto: keep the refinement only where it beats the plain base), True, False",
     "texture": "with a base: TEXTURE_STEPS stochastic coded steps (K = TEXTURE_K, M = 1, always kept) instead of "
                "the one free refiner step: more detail, less fidelity",
+    "ensemble": "free-step files: how many views of the base the refiner runs on, averaged: 1, 2 or 4 (default: "
+                "the best of them for an image, 1 for a clip's frames); decoding takes one refiner pass per view",
     "seed": "codebook seed (default 0)",
     "bpp": "choose steps/K/atoms (and, alone, the mode) to land at or under this many bits per pixel (default "
            f"{DEFAULT_BPP} when no preset, base or full steps/K/atoms are given)",
@@ -130,18 +141,18 @@ TEXTURE_K = 16
 
 def _refiner(name: str | None, base: str | None) -> str | None:
     """The ``refiner`` option's network for ``base``: None (the header's default model of that kind of base) or
-    its newer one (priors.REFINERS). Unset: the newer one where installed (each beats the older on Kodak24:
+    one of its newer ones (priors.REFINERS). Unset: the newest installed (each beats the one before on Kodak24:
     benchmarks/RESULTS.md, 'The opq-base refiner' and 'codec-refiner-2')."""
     if base is None:
         if name is not None:
             raise UsageError(f"--param refiner={name} chooses the refiner of a base layer: give --base")
         return None
-    older, newer = REFINERS[base_kind(base)]
+    models = REFINERS[base_kind(base)]
     if name is None:
-        return newer if model_installed(newer) else None
-    if name not in (newer, older):
-        raise UsageError(f"ddcm refiner of the base {base} must be {newer} or {older}, got {name!r}")
-    return None if name == older else newer
+        return next((m for m in reversed(models[1:]) if model_installed(m)), None)
+    if name not in models:
+        raise UsageError(f"ddcm refiner of the base {base} must be {' or '.join(reversed(models))}, got {name!r}")
+    return None if name == models[0] else name
 
 
 def _corrupt_base(message: str) -> CorruptInputError:
@@ -179,6 +190,8 @@ class DDCMCodec(Codec):
         "bs": "first 4 bytes of that opq codebook's sha256 (with b)",
         "pr": "precision of the prior's network: bf16 or fp16 (absent: fp32)",
         "pf": "prior format: diffusers (a user-added model named by the header's model; absent: a shipped prior)",
+        "tl": "tile core of a big image's free refiner step (absent: the whole image at once)",
+        "en": "views of the base the free refiner step runs on, averaged (absent: 1)",
         "g": "rng: codebook generator id",
         "s": "rng: codebook seed",
     }
@@ -190,6 +203,7 @@ class DDCMCodec(Codec):
         return None, {"steps": p.steps, "k": p.k, "atoms": p.atoms, "codebook": p.codebook, "space": p.space,
                       "base": p.base, "seed": p.seed, "precision": p.precision, "prior": p.prior,
                       **({"refiner": p.refiner} if p.refiner else {}),
+                      **({"ensemble": p.ensemble} if p.ensemble != 1 else {}),
                       **({"refine": True} if p.base is not None and p.steps else {})}
 
     @staticmethod
@@ -231,6 +245,7 @@ class DDCMCodec(Codec):
         label += f" base {p['b']}" if p.get("b") is not None else ""
         label += f" {p['cb']}" if p.get("cb") not in (None, DEFAULT_CODEBOOK) else ""
         label += f" prior {model}" if "pf" in p else ""
+        label += f" en{p['en']}" if "en" in p else ""
         return label + (f" {p['pr']}" if "pr" in p else "")
 
     def __init__(self):
@@ -306,6 +321,11 @@ class DDCMCodec(Codec):
         layer = None
         if base is not None and h * w > TILE_ABOVE_PIXELS:
             template = replace(template, tile=TILE)          # kept only if the choice is the free step (below)
+        ensemble = params.get("ensemble")
+        if ensemble is not None and (type(ensemble) is not int or ensemble not in ENSEMBLES):
+            raise UsageError(f"ddcm ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble!r}")
+        if base is not None and not template.tile:          # the longest header the free step may write
+            template = replace(template, ensemble=max(ENSEMBLES) if ensemble is None else ensemble)
         if base is not None:
             budget = None
             if bpp is not None and parse_base(base).quality is None and parse_base(base).kind != "opq":
@@ -317,12 +337,20 @@ class DDCMCodec(Codec):
         if bpp is not None:
             if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
                 raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
-            p = choose_params(float(bpp), h, w, c, n_coded=lambda n: sum(_coded_steps(prior.schedule, n)[1]),
-                              model_id=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha),
-                              steps=params.get("steps"), k=params.get("k"), atoms=params.get("atoms"),
-                              template=template, base_bytes=0 if layer is None else len(layer.data),
-                              max_steps=max_steps(prior.schedule),
-                              valid_steps=getattr(prior.schedule, "valid_steps", None))
+            def choose(template: DDCMParams) -> DDCMParams:
+                return choose_params(float(bpp), h, w, c, n_coded=lambda n: sum(_coded_steps(prior.schedule, n)[1]),
+                                     model_id=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha),
+                                     steps=params.get("steps"), k=params.get("k"), atoms=params.get("atoms"),
+                                     template=template, base_bytes=0 if layer is None else len(layer.data),
+                                     max_steps=max_steps(prior.schedule),
+                                     valid_steps=getattr(prior.schedule, "valid_steps", None))
+
+            try:
+                p = choose(template)
+            except BelowBaseLayerError:
+                if ensemble is not None or template.ensemble == 1:
+                    raise
+                p = choose(replace(template, ensemble=1))   # the few header bytes of en do not fit: one view
         else:
             n0, k0, m0 = PRESETS[preset]
             get = lambda key, default: default if params.get(key) is None else params[key]
@@ -331,6 +359,12 @@ class DDCMCodec(Codec):
                 p.atoms = min(p.atoms, max(1, p.k // 2))
         if p.tile and p.steps != 1:
             p = replace(p, tile=0)                       # coded steps run untiled
+        if ensemble not in (None, 1) and (p.steps != 1 or p.base is None or p.tile):
+            raise UsageError(f"--param ensemble={ensemble} is for files with one free refiner step on a base layer "
+                             f"(and images of at most {TILE_ABOVE_PIXELS:,} pixels); this encode has "
+                             f"{p.steps} steps" + (", tiled" if p.tile else ""))
+        if p.steps != 1:
+            p = replace(p, ensemble=1)
         p.check()
         if p.steps > max_steps(prior.schedule):
             raise UsageError(f"--steps {p.steps} exceeds the {max_steps(prior.schedule)} steps the prior takes")
@@ -389,8 +423,12 @@ class DDCMCodec(Codec):
                              f"{w}x{h} image: give a higher --bpp or a --base")
         if layer is not None and (refine is False or p.steps == 0):
             return self._base_only(p, prior, layer)
-        recon, payload = self._refine_toward(image, prior, p, None if layer is None else layer.image,
-                                             None if layer is None else layer.spec)
+        if layer is not None and p.steps == 1 and not p.tile:
+            recon, p = self._free_step(image, prior, p, layer, choose=params.get("ensemble") is None)
+            payload = encode_payload([], [])
+        else:
+            recon, payload = self._refine_toward(image, prior, p, None if layer is None else layer.image,
+                                                 None if layer is None else layer.spec)
         if layer is not None:
             payload = join_layers(layer.data, payload)
         encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
@@ -408,9 +446,38 @@ class DDCMCodec(Codec):
             assert base is not None
             self.last_stats = RunStats(steps=1)
             return run_free_step_tiled(prior, p, self.rgb_input(base), spec, p.tile)
+        if base is not None and p.steps == 1:       # the free step (no choice to make), on p.ensemble views
+            self.last_stats = RunStats(steps=1)
+            views = self._free_step_views(prior, p, height, width, base, spec, p.ensemble)
+            return prior.to_image(ensemble_mean(views, p.ensemble), height, width)
         cond = None if base is None else prior.condition(self.rgb_input(base), spec)
         x, self.last_stats = run_process(prior, p, prior.shape(height, width), choose, cond=cond)
         return prior.to_image(x, height, width)
+
+    def _free_step_views(self, prior: Prior, p: DDCMParams, height: int, width: int, base: np.ndarray, spec,
+                         views: int) -> list:
+        cond = prior.condition(self.rgb_input(base), spec)
+        return free_step_views(prior, p, cond, prior.shape(height, width), views)
+
+    def _free_step(self, image: np.ndarray, prior: Prior, p: DDCMParams, layer: BaseLayer,
+                   choose: bool) -> tuple[np.ndarray, DDCMParams]:
+        """The free step's reconstruction (shaped like ``image``) and header: with ``choose``, the ensemble of
+        ENSEMBLES closest to ``image`` (MSE; ties: the fewer views), else the header's ``p.ensemble``."""
+        from diffcodec.data import rgb_to_channels
+
+        h, w, channels = image.shape
+        views = self._free_step_views(prior, p, h, w, layer.image, layer.spec, p.ensemble)
+        self.last_stats = RunStats(steps=1)
+        best = None
+        for n in ENSEMBLES if choose else (p.ensemble,):
+            if n > len(views):
+                break
+            recon = rgb_to_channels(prior.to_image(ensemble_mean(views, n), h, w), channels)
+            err = metrics.mse(recon, image)
+            if best is None or err < best[0]:
+                best = (err, recon, n)
+        assert best is not None
+        return best[1], replace(p, ensemble=best[2])
 
     def _refine_toward(self, image: np.ndarray, prior: Prior, p: DDCMParams, base: np.ndarray | None,
                        spec) -> tuple[np.ndarray, bytes]:
@@ -437,7 +504,7 @@ class DDCMCodec(Codec):
 
     def _base_only(self, p: DDCMParams, prior: Prior, layer: BaseLayer) -> tuple[Encoded, np.ndarray]:
         """The file that decodes to its base layer as is (header n = 0: no step, no index bits)."""
-        q = replace(p, steps=0, atoms=1, tile=0)
+        q = replace(p, steps=0, atoms=1, tile=0, ensemble=1)
         encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=q.header(),
                           rng=q.rng_spec(), chunks=[join_layers(layer.data, b"")])
         return encoded, layer.image
@@ -477,6 +544,8 @@ class DDCMCodec(Codec):
 
     def compress_keyframe(self, image: np.ndarray, preset: str | None = None, *, predicted: bool = False,
                           **params) -> tuple[Encoded, np.ndarray, Any]:
+        if params.get("ensemble") is None:      # a clip's frames: one refiner pass each, unless asked
+            params = {**params, "ensemble": 1}
         if predicted:
             params = self._predicting_params(image, preset, params)
         encoded, recon = self._compress(image, preset, dict(params))

@@ -48,6 +48,7 @@ BASE_MAX_AUTO_STEPS = 10        # ... and up to this with a base layer: a refine
                                 # mode (`--bpp` alone) on Kodak24', "Step cap with a base"). Past it the file lands
                                 # under the target
 K_GRID = (2, 4, 16, 64, 256, 1024, 4096, 16384)
+ENSEMBLES = (1, 2, 4)            # the free step's ensemble sizes (header en; process.free_step_views)
 MAX_AUTO_ATOMS = 512            # --bpp picks any M in 1..min(K/2, 512): combining grows with M (measured:
                                 # benchmarks/RESULTS.md, 'Speed work this session', exact combining)
 
@@ -77,6 +78,7 @@ class DDCMParams:
     prior: str | None = None            # a user-added diffusers model (`diffcodec models add`): header pf + model
     tile: int = 0                       # free-step files of big images: the refiner's tile core (header tl)
     refiner: str | None = None          # a base's newer refiner (priors.REFINERS; the header's model), else None
+    ensemble: int = 1                   # free-step files: views the refiner runs on, averaged (header en)
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -102,6 +104,11 @@ class DDCMParams:
             _int("tile", self.tile, 64, 1 << 14)
             if self.tile % 64 or self.steps != 1 or self.base is None:
                 raise err(f"ddcm tile {self.tile!r}: a multiple of 64, on free-step files (n 1 with a base) only")
+        if self.ensemble != 1:
+            if type(self.ensemble) is not int or self.ensemble not in ENSEMBLES or self.steps != 1 \
+                    or self.base is None or self.tile:
+                raise err(f"ddcm ensemble {self.ensemble!r}: one of {', '.join(map(str, ENSEMBLES[1:]))}, on untiled "
+                          f"free-step files (n 1 with a base) only")
         if self.base is not None:
             from diffcodec.methods.ddcm.base_layer import parse_base
 
@@ -109,9 +116,9 @@ class DDCMParams:
             _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
             if self.space != "pixel":
                 raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
-        if self.refiner is not None and (self.base is None or self.refiner != REFINERS[base_kind(self.base)][1]):
-            raise err(f"ddcm refiner {self.refiner!r}: "
-                      f"{' or '.join(f'{new} on {kind} base layers' for kind, (_, new) in REFINERS.items())} only")
+        if self.refiner is not None and (self.base is None or self.refiner not in REFINERS[base_kind(self.base)][1:]):
+            raise err(f"ddcm refiner {self.refiner!r}: " + " or ".join(
+                f"{' / '.join(models[1:])} on {kind} base layers" for kind, models in REFINERS.items()) + " only")
         return self
 
     @property
@@ -138,6 +145,8 @@ class DDCMParams:
             out["pf"] = PRIOR_FORMATS[0]
         if self.tile:
             out["tl"] = self.tile
+        if self.ensemble != 1 and self.steps == 1:     # (a --bpp template's en sizes only its free-step files)
+            out["en"] = self.ensemble
         return out
 
     def rng_spec(self) -> dict:
@@ -166,7 +175,8 @@ class DDCMParams:
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
                     precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0),
-                    refiner=model if isinstance(base, str) and model == REFINERS[base_kind(base)][1] else None)
+                    ensemble=params.get("en", 1),
+                    refiner=model if isinstance(base, str) and model in REFINERS[base_kind(base)][1:] else None)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None
         p.check(lambda msg: CorruptInputError(f"corrupt ddcm header: {msg}"))

@@ -23,7 +23,8 @@ CLIP_MODEL = "opq-clip-refiner"  # an opq base's refiner where installed (codec-
                                  # keyframes and P-frames); BASE_MODEL stays for old files and --param refiner
 CODEC_MODEL_2 = "codec-refiner-2"  # a standard-codec base's refiner where installed (codec-refiner trained on, with
                                    # qualities to 90); CODEC_BASE_MODEL stays for old files and --param refiner
-# per base kind: (the model a header names without a newer one, the newer model the encoder takes where installed)
+# per base kind, oldest first: the model a header names without a newer one, then the newer models (the encoder
+# takes the newest installed; files naming any of them decode with it)
 REFINERS = {"opq": (BASE_MODEL, CLIP_MODEL), "codec": (CODEC_BASE_MODEL, CODEC_MODEL_2)}
 
 
@@ -212,7 +213,7 @@ def load_prior(space: str, device: str, base: str | None = None, missing=UsageEr
 
         if refiner is not None:
             if not model_installed(refiner):
-                older = next(old for old, new in REFINERS.values() if new == refiner)
+                older = next(models[0] for models in REFINERS.values() if refiner in models)
                 raise missing(f"this base layer is refined by models/{refiner}, which is not installed in "
                               f"{artifacts.artifacts_dir()} (or encode with --param refiner={older})")
             return CodecRefinerPrior(device, refiner)

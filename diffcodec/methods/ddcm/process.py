@@ -67,6 +67,52 @@ def run_process(prior: Prior, p: DDCMParams, shape, choose, cond=None) -> tuple[
     return x, stats
 
 
+# The free step's ensemble (header `en`): the refiner runs on E dihedral views of x_T and the condition (as is,
+# flipped left-right, flipped top-bottom, transposed: the first E of ENSEMBLE_VIEWS), each output is turned back
+# and the E outputs are averaged before rounding. The network is not equivariant to these views, so their errors
+# partly cancel; the encoder tries every E and keeps the best (benchmarks/RESULTS.md, 'Free-step ensemble').
+ENSEMBLE_VIEWS = ("identity", "flip-lr", "flip-tb", "transpose")
+
+
+def dihedral_view(x, view: int):
+    """View ``view`` (an index of ENSEMBLE_VIEWS) of a (B, C, H, W) tensor; each view is its own inverse."""
+    if view == 0:
+        return x
+    if view == 1:
+        return x.flip(-1)
+    if view == 2:
+        return x.flip(-2)
+    return x.transpose(-1, -2)
+
+
+def free_step_views(prior: Prior, p: DDCMParams, cond, shape, views: int) -> list:
+    """The one free refiner step (N = 1: no symbol) of a conditional file on the first ``views`` views of x_T and
+    ``cond``, each output turned back: float32 tensors (1, C, h, w). View 0 is :func:`run_process`'s step."""
+    import torch
+
+    from diffcodec.diffusion.samplers import ddpm_step
+
+    ts, coded = _coded_steps(prior.schedule, 1)
+    if len(ts) != 1 or any(coded):
+        raise ValueError("the free step is one uncoded step")
+    x_T = torch.from_numpy(codebooks_rng.initial_noise(p.seed, shape))[None].to(prior.device)
+    out = []
+    with torch.inference_mode(), _precision(prior, p):
+        for v in range(views):
+            x = ddpm_step(prior.model_fn, dihedral_view(x_T, v), ts[0], -1, prior.schedule, None,
+                          cond=dihedral_view(cond, v)).x_prev
+            out.append(dihedral_view(x, v).float())
+    return out
+
+
+def ensemble_mean(views: list, n: int):
+    """The mean of the first ``n`` view outputs, summed in view order (the decoder's arithmetic)."""
+    x = views[0]
+    for v in views[1:n]:
+        x = x + v
+    return x if n == 1 else x / n
+
+
 # Free-step files (N = 1: one refiner step on a base layer, no index bits) of big images run the refiner tile by
 # tile (header `tl`), since the network's memory grows with the pixels it sees. Cores of TILE x TILE on a grid from
 # the top-left corner, each run with HALO pixels of context on every side (cut at the image edge), only the core
