@@ -76,8 +76,13 @@ def run(jobs: Sequence[Job], config: BatchConfig, emit: Emit, *, workers: int | 
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as e:
+            # Ray turns token authentication on for the clusters it starts, but a driver given an address sends
+            # its token only when told to
+            hint = ("; a cluster with token authentication (Ray's default) also needs RAY_AUTH_MODE=token and its "
+                    "token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)") if address and "RAY_AUTH_MODE" not in os.environ \
+                else ""
             raise UsageError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}{hint}") from None
         started = True
     try:
         import ray.data

@@ -444,9 +444,11 @@ except SystemExit as e:
 """
 
 
-def run_own_process(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+def run_own_process(args: list[str], timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python ARGS`` with one OpenMP thread; ``env``: variables to set (None: to remove)."""
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          env={k: v for k, v in full.items() if v is not None})
 
 
 @pytest.mark.slow
@@ -477,3 +479,61 @@ def test_ray_engine_resumes_after_an_interruption_with_a_corrupt_input_in_the_mi
         rel = src.relative_to("photos")
         assert (Path("out") / rel.with_suffix(".ddc")).read_bytes() == api.encode(str(src), method="opq",
                                                                                  preset=PRESET)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of this machine's processes whose command line contains ``text`` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the cluster's processes through /proc")
+def test_ray_engine_runs_on_an_existing_cluster_given_by_address_and_asks_it_for_gpus(tree, one_thread):
+    """A Ray head started apart from the batch (`ray start --head`, 2 CPUs and 1 GPU resource: the scheduling of
+    GPU actors, with no GPU needed) is reached by --address; the batch leaves it running. A method with networks
+    (ddcm, --device auto) gets one actor per GPU with num_gpus 1 (which, with no CUDA there, runs on the CPU); its
+    files are those of `encode`."""
+    import socket
+    import tempfile
+
+    pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="/tmp/dcray")          # short: Ray's socket paths live under it
+    head = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", "--num-cpus=2",
+            "--num-gpus=1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    # token authentication, as Ray's own clusters have it by default (the token in the environment, not ~/.ray)
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": hashlib.sha256(temp.encode()).hexdigest()}
+    try:
+        started = run_own_process(head[1:], timeout=180, env=auth)
+        assert started.returncode == 0, started.stderr[-2000:]
+        args = ["-m", "diffcodec", "batch", "photos", "-o", "out", "--method", "ddcm", "--bpp", "3", "--engine", "ray",
+                "--address", f"127.0.0.1:{port}", "--threads", "1", "--json", "--quiet"]     # --device auto
+        refused = run_own_process(args, env={"RAY_AUTH_MODE": None})       # no token sent: one line that says why
+        assert refused.returncode == 2 and "RAY_AUTH_MODE=token" in refused.stderr.strip().splitlines()[-1]
+        assert not Path("out").exists() or not list(Path("out").rglob("*.ddc"))
+        run = run_own_process(args, env=auth)
+        assert run.returncode == 0, f"status {run.returncode}: {run.stderr[-2000:]}"
+        summary = json.loads(run.stdout)
+        assert summary["ray"] == f"127.0.0.1:{port}" and summary["gpus_per_worker"] == 1.0
+        assert summary["workers"] == 1 and summary["coded"] == len(tree)
+        assert _processes_mentioning(temp), "the cluster stopped with the batch"
+        for src in tree:
+            out = Path("out") / src.relative_to("photos").with_suffix(".ddc")
+            assert out.read_bytes() == api.encode(str(src), method="ddcm", bpp=3.0, device="cpu")
+    finally:
+        for pid in _processes_mentioning(temp):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
