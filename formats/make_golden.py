@@ -66,11 +66,13 @@ VECTORS = [
     ("ddcm-cond_jpeg-q30_n1_rgb_32x48", "ddcm", None, 32, 48, 12, False,
      {"base": "jpeg:q30", "steps": 1, "refine": True, "ensemble": 1, "refiner": "codec-refiner", "precision": "fp32",
       **_CPU}),
-    # ... and with today's default refiner of a standard-codec base (codec-refiner-2), WebP q40
+    # ... and with codec-refiner-2 (the default refiner of a standard-codec base before codec-refiner-3), WebP q40
     ("ddcm-cond_webp-q40_codec-refiner-2_n1_rgb_32x48", "ddcm", None, 32, 48, 14, False,
-     {"base": "webp:q40", "steps": 1, "refine": True, "ensemble": 1, "precision": "fp32", **_CPU}),
-    # ... and the free step's ensemble of four views (header en), JPEG q50
-    ("ddcm-cond_jpeg-q50_codec-refiner-2_en4_n1_rgb_32x48", "ddcm", None, 32, 48, 15, False,
+     {"base": "webp:q40", "steps": 1, "refine": True, "ensemble": 1, "refiner": "codec-refiner-2", "precision": "fp32",
+      **_CPU}),
+    # ... and with today's default refiner of a standard-codec base (codec-refiner-3) and the free step's ensemble of
+    # four views (header en), JPEG q50
+    ("ddcm-cond_jpeg-q50_codec-refiner-3_en4_n1_rgb_32x48", "ddcm", None, 32, 48, 15, False,
      {"base": "jpeg:q50", "steps": 1, "refine": True, "ensemble": 4, "precision": "fp32", **_CPU}),
     # grayscale ddcm (coded as RGB with the plane replicated, output the rounded mean)
     ("ddcm-latent_n20-k4096-m16_gray_29x37", "ddcm", "n20-k4096-m16", 29, 37, 9, True,

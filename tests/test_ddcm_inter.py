@@ -139,9 +139,10 @@ def test_the_clip_refiner_is_named_by_the_headers_model_on_opq_bases_only():
     assert DDCMParams.from_header(codec_base, rng, "opq-clip-refiner").model_id == "codec-refiner"
     assert DDCMParams.from_header(codec_base, rng, "codec-refiner-2").model_id == "codec-refiner-2"
     assert DDCMParams.from_header(params, rng, "codec-refiner-2").model_id == "opq-refiner"
+    assert DDCMParams.from_header(codec_base, rng, "codec-refiner-3").model_id == "codec-refiner-3"
     with pytest.raises(UsageError, match="opq-clip-refiner on opq base layers"):
         DDCMParams(base="jpeg:q30", space="pixel", refiner="opq-clip-refiner").check()
-    with pytest.raises(UsageError, match="codec-refiner-2 on codec base layers"):
+    with pytest.raises(UsageError, match="codec-refiner-2 / codec-refiner-3 on codec base layers"):
         DDCMParams(base="opq-32-8-8", space="pixel", refiner="codec-refiner-2").check()
 
 
@@ -163,7 +164,7 @@ def test_an_opq_base_is_refined_by_the_clip_refiner_unless_the_file_asks_for_the
         assert container.read_container(data).header.model == model
         _, recon = codec.compress_with_reconstruction(img, **params)
         assert np.array_equal(api.decode(data, **CPU), recon)
-    with pytest.raises(UsageError, match="must be codec-refiner-2 or codec-refiner"):
+    with pytest.raises(UsageError, match="must be codec-refiner-3 or codec-refiner-2 or codec-refiner,"):
         api.encode(img, method="ddcm", base="jpeg:q30", refiner=BASE_MODEL, **CPU)
     with pytest.raises(UsageError, match="give --base"):
         api.encode(img, method="ddcm", space="pixel", steps=2, k=4, atoms=1, refiner=CLIP_MODEL, **CPU)
@@ -171,16 +172,16 @@ def test_an_opq_base_is_refined_by_the_clip_refiner_unless_the_file_asks_for_the
         api.encode(img, method="ddcm", base="opq-32-8-8", refiner="pixel-ddpm", **CPU)
 
 
-def test_a_standard_codec_base_is_refined_by_codec_refiner_2_unless_the_file_asks_for_codec_refiner(one_thread):
-    """As for opq bases: the newer refiner where installed, the older one on request; files naming either decode."""
+def test_a_standard_codec_base_is_refined_by_the_newest_refiner_unless_the_file_asks_for_an_older_one(one_thread):
+    """As for opq bases: the newest refiner where installed, an older one on request; files naming any decode."""
     from diffcodec import api
-    from diffcodec.methods.ddcm.priors import CODEC_BASE_MODEL, CODEC_MODEL_2, model_installed
+    from diffcodec.methods.ddcm.priors import CODEC_BASE_MODEL, CODEC_MODEL_2, CODEC_MODEL_3, model_installed
 
-    if not model_installed(CODEC_MODEL_2):
-        pytest.skip("models/codec-refiner-2 is not installed")
+    if not (model_installed(CODEC_MODEL_2) and model_installed(CODEC_MODEL_3)):
+        pytest.skip("models/codec-refiner-2 and -3 are not installed")
     img = synthetic_image(32, 48, seed=6)
     codec = get_codec("ddcm")
-    for refiner, model in ((None, CODEC_MODEL_2), (CODEC_BASE_MODEL, CODEC_BASE_MODEL)):
+    for refiner, model in ((None, CODEC_MODEL_3), (CODEC_MODEL_2, CODEC_MODEL_2), (CODEC_BASE_MODEL, CODEC_BASE_MODEL)):
         params = {"base": "jpeg:q40", "steps": 1, "refine": True, **CPU,
                   **({"refiner": refiner} if refiner else {})}
         data = api.encode(img, method="ddcm", **params)

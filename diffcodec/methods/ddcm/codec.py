@@ -142,7 +142,7 @@ TEXTURE_K = 16
 def _refiner(name: str | None, base: str | None) -> str | None:
     """The ``refiner`` option's network for ``base``: None (the header's default model of that kind of base) or
     one of its newer ones (priors.REFINERS). Unset: the newest installed (each beats the one before on Kodak24:
-    benchmarks/RESULTS.md, 'The opq-base refiner' and 'codec-refiner-2')."""
+    benchmarks/RESULTS.md, 'The opq-base refiner', 'codec-refiner-2' and 'codec-refiner-3')."""
     if base is None:
         if name is not None:
             raise UsageError(f"--param refiner={name} chooses the refiner of a base layer: give --base")

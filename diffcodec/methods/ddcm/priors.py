@@ -21,11 +21,12 @@ BASE_MODEL = "opq-refiner"      # the conditional prior of an opq --base (pixel 
 CODEC_BASE_MODEL = "codec-refiner"  # ... and of a standard-codec --base (jpeg, webp, avif)
 CLIP_MODEL = "opq-clip-refiner"  # an opq base's refiner where installed (codec-refiner's condition, trained on opq
                                  # keyframes and P-frames); BASE_MODEL stays for old files and --param refiner
-CODEC_MODEL_2 = "codec-refiner-2"  # a standard-codec base's refiner where installed (codec-refiner trained on, with
-                                   # qualities to 90); CODEC_BASE_MODEL stays for old files and --param refiner
+CODEC_MODEL_2 = "codec-refiner-2"  # a standard-codec base's refiner (codec-refiner trained on, with qualities to
+                                   # 90); CODEC_BASE_MODEL stays for old files and --param refiner
+CODEC_MODEL_3 = "codec-refiner-3"  # ... and codec-refiner-2 trained on: the default where installed
 # per base kind, oldest first: the model a header names without a newer one, then the newer models (the encoder
 # takes the newest installed; files naming any of them decode with it)
-REFINERS = {"opq": (BASE_MODEL, CLIP_MODEL), "codec": (CODEC_BASE_MODEL, CODEC_MODEL_2)}
+REFINERS = {"opq": (BASE_MODEL, CLIP_MODEL), "codec": (CODEC_BASE_MODEL, CODEC_MODEL_2, CODEC_MODEL_3)}
 
 
 class Prior:
