@@ -4,7 +4,7 @@
 
     python benchmarks/ddcm_default_vs_codecs.py benchmarks/results/ddcm-kodak24-auto-codec-bpp*
 
-and, where the rows have it, the same for SSIMULACRA 2.
+and, where the rows have them, the same for SSIMULACRA 2 and Butteraugli.
 """
 
 from __future__ import annotations
@@ -68,24 +68,29 @@ def main(folders: list[str]) -> None:
               + ", ".join(f"{k} {n}" for k, n in modes.most_common()) + " | " + " | ".join(cells) + " |")
 
 
-def ssimulacra2_table(folders: list[str]) -> None:
-    """SSIMULACRA 2 (higher is better) of ours against each baseline on the images where it fits (bench rows carry
-    it since the perceptual metrics landed)."""
+def metric_table(folders: list[str], column: str, title: str) -> None:
+    """A perceptual metric of the bench rows (``column``; where the runs carry it) of ours against each baseline on
+    the images where it fits: ours minus the baseline (SSIMULACRA 2: higher is better; Butteraugli: lower)."""
     codecs = _codecs(folders)
-    print("| target | ours SSIMULACRA 2 | " + " | ".join(f"vs {CODECS[c]} (n)" for c in codecs) + " |")
-    print("|---|---:|" + "---|" * len(codecs))
+    rows = []
     for folder, by in _by_image(folders):
-        if not all(v["diffcodec"].get("ssimulacra2") for v in by.values()):
+        if not all(v["diffcodec"].get(column) for v in by.values()):
             continue
         cells = []
         for codec in codecs:
             fit = [v for v in by.values() if v[codec]["over_target"] == "false"]
-            cells.append(f"{_gap(fit, codec, 'ssimulacra2'):+.2f} ({len(fit)})" if fit else "n/a")
-        ours = np.mean([float(v["diffcodec"]["ssimulacra2"]) for v in by.values()])
-        print(f"| {folder.rsplit('bpp', 1)[1]} | {ours:.2f} | " + " | ".join(cells) + " |")
+            cells.append(f"{_gap(fit, codec, column):+.3f} ({len(fit)})" if fit else "n/a")
+        ours = np.mean([float(v["diffcodec"][column]) for v in by.values()])
+        rows.append(f"| {folder.rsplit('bpp', 1)[1]} | {ours:.3f} | " + " | ".join(cells) + " |")
+    if rows:
+        print()
+        print(f"| target | ours {title} | " + " | ".join(f"vs {CODECS[c]} (n)" for c in codecs) + " |")
+        print("|---|---:|" + "---|" * len(codecs))
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    print()
-    ssimulacra2_table(sys.argv[1:])
+    metric_table(sys.argv[1:], "ssimulacra2", "SSIMULACRA 2")
+    metric_table(sys.argv[1:], "butteraugli", "Butteraugli max")
+    metric_table(sys.argv[1:], "butteraugli_3norm", "Butteraugli 3-norm")
