@@ -104,7 +104,7 @@ class DDCMParams:
             _int("tile", self.tile, 64, 1 << 14)
             if self.tile % 64 or self.steps != 1 or self.base is None:
                 raise err(f"ddcm tile {self.tile!r}: a multiple of 64, on free-step files (n 1 with a base) only")
-        if self.ensemble != 1:
+        if type(self.ensemble) is not int or self.ensemble != 1:      # (True == 1, but is not a view count)
             if type(self.ensemble) is not int or self.ensemble not in ENSEMBLES or self.steps != 1 \
                     or self.base is None or self.tile:
                 raise err(f"ddcm ensemble {self.ensemble!r}: one of {', '.join(map(str, ENSEMBLES[1:]))}, on untiled "
