@@ -105,8 +105,14 @@ def run(jobs: Sequence[Job], config: BatchConfig, emit: Emit, *, workers: int | 
         ds = ds.map_batches(RayCoder, fn_constructor_args=(config.to_json(), threads), batch_size=1,
                             batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
                             num_gpus=gpus or None)
-        for row in ds.iter_rows():
-            emit(json.loads(row["record"]))
+        rows = iter(ds.iter_rows())
+        try:
+            for row in rows:
+                emit(json.loads(row["record"]))
+        finally:        # stop the streaming executor before Ray goes: its threads outliving ray.shutdown() exit the
+            close = getattr(rows, "close", None)            # process with status 1 (an interrupted batch)
+            if close is not None:
+                close()
     finally:
         if started:
             ray.shutdown()

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -459,8 +460,12 @@ def test_ray_engine_resumes_after_an_interruption_with_a_corrupt_input_in_the_mi
     pytest.importorskip("ray.data")
     Path("photos/img1.png").write_bytes(tree[1].read_bytes()[:80])
     args = ["batch", "photos", "-o", "out", "-p", PRESET, "--engine", "ray", "--jobs", "2", "--threads", "1"]
-    run = run_own_process(["-c", INTERRUPTED_RAY_RUN, *args])
-    last = (run.stdout.strip().splitlines() or [""])[-1]
+    for _ in range(2):      # a Ray driver whose core worker is torn down under it may quick-exit(1): once more
+        shutil.rmtree("out", ignore_errors=True)
+        run = run_own_process(["-c", INTERRUPTED_RAY_RUN, *args])
+        last = (run.stdout.strip().splitlines() or [""])[-1]
+        if run.returncode == 0:
+            break
     assert last.startswith("exit 130 added "), f"status {run.returncode}: {run.stdout[-2000:]}{run.stderr[-2000:]}"
     added = last.split(" added ")[1].split(" ray_initialized ")[0].split(",")
     assert last.endswith("ray_initialized False")          # the embedded Ray was stopped
