@@ -7,6 +7,8 @@
 #     (K = 4096, base opq-16-8-8 unless named), so every image gets the same refinement bits on top of its own
 #     base layer (base sizes differ per image).
 #   MODE auto: the default mode (no --space/--base; --bpp picks conditional or latent); POINT is a target bpp.
+# BENCH_ARGS (environment, split on spaces) is added to every bench command, e.g.
+#   BENCH_ARGS="--metric ssimulacra2 --metric butteraugli" (Butteraugli needs DIFFCODEC_BUTTERAUGLI).
 set -euo pipefail
 mode="${1:?mode: latent | pixel | base | auto}"
 images="${2:-../shared/data/kodak}"
@@ -34,6 +36,6 @@ for point in "${points[@]}"; do
   # -p names one preset (without it bench runs every preset); the --param values override its N, K, M, so the
   # per-run summary.md is labelled with that preset's name while the folder name and summary.json say what ran
   diffcodec bench "$images" --method ddcm -p n20-k4096-m64 --vs jpeg --vs webp --vs avif --report-images 2 --quiet \
-    "${rate[@]}" --param k=4096 -o "$out/$mode-$name"
+    "${rate[@]}" --param k=4096 ${BENCH_ARGS:-} -o "$out/$mode-$name"
 done
 python "$(dirname "$0")/summarize_benches.py" "$out/$mode"-*/ | tee "$out/$mode-table.md"

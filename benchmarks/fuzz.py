@@ -54,6 +54,7 @@ CORPUS = ROOT / "formats" / "golden"
 DEFAULT_MAX_PIXELS = 1 << 16        # 256 x 256: any admitted decode takes a few seconds at most on one thread
 DEFAULT_MAX_WORK = 1 << 18          # pixels x diffusion steps
 FAILURES = ("traceback", "bad-exit", "hang", "memory", "crash")
+EXAMPLES = 5            # inputs recorded per target and outcome (with their message), to replay and look at
 TARGETS = ("decode", "info")
 
 # ---------------------------------------------------------------------------------------------- framing
@@ -557,6 +558,7 @@ def fuzz(inputs: int, seed: int = 0, *, timeout: float = 20.0, memory_mb: float 
     by_target: dict[str, Counter] = {t: Counter() for t in targets}
     by_mutation: dict[str, Counter] = {}
     failures, peak, slowest = [], 0.0, (0.0, None)
+    examples: dict[str, list] = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="diffcodec-fuzz-") as tmp:
         worker.start()
@@ -587,6 +589,10 @@ def fuzz(inputs: int, seed: int = 0, *, timeout: float = 20.0, memory_mb: float 
                     slowest = (took, f"{seed}:{i}")
                 outcomes[kind] += 1
                 by_target[target][kind] += 1
+                if len(examples.setdefault(f"{target} {kind}", [])) < EXAMPLES:
+                    examples[f"{target} {kind}"].append({"input": f"{seed}:{i}", "corpus_file": name,
+                                                         "stderr": "" if isinstance(got, str) else
+                                                         got.get("stderr", "")[-300:]})
                 for m in set(applied):
                     by_mutation.setdefault(m, Counter())[kind] += 1
                 if kind in FAILURES:
@@ -608,7 +614,7 @@ def fuzz(inputs: int, seed: int = 0, *, timeout: float = 20.0, memory_mb: float 
             "by_target": {t: dict(sorted(c.items())) for t, c in by_target.items()},
             "by_mutation": {m: dict(sorted(c.items())) for m, c in sorted(by_mutation.items())},
             "corpus": {"files": len(corpus), "outcomes": dict(seeds_ok)},
-            "failures": failures, "failed": sum(outcomes[k] for k in FAILURES) + sum(
+            "examples": examples, "failures": failures, "failed": sum(outcomes[k] for k in FAILURES) + sum(
                 v for k, v in seeds_ok.items() if k != "ok"),
             "peak_rss_mb_per_input": round(peak, 1), "slowest_run_s": round(slowest[0], 3),
             "slowest_input": slowest[1], "elapsed_s": round(elapsed, 1),

@@ -87,7 +87,8 @@ def cli():
                    "latent).")
 @click.option("--base", default=None, metavar="BASE",
               help="ddcm: conditional mode on a base layer refined by the diffusion prior: an opq preset "
-                   "(opq-16-8-8 ...) or a standard codec (jpeg, webp, avif; quality chosen by --bpp, or avif:q40).")
+                   "(opq-16-8-8 ...) or a standard codec (jpeg, webp, avif; quality chosen by --bpp, or avif:q40); "
+                   "4:2:0 clips also x264 (CRF chosen by --kbps, or x264:crf28; needs the x264 extra).")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None,
               help="ddcm: codebook/noise seed; diffae: decoder noise seed (default 0).")
 @click.option("--bpp", type=float, default=None,
@@ -285,8 +286,12 @@ def decode(input, output, force, refine, steps, seed, frame_range, as_json, max_
         say(f"  setting:    {h.method} {clip_codec.coded_setting(h.model, h.params)}, {h.width}x{h.height}, "
             f"{h.frames} frame(s)", quiet)
     if clip is not None:
-        return _decode_clip(input, output, clip, options, frame_range, device, force, as_json, quiet,
-                            {"max_pixels": max_pixels, "max_work": max_work})
+        try:
+            return _decode_clip(input, output, clip, options, frame_range, device, force, as_json, quiet,
+                                {"max_pixels": max_pixels, "max_work": max_work})
+        finally:
+            if input != "-":
+                clip.file.close()
     if frame_range is not None:
         raise UsageError("--frames applies to clips; this file holds one image")
     output = _output_path(input, output, ".png", as_json)
@@ -326,10 +331,15 @@ def _open_clip(input: str):
     if input == "-":
         f = sys.stdin.buffer
         head = f.peek(n)[:n] if hasattr(f, "peek") else b""
-        return container.StreamReader(f) if head in container.CLIP_SIGNATURES else None
+        # a pipe cannot be read twice: any version but an image's (1.0) goes to the clip reader (a newer minor
+        # version of a clip too: readers accept those)
+        clip = head.startswith(container.MAGIC) and len(head) == n and head != container.SIGNATURE
+        return container.StreamReader(f) if clip else None
     f = images.open_input(input)            # a missing or unreadable file: its one-line error
     try:
-        if images.read_head(f, n, input) not in container.CLIP_SIGNATURES:
+        # any .ddc file: whether it is a clip is its content's answer (a 'v' chunk or several frames), whatever
+        # version its signature says
+        if not images.read_head(f, n, input).startswith(container.MAGIC):
             f.close()
             return None
         f.seek(0)

@@ -143,8 +143,9 @@ def train_refiner_cmd(opq_presets, **o):
 
 
 @train.command("codec-refiner")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["opq", "jpeg", "webp", "avif"]),
-              help="Base codecs to degrade with (repeat; default all four).")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["opq", "jpeg", "webp", "avif", "h264"]),
+              help="Base codecs to degrade with (repeat; default opq, jpeg, webp, avif; h264 alone writes "
+                   "models/h264-refiner, the refiner of ddcm clips on an H.264 base: needs PyAV).")
 @click.option("--init", "init_from", default=None, metavar="MODEL",
               help="Start from a shipped denoiser's weights, e.g. models/opq-refiner (extra condition channels "
                    "start at zero).")
@@ -170,8 +171,10 @@ def train_codec_refiner_cmd(kinds, init_from, p_frames, max_quality, **o):
              "condition": "decoded base RGB + one-hot kind (opq, jpeg, webp, avif) + coarseness "
                           "(diffcodec/methods/codec_refiner.py)", "degrade": degrade.description,
              **({"p_frames": p_frames} if p_frames else {})}
-    _run_diffusion_training(CLIP_MODEL if p_frames else CODEC_BASE_MODEL, degrade, CONDITION_CHANNELS, extra,
-                            init_from=init_from, **o)
+    from diffcodec.methods.ddcm.priors import H264_MODEL
+
+    model = H264_MODEL if kinds == ("h264",) else CLIP_MODEL if p_frames else CODEC_BASE_MODEL
+    _run_diffusion_training(model, degrade, CONDITION_CHANNELS, extra, init_from=init_from, **o)
 
 
 @train.command("latent-denoiser")

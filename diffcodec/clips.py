@@ -3,6 +3,8 @@
 
     encode: VideoReader --frame--> YUV -> RGB (the clip's matrix and range) --> Codec.compress_keyframe
                                                            or Codec.compress_predicted(reference) --> ClipWriter
+            (or, where Codec.clip_stream_layouts says so: YUV planes --> Codec.open_clip_encoder: push / flush,
+             coded frames out some frames later --> ClipWriter)
     decode: StreamReader --payload--> Codec.decompress_keyframe / decompress_predicted(reference)
                                                            --> RGB -> YUV (the clip's chroma) --> VideoWriter
 
@@ -80,8 +82,8 @@ def frame_budget_bpp(kbps: float, info) -> float:
 
 
 def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: dict, device_params: dict,
-                 on_frame: Callable[[int], None] | None, gop: int,
-                 planar: bool) -> tuple[container.ClipWriter, ClipSummary]:
+                 on_frame: Callable[[int], None] | None, gop: int, planar: bool,
+                 stream_layouts: tuple[str, ...] | None = None) -> tuple[container.ClipWriter, ClipSummary]:
     info = reader.info
     channels = 1 if info.chroma == "mono" else 3
     writer = container.ClipWriter(method, info.width, info.height, channels, video_chunk(info, gop, planar),
@@ -91,6 +93,8 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
     key: Encoded | None = None
     reference = None
     t0 = time.perf_counter()
+    if stream_layouts is not None:
+        return _encode_stream_pass(reader, codec, writer, summary, params, device_params, on_frame, gop, t0)
     try:
         for frame in reader:
             image = (yuv.PlanarFrame(frame.planes, info.chroma, info.range) if planar
@@ -110,6 +114,40 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
             summary.frames += 1
             if on_frame is not None:
                 on_frame(summary.frames)
+    except BaseException:
+        writer.close()
+        raise
+    summary.encode_s = time.perf_counter() - t0
+    if summary.frames == 0:
+        writer.close()
+        raise UsageError("the clip has no frames")
+    return writer, summary
+
+
+def _encode_stream_pass(reader, codec: Codec, writer: container.ClipWriter, summary: ClipSummary, params: dict,
+                        device_params: dict, on_frame: Callable[[int], None] | None, gop: int,
+                        t0: float) -> tuple[container.ClipWriter, ClipSummary]:
+    """A pass of a codec that codes the clip as one stream (:meth:`Codec.open_clip_encoder`): frames come out
+    some frames after they go in; the source planes wait for them in a queue."""
+    from collections import deque
+
+    info = reader.info
+    sources: deque = deque()
+
+    def take(coded) -> None:
+        for keyframe, data, recon in coded:
+            summary.payload_bytes.append(writer.add(data) if keyframe else writer.add_predicted(data))
+            _track_quality(summary, sources.popleft(), recon, info)
+            summary.frames += 1
+            if on_frame is not None:
+                on_frame(summary.frames)
+
+    try:
+        encoder = codec.open_clip_encoder(info, gop, dict(params), **device_params)
+        for frame in reader:
+            sources.append(frame.planes)
+            take(encoder.push(yuv.PlanarFrame(frame.planes, info.chroma, info.range)))
+        take(encoder.flush())
     except BaseException:
         writer.close()
         raise
@@ -165,7 +203,16 @@ def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], An
         if "bpp" not in codec.encode_options:
             raise UsageError(f"{method} has no rate control (--bpp), so it cannot aim at --kbps")
     info = reader.info
-    planar = codes_planes(codec, info.chroma, planar)
+    stream_layouts = codec.clip_stream_layouts(params)
+    if stream_layouts is None:
+        planar = codes_planes(codec, info.chroma, planar)
+    elif preset is not None:
+        raise UsageError(f"{method} with these options takes no preset (got {preset!r})")
+    elif info.chroma not in stream_layouts or planar is False:
+        raise UsageError(f"{method} with these options codes {' or '.join(stream_layouts)} clips as YCbCr planes; "
+                         f"this one is {info.chroma}" + (" (and --planar is off)" if planar is False else ""))
+    else:
+        planar = True
     attempts, scale = 0, 1.0
     best: tuple[container.ClipWriter, ClipSummary] | None = None       # the largest pass at or under --kbps
     sizes: set[int] = set()
@@ -180,7 +227,7 @@ def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], An
                                      f"{info.fps[0]}/{info.fps[1]} fps")
                 pass_params["bpp"] = bpp
             writer, summary = _encode_pass(reader, codec, method, preset, pass_params, device_params, on_frame, gop,
-                                           planar)
+                                           planar, stream_layouts)
             summary.file_bytes, summary.attempts = writer.size(), attempts
             if kbps is None:
                 best = (writer, summary)

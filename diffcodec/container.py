@@ -462,7 +462,10 @@ class ClipWriter:
         return len(head) + self._spool.tell()
 
     def close(self) -> None:
-        self._spool.close()
+        try:
+            self._spool.close()
+        except OSError:     # flushing what is left of a discarded temporary file (e.g. the disk is full): no matter
+            pass
 
 
 def _image_header(method: str, encoded: Encoded, width: int, height: int, channels: int) -> Header:
@@ -686,6 +689,7 @@ class StreamReader:
     needs memory for one frame's payload, not the file. Applies the same rules as :func:`read_container`."""
 
     def __init__(self, f: BinaryIO, total: int | None = None):
+        self.file = f
         head = f.read(_SNIFF_BYTES)     # enough for the signature check to name another format
         self.version = _check_signature(head)
         self._chunks = _ChunkReader(f, total, len(SIGNATURE), head[len(SIGNATURE):])

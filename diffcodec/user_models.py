@@ -33,7 +33,7 @@ RECORD_FORMAT = "diffcodec-user-model-v1"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # ids of the shipped models (and what the ddcm header names them): a user model may not take them
 RESERVED = ("pixel-ddpm", "latent-ddpm", "opq-refiner", "codec-refiner", "opq-clip-refiner", "codec-refiner-2",
-            "codec-refiner-3", "latent-ae", "diffae", "diffae-pixel")
+            "codec-refiner-3", "h264-refiner", "latent-ae", "diffae", "diffae-pixel")
 EMBEDDING_SUFFIX = ".empty-prompt.safetensors"
 
 

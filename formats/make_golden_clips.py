@@ -2,7 +2,8 @@
 vector is added or the format changes on purpose): small generated clips (a test picture moving sideways, so no
 data files are needed) coded with opq, whose decoding is exact on every machine. clips.json records how each
 source clip is made, the sha256 of the .ddc, its layout (version, header, video chunk, index, payload lengths)
-and the sha256 of the decoded planes; tests/test_golden_clips.py checks all of it.
+and the sha256 of the decoded planes; tests/test_golden_clips.py checks all of it. clips_network.json does the same
+for clips of the network methods (NETWORK_CLIPS), with their decoded planes stored and the environment recorded.
 
     python formats/make_golden_clips.py
 """
@@ -47,11 +48,58 @@ def source_y4m(height, width, frames, chroma, fps, seed) -> bytes:
     return out.getvalue()
 
 
-def encode(preset, height, width, frames, chroma, fps, seed, gop=1, coded="rgb") -> bytes:
+# Clips of the network methods (clips_network.json): exact only in the environment they were made in (one torch
+# thread; make_golden.environment(), and PyAV's version for an H.264 base), within the image vectors' tolerance
+# elsewhere; the decoded planes are stored beside them (NAME.decoded.y4m). ddcm P-frames on an opq base and ddcm on
+# an H.264 base (issue #16).
+NETWORK_CLIPS = [
+    # name, encode options, height, width, frames, chroma, fps, seed, gop
+    ("clip-ddcm-opq-32-8-8-n1_420_32x48_4f_gop2", {"method": "ddcm", "base": "opq-32-8-8", "steps": 1,
+                                                   "refine": True}, 32, 48, 4, "420", (25, 1), 7, 2),
+    ("clip-ddcm-x264-crf30_yuv420_32x48_4f_gop2", {"method": "ddcm", "base": "x264:crf30"}, 32, 48, 4, "420",
+     (25, 1), 8, 2),
+]
+
+
+def encode(preset, height, width, frames, chroma, fps, seed, gop=1, coded="rgb", method="opq",
+           **params) -> bytes:
     out = io.BytesIO()
     with video.open_video(io.BytesIO(source_y4m(height, width, frames, chroma, fps, seed))) as reader:
-        clips.encode_clip(reader, out, "opq", preset, gop=gop, planar=coded == "yuv")
+        if method == "opq":
+            clips.encode_clip(reader, out, "opq", preset, gop=gop, planar=coded == "yuv")
+        else:
+            clips.encode_clip(reader, out, method, gop=gop, device="cpu", **params)
     return out.getvalue()
+
+
+def network_environment() -> dict:
+    """make_golden.environment() and PyAV's version (x264's bytes and libavcodec come with it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_golden", Path(__file__).resolve().parent / "make_golden.py")
+    make_golden = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_golden)
+    env = make_golden.environment()
+    try:
+        import av
+
+        env["av"] = av.__version__
+    except ImportError:
+        env["av"] = None
+    return env
+
+
+def write_y4m(path: Path, frames, height: int, width: int, chroma: str, fps) -> None:
+    info = video.VideoInfo(width, height, tuple(fps), chroma)
+    with open(path, "wb") as f:
+        f.write(video.y4m_header(info))
+        for planes in frames:
+            f.write(b"FRAME\n" + b"".join(np.ascontiguousarray(p).tobytes() for p in planes))
+
+
+def read_y4m(path: Path) -> list:
+    with video.open_video(str(path)) as r:
+        return [f.planes for f in r]
 
 
 def planes_sha256(frames) -> str:
@@ -71,8 +119,8 @@ def layout(data: bytes) -> dict:
             "chunks": [[ch.type, len(ch.data)] for ch in c.chunks]}
 
 
-def decoded(data: bytes) -> list:
-    return [p for _, p in clips.decode_frames(container.StreamReader(io.BytesIO(data)))]
+def decoded(data: bytes, **options) -> list:
+    return [p for _, p in clips.decode_frames(container.StreamReader(io.BytesIO(data)), **options)]
 
 
 def main() -> None:
@@ -86,6 +134,22 @@ def main() -> None:
                       "decoded_sha256": planes_sha256(decoded(data))})
     (HERE / "clips.json").write_text(json.dumps(table, indent=2) + "\n")
     print(f"wrote {len(table)} clip vectors to {HERE}")
+    import torch
+
+    torch.set_num_threads(1)
+    network = []
+    for name, params, h, w, n, chroma, fps, seed, gop in NETWORK_CLIPS:
+        data = encode(None, h, w, n, chroma, fps, seed, gop, **params)
+        (HERE / f"{name}.ddc").write_bytes(data)
+        frames = decoded(data, device="cpu")
+        write_y4m(HERE / f"{name}.decoded.y4m", frames, h, w, chroma, fps)
+        network.append({"file": f"{name}.ddc", "params": params, "height": h, "width": w, "frames": n,
+                        "chroma": chroma, "fps": list(fps), "seed": seed, "gop": gop, "bytes": len(data),
+                        "ddc_sha256": hashlib.sha256(data).hexdigest(), "layout": layout(data),
+                        "decoded_y4m": f"{name}.decoded.y4m", "decoded_sha256": planes_sha256(frames),
+                        "env": network_environment()})
+    (HERE / "clips_network.json").write_text(json.dumps(network, indent=2) + "\n")
+    print(f"wrote {len(network)} network clip vectors to {HERE}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ SKIP = {
 # substring -> model it needs: skipped, naming it, only where the model is not installed
 NEEDS_MODEL = {"--method diffae --bpp 0.1 --space pixel": "models/diffae-pixel"}
 # substring -> optional package it needs: skipped, naming it, only where the package is not installed
-NEEDS_PACKAGE = {"--diffusers ": "diffusers", "--prior ": "diffusers"}
+NEEDS_PACKAGE = {"--diffusers ": "diffusers", "--prior ": "diffusers", "--base x264": "av"}
 # the guide's pretrained model folders -> tiny random models of the same layout (tests/tiny_diffusers.py)
 DIFFUSERS_FOLDERS = {"/data/stable-diffusion-2-1-base": "sd21-tiny", "/data/ddpm-celebahq-256": "ddpm-tiny"}
 SUBSTITUTE = {"../shared/data/kodak": "kodak", **DIFFUSERS_FOLDERS}

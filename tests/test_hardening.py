@@ -308,7 +308,8 @@ main(sys.argv[2:])
 
 
 def _fsize_run(limit: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _FSIZE, str(limit), *argv], capture_output=True, cwd=cwd,
+    # -B: a module compiled under the size limit would leave a truncated .pyc behind for every later import
+    return subprocess.run([sys.executable, "-B", "-c", _FSIZE, str(limit), *argv], capture_output=True, cwd=cwd,
                           env=subprocess_env(Path(__file__).resolve().parent.parent / "codebooks", threads=1))
 
 

@@ -55,3 +55,28 @@ def test_max_quality_widens_the_standard_codecs_training_range():
     qualities = [d.degrade(img)[2] for _ in range(60)]
     assert max(qualities) > CODEC_QUALITIES["jpeg"][1] and min(qualities) >= 1 and max(qualities) <= 90
     assert "90" in d.description
+
+
+def test_the_h264_training_condition_is_x264s_last_frame_conditioned_as_ddcm_conditions_it():
+    import pytest
+
+    pytest.importorskip("av", reason="PyAV (the x264 extra) is not installed")
+    import torch
+
+    from diffcodec.methods.codec_refiner import BASE_KINDS, coarseness
+    from diffcodec.methods.ddcm.h264_base import CONDITION_KIND, condition_quality
+    from diffcodec.training.degrade import H264_CRFS, CodecDegrade, h264_frame
+
+    img = synthetic_image(48, 64, seed=4)
+    base, crf = h264_frame(img, np.random.default_rng(2))
+    assert base.shape == img.shape and base.dtype == np.uint8
+    assert H264_CRFS[0] <= crf <= H264_CRFS[1] and (crf * 4).is_integer()
+    assert 15 < metrics.psnr(img, base) < 60          # coded, and close to the crop
+    d = CodecDegrade(kinds=("h264",), seed=5)
+    x0 = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1
+    cond = d(x0)
+    assert cond.shape == (1, 8, 48, 64)
+    kind = cond[0, 3:7].mean(dim=(1, 2))
+    assert kind.tolist() == [float(k == CONDITION_KIND) for k in BASE_KINDS]
+    assert cond[0, 7].mean().item() in [pytest.approx(coarseness("avif", condition_quality(c)))
+                                        for c in np.arange(H264_CRFS[0], H264_CRFS[1] + 0.25, 0.25)]

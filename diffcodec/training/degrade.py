@@ -33,6 +33,7 @@ class OPQDegrade:
 # 1 bpp on photos (the Kodak rate per quality is in ../shared/REFERENCE.md).
 CODEC_QUALITIES = {"jpeg": (1, 60), "webp": (0, 75), "avif": (0, 75)}
 CODEC_KINDS = ("opq", "jpeg", "webp", "avif")
+H264_CRFS = (22.0, 46.0)        # x264 CRFs the H.264 refiner trains on (uniform, in steps of 0.25)
 
 
 def codec_qualities(max_quality: int | None) -> dict[str, tuple[int, int]]:
@@ -60,12 +61,21 @@ class CodecDegrade:
         self.description = f"CodecDegrade(kinds={list(self.kinds)}, qualities={self.qualities})"
         if p_frames:
             self.description += f", opq P-frames: {p_frames} of the opq crops (opq_p_frame: 2-4 moving frames)"
+        if "h264" in self.kinds:
+            self.description += (f", h264: the last frame of 1-4 moving frames through x264 at CRF {H264_CRFS[0]:g}-"
+                                 f"{H264_CRFS[1]:g} (h264_frame), conditioned as an AVIF base at "
+                                 f"h264_base.condition_quality(CRF)")
 
     def degrade(self, img: np.ndarray) -> tuple[np.ndarray, str, int | str]:
         """One uint8 (H, W, 3) crop -> (decoded base, kind, quality)."""
         from diffcodec import baselines
 
         kind = str(self.rng.choice(self.kinds))
+        if kind == "h264":                  # conditioned as ddcm's H.264 base is (an AVIF kind at its quality)
+            from diffcodec.methods.ddcm.h264_base import CONDITION_KIND, condition_quality
+
+            base, crf = h264_frame(img, self.rng)
+            return base, CONDITION_KIND, condition_quality(crf)
         if kind == "opq":
             preset = str(self.rng.choice(self.opq_presets))
             if self.p_frames and self.rng.random() < self.p_frames:
@@ -100,3 +110,27 @@ def opq_p_frame(codec, img: np.ndarray, preset: str, rng: np.random.Generator, m
     for frame in frames[1:]:
         _, recon, ref = codec.compress_predicted(frame, ref, key)
     return recon
+
+
+def h264_frame(img: np.ndarray, rng: np.random.Generator, max_frames: int = 4) -> tuple[np.ndarray, float]:
+    """(the decoded last frame as RGB uint8 (H, W, 3), its CRF) of a synthetic sequence of 1 to ``max_frames``
+    frames ending at ``img`` (training/synthetic_motion.py) coded by x264 as ddcm's H.264 base codes a clip (4:2:0
+    BT.601 limited planes, one keyframe, P-frames; methods/ddcm/h264_base.py); ``img`` of even size."""
+    from diffcodec import yuv
+    from diffcodec.methods.ddcm import h264_base
+    from diffcodec.training.synthetic_motion import sequence
+
+    n = int(rng.integers(1, max_frames + 1))
+    frames = sequence(img, n, rng) if n > 1 else [img]
+    crf = float(np.round(rng.uniform(*H264_CRFS) / h264_base.CRF_STEP) * h264_base.CRF_STEP)
+    h, w = img.shape[:2]
+    enc = h264_base.H264Encoder(w, h, (25, 1), crf, n)
+    aus = []
+    for frame in frames:
+        aus += enc.push(yuv.rgb_to_planes(frame, "420"))
+    aus += enc.flush()
+    dec = h264_base.H264Decoder(w, h, aus[0])
+    planes = dec.decode()
+    for au in aus[1:]:
+        planes = dec.decode(au)
+    return h264_base.to_rgb(planes, "limited"), crf

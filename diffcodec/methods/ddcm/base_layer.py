@@ -1,6 +1,7 @@
 """The base layer of conditional DDCM (``--base``): an opq bitstream (``opq-16-8-8`` ...), decoded exactly as
 `opq` decodes it, or a standard codec's file (``jpeg``, ``webp``, ``avif``, optionally with a quality:
 ``avif:q40``) stored verbatim and decoded by Pillow; the decoded image is the condition of the refiner prior.
+Clips also take an H.264 base (``x264``, ``x264:crf28``: ddcm/h264_base.py), coded over the whole clip.
 
 The header's ``b`` names the base: an opq preset, or ``<codec>:q<quality>`` (the quality is always written,
 also when ``--bpp`` chose it, because the refiner is conditioned on it).
@@ -23,15 +24,22 @@ _CODEC_SPEC = re.compile(r"^(jpeg|webp|avif)(?::q(\d{1,3}))?$")
 
 @dataclass(frozen=True)
 class BaseSpec:
-    kind: str                       # "opq" or one of CODEC_BASES
+    kind: str                       # "opq", "codec" (one of CODEC_BASES) or "x264" (clips only)
     name: str                       # the opq preset, or the codec
     quality: int | None = None      # a codec's quality (None: to be chosen)
+    crf: float | None = None        # an x264 base's CRF (None: to be chosen)
 
     @property
     def header(self) -> str:
         """The header's ``b`` value."""
         if self.kind == "opq":
             return self.name
+        if self.kind == "x264":
+            from diffcodec.methods.ddcm.h264_base import header_name
+
+            if self.crf is None:
+                raise ValueError("an H.264 base is written with its CRF")
+            return header_name(self.crf)
         if self.quality is None:
             raise ValueError("a standard-codec base is written with its quality")
         return f"{self.name}:q{self.quality}"
@@ -55,10 +63,15 @@ def parse_base(base, err=UsageError) -> BaseSpec:
 
     if isinstance(base, str) and base in OPQ_PRESETS:
         return BaseSpec("opq", base)
+    from diffcodec.methods.ddcm import h264_base
+
+    if h264_base.is_h264_base(base):
+        return BaseSpec("x264", "x264", crf=h264_base.parse_crf(base, err=err))
     m = _CODEC_SPEC.match(base) if isinstance(base, str) else None
     if m is None:
         raise err(f"unknown --base {base!r}: an opq preset ({', '.join(OPQ_PRESETS)}) or a standard codec "
-                  f"({', '.join(CODEC_BASES)}, optionally with a quality, e.g. avif:q40)")
+                  f"({', '.join(CODEC_BASES)}, optionally with a quality, e.g. avif:q40); clips also take x264 "
+                  f"(optionally with a CRF, e.g. x264:crf28)")
     quality = None if m.group(2) is None else int(m.group(2))
     if quality is not None:
         from diffcodec import baselines
@@ -80,6 +93,9 @@ def code_base(image: np.ndarray, base: str, budget_bytes: int | None = None) -> 
     ``budget_bytes`` (when given; else DEFAULT_CODEC_QUALITY)."""
     spec = parse_base(base)
     h, w, c = image.shape
+    if spec.kind == "x264":
+        raise UsageError("an x264 base layer codes clips (a video input), not single images: use jpeg, webp, avif "
+                         "or an opq preset")
     if spec.kind == "opq":
         from diffcodec.methods.opq import OPQCodec
 
@@ -119,6 +135,8 @@ def decode_base(data: bytes, base: str, sha: int, height: int, width: int, chann
     """The decoded base image uint8 (height, width, channels); a base that does not decode to that shape is a
     corrupt file."""
     spec = parse_base(base, err=lambda m: CorruptInputError(f"corrupt ddcm header: {m}"))
+    if spec.kind == "x264":
+        raise CorruptInputError("corrupt ddcm file: an H.264 base layer outside a clip's frames")
     if spec.kind == "opq":
         from diffcodec.methods.opq import OPQCodec
 

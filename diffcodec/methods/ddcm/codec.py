@@ -13,7 +13,7 @@ from diffcodec import artifacts, metrics
 from diffcodec.device import resolve_device
 from diffcodec.errors import CorruptInputError, ModelError, UnsupportedError, UsageError
 from diffcodec.methods import Codec, Encoded, register
-from diffcodec.methods.ddcm import inter
+from diffcodec.methods.ddcm import h264_base, inter
 from diffcodec.methods.ddcm.base_layer import (
     BaseLayer,
     check_base,
@@ -101,9 +101,10 @@ ENCODE_OPTIONS = {      # option -> help (the order is the one error messages li
     "codebook": "codebook kind: mshift (default), iid or shift",
     "space": "pixel or latent (default latent; with bpp and neither space nor base: automatic)",
     "base": "the base layer of conditional ddcm (pixel space): an opq preset, or jpeg / webp / avif (quality chosen "
-            "by bpp, or given: avif:q40)",
+            "by bpp, or given: avif:q40); for 4:2:0 clips also x264 (CRF chosen by bpp / kbps, or given: x264:crf28)",
     "refiner": "with a base: the refiner network; on an opq base " + " or ".join(REFINERS["opq"][::-1]) + ", on a "
-               "standard codec's " + " or ".join(REFINERS["codec"][::-1]) + " (the newest first: the default where "
+               "standard codec's " + " or ".join(REFINERS["codec"][::-1]) + ", on a clip's H.264 base "
+               + " or ".join(REFINERS["x264"][::-1]) + " (the newest first: the default where "
                "installed)",
     "refine": "with a base: None (auto: keep the refinement only where it beats the plain base), True, False",
     "texture": "with a base: TEXTURE_STEPS stochastic coded steps (K = TEXTURE_K, M = 1, always kept) instead of "
@@ -176,7 +177,7 @@ class DDCMCodec(Codec):
     default_preset = "n20-k4096-m64"           # listed only: an encode naming no rate gets default_options
     default_options = {"bpp": DEFAULT_BPP}
     predicts = True                            # clips on an opq base layer (--gop > 1; ddcm/inter.py)
-    predicts_with = "on an opq base layer (--base opq-..., or chosen from --bpp / --kbps)"
+    predicts_with = "on an opq base layer (--base opq-..., or chosen from --bpp / --kbps) or an H.264 one (--base x264)"
     encode_options = ENCODE_OPTIONS
     decode_options = {"device": "where the prior runs: auto (default), cpu or cuda"}
     generate_options = GENERATE_OPTIONS
@@ -186,7 +187,7 @@ class DDCMCodec(Codec):
         "m": "atoms M per coded step",
         "cb": "codebook kind: mshift, iid or shift",
         "sp": "space: pixel or latent",
-        "b": "opq preset of the base layer (conditional files only)",
+        "b": "the base layer (conditional files only): an opq preset, <codec>:q<quality> or, in clips, x264:crf<CRF>",
         "bs": "first 4 bytes of that opq codebook's sha256 (with b)",
         "pr": "precision of the prior's network: bf16 or fp16 (absent: fp32)",
         "pf": "prior format: diffusers (a user-added model named by the header's model; absent: a shipped prior)",
@@ -215,8 +216,10 @@ class DDCMCodec(Codec):
         return params
 
     def params_override_preset(self, params: dict) -> bool:
-        """A target bpp, or steps, K and atoms all given, leave nothing for a preset to set."""
-        return params.get("bpp") is not None or all(params.get(k) is not None for k in ("steps", "k", "atoms"))
+        """A target bpp, or steps, K and atoms all given, or an H.264 base (one free step per frame), leave nothing
+        for a preset to set."""
+        return params.get("bpp") is not None or all(params.get(k) is not None for k in ("steps", "k", "atoms")) \
+            or h264_base.is_h264_base(params.get("base"))
 
     # -q/--quality (methods.QUALITY_SCALE): the --bpp whose Kodak24 MS-SSIM reaches JPEG's at that quality
     # (log-linear between the measured targets of the default mode); from 70 on no measured target does, and
@@ -241,6 +244,8 @@ class DDCMCodec(Codec):
         p = params if isinstance(params, dict) else {}
         if p.get("n") == 0:
             return f"base {p.get('b')} alone"
+        if h264_base.is_h264_base(p.get("b")):
+            return f"base {p['b']} + free step {model}" + (f" {p['pr']}" if "pr" in p else "")
         label = f"n{p.get('n')}-k{p.get('k')}-m{p.get('m')} {p.get('sp')}"
         label += f" base {p['b']}" if p.get("b") is not None else ""
         label += f" {p['cb']}" if p.get("cb") not in (None, DEFAULT_CODEBOOK) else ""
@@ -523,8 +528,8 @@ class DDCMCodec(Codec):
         base = params.get("base")
         if base is not None:
             if parse_base(base).kind != "opq":
-                raise UsageError(f"ddcm P-frames are built on opq P-frames: give an opq base ({', '.join(AUTO_BASES)} "
-                                 f"...), not --base {base}, or --gop 1")
+                raise UsageError(f"ddcm P-frames are built on opq P-frames or an H.264 base: give an opq base "
+                                 f"({', '.join(AUTO_BASES)} ...) or x264, not --base {base}, or --gop 1")
             return params
         if params.get("bpp") is None:
             raise UsageError("ddcm P-frames refine an opq base layer: give --base opq-PRESET, or a rate (--bpp, "
@@ -541,6 +546,76 @@ class DDCMCodec(Codec):
             return {**params, "base": base, "bpp": key_bpp}
         # below the smallest: a clip's rate control says what it reached
         return {**params, "base": AUTO_BASES[-1], "bpp": None}
+
+    # ---------------------------------------------------------------- clips on an H.264 base (ddcm/h264_base.py)
+    def clip_stream_layouts(self, params: dict) -> tuple[str, ...] | None:
+        return ("420",) if h264_base.is_h264_base(params.get("base")) else None
+
+    def open_clip_encoder(self, info, gop: int, params: dict, **device_params) -> h264_base.H264BaseClipEncoder:
+        """x264 over the clip, and the free refiner step of each frame where it beats the H.264 frame (PSNR-YUV;
+        ``refine`` True: every frame, False: none, header n 0)."""
+        taken = ("base", "bpp", "refine", "refiner", "precision", "seed", "ensemble")
+        extra = sorted(k for k, v in params.items() if v is not None and k not in taken)
+        if extra:
+            raise UsageError(f"a ddcm clip on an H.264 base takes one free refiner step per frame: drop "
+                             f"{', '.join('--param ' + k for k in extra)}")
+        if params.get("ensemble") not in (None, 1):
+            raise UsageError("a ddcm clip on an H.264 base runs the refiner on one view (ensemble 1)")
+        refine = params.get("refine")
+        if refine not in (None, True, False):
+            raise UsageError(f"ddcm refine must be auto (None), True or False, got {refine!r}")
+        h264_base.check_frame_size(info.width, info.height, info.chroma)
+        crf = parse_base(params["base"]).crf
+        bpp = params.get("bpp")
+        if bpp is not None:
+            if crf is not None:
+                raise UsageError(f"give --base {params['base']} or a rate (--bpp, --kbps), not both")
+            if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
+                raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+            crf = h264_base.crf_for_bpp(float(bpp))
+        base = h264_base.header_name(h264_base.DEFAULT_CRF if crf is None else crf)
+        seed = params.get("seed")
+        refiner = _refiner(params.get("refiner"), base)
+        precision = params.get("precision") or "auto"
+        prior = load_prior("pixel", resolve_device(device_params.get("device")), base=base, refiner=refiner)
+        steps = 0 if refine is False else 1
+        p = DDCMParams(steps=steps, k=1, atoms=1, space="pixel", base=base, seed=0 if seed is None else seed,
+                       refiner=refiner,
+                       precision=auto_precision(prior) if precision == "auto" else precision,
+                       tile=TILE if steps and info.width * info.height > TILE_ABOVE_PIXELS else 0).check()
+        spec = parse_base(base)
+        h, w = info.height, info.width
+
+        def run(rgb: np.ndarray) -> np.ndarray:
+            return self._run(prior, p, h, w, rgb, spec, None)
+
+        def key_of(payload: bytes) -> Encoded:
+            return Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
+                           rng=p.rng_spec(), chunks=[payload])
+
+        return h264_base.H264BaseClipEncoder(w, h, info.fps, info.range, spec.crf, gop,
+                                             None if steps == 0 else run, key_of, always=refine is True)
+
+    def _h264_frame(self, key: Encoded, p: DDCMParams, decoder: h264_base.H264Decoder | None, payload: bytes,
+                    height: int, width: int, channels: int, planar, options: dict) -> tuple[Any, Any]:
+        """A frame of a clip on an H.264 base: its planes and the decoder (the reference the next frame needs)."""
+        self.check_decode_options(options)
+        if planar is None or planar[0] != "420" or channels != 3:
+            raise CorruptInputError("corrupt file: a ddcm clip on an H.264 base is coded as 4:2:0 YCbCr planes")
+        if key.model != p.model_id:
+            raise CorruptInputError(f"corrupt ddcm header: model {key.model!r} does not refine an H.264 base")
+        refined, au = h264_base.split_frame(payload)
+        if decoder is None:
+            decoder = h264_base.H264Decoder(width, height, au)
+            base = decoder.decode()
+        else:
+            base = decoder.decode(au)
+        if not refined:
+            return base, decoder
+        if p.steps == 0:
+            raise CorruptInputError("corrupt ddcm clip: a refined frame, but the clip's header has no refinement (n 0)")
+        rgb = self._decode_refinement(key, p, b"", h264_base.to_rgb(base, planar[1]), height, width, 3, options)
+        return h264_base.from_rgb(rgb, planar[1]), decoder
 
     def compress_keyframe(self, image: np.ndarray, preset: str | None = None, *, predicted: bool = False,
                           **params) -> tuple[Encoded, np.ndarray, Any]:
@@ -576,8 +651,12 @@ class DDCMCodec(Codec):
 
     def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int, *,
                             planar: tuple[str, str] | None = None, **options) -> tuple[Any, Any]:
-        out, _ = super().decompress_keyframe(encoded, height, width, channels, planar=planar, **options)
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
+        if h264_base.is_h264_base(p.base):
+            if len(encoded.chunks) != 1:
+                raise CorruptInputError("ddcm file must hold exactly one payload chunk")
+            return self._h264_frame(encoded, p, None, encoded.chunks[0], height, width, channels, planar, options)
+        out, _ = super().decompress_keyframe(encoded, height, width, channels, planar=planar, **options)
         ref = inter.keyframe_reference(p, encoded, height, width, channels) if inter.predicts_over(p.base) else None
         return out, ref
 
@@ -588,6 +667,8 @@ class DDCMCodec(Codec):
 
         self.check_decode_options(options)
         p = DDCMParams.from_header(key.params, key.rng, key.model)
+        if h264_base.is_h264_base(p.base) and isinstance(reference, h264_base.H264Decoder):
+            return self._h264_frame(key, p, reference, payload, height, width, channels, planar, options)
         if planar is not None or reference is None or not inter.predicts_over(p.base):
             raise CorruptInputError("corrupt file: a ddcm P-frame in a clip without an opq base layer (or coded "
                                     "as YCbCr planes)")
@@ -681,8 +762,10 @@ class DDCMCodec(Codec):
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         if p.base is None or len(encoded.chunks) != 1:
             raise UsageError("this ddcm file has no base layer (it was coded without --base)")
-        data, _ = split_layers(encoded.chunks[0])
         spec = parse_base(p.base)
+        if spec.kind == "x264":
+            raise UsageError("this ddcm file is a clip on an H.264 base; its base is the clip's x264 stream")
+        data, _ = split_layers(encoded.chunks[0])
         if spec.kind != "opq":
             return {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}[spec.name], data
         return ".ddc", container.frame("opq", opq_base_encoded(spec.name, p.base_sha, data), width, height, channels)
@@ -696,7 +779,9 @@ class DDCMCodec(Codec):
         out: dict[str, Any] = {"space": space, "base": base, "base_bytes": None, "index_bytes": None}
         try:
             if len(payloads) == 1:
-                if base is None:
+                if h264_base.is_h264_base(base):
+                    out["base_bytes"], out["index_bytes"] = len(h264_base.split_frame(payloads[0])[1]), 0
+                elif base is None:
                     out["base_bytes"], out["index_bytes"] = 0, len(payloads[0])
                 else:
                     b, idx = split_layers(payloads[0])

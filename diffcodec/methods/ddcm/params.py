@@ -54,8 +54,11 @@ MAX_AUTO_ATOMS = 512            # --bpp picks any M in 1..min(K/2, 512): combini
 
 
 def base_kind(base: str) -> str:
-    """The REFINERS kind of a base layer name: opq, or codec for the standard codecs (checked elsewhere)."""
-    return "opq" if base in _opq_presets() else "codec"
+    """The REFINERS kind of a base layer name: opq, x264 (a clip's H.264 base), or codec for the standard codecs
+    (checked elsewhere)."""
+    if base in _opq_presets():
+        return "opq"
+    return "x264" if isinstance(base, str) and base.startswith("x264") else "codec"
 
 
 def _opq_presets():
@@ -183,9 +186,13 @@ class DDCMParams:
         if p.base is not None:
             from diffcodec.methods.ddcm.base_layer import parse_base
 
-            if parse_base(p.base).kind != "opq" and (parse_base(p.base).quality is None or p.base_sha != 0):
+            spec = parse_base(p.base)
+            if spec.kind == "codec" and (spec.quality is None or p.base_sha != 0):
                 raise CorruptInputError(f"corrupt ddcm header: a standard-codec base is written as "
                                         f"<codec>:q<quality> with bs 0, got b {p.base!r}, bs {p.base_sha}")
+            if spec.kind == "x264" and (spec.crf is None or p.base_sha != 0 or p.steps > 1 or p.ensemble != 1):
+                raise CorruptInputError(f"corrupt ddcm header: an H.264 base is written as x264:crf<CRF> with bs 0, "
+                                        f"n 0 or 1, one view; got b {p.base!r}, bs {p.base_sha}, n {p.steps}")
         return p
 
 

@@ -24,9 +24,11 @@ CLIP_MODEL = "opq-clip-refiner"  # an opq base's refiner where installed (codec-
 CODEC_MODEL_2 = "codec-refiner-2"  # a standard-codec base's refiner (codec-refiner trained on, with qualities to
                                    # 90); CODEC_BASE_MODEL stays for old files and --param refiner
 CODEC_MODEL_3 = "codec-refiner-3"  # ... and codec-refiner-2 trained on: the default where installed
+H264_MODEL = "h264-refiner"     # an H.264 base's refiner where installed (codec-refiner-3 trained on x264 frames)
 # per base kind, oldest first: the model a header names without a newer one, then the newer models (the encoder
 # takes the newest installed; files naming any of them decode with it)
-REFINERS = {"opq": (BASE_MODEL, CLIP_MODEL), "codec": (CODEC_BASE_MODEL, CODEC_MODEL_2, CODEC_MODEL_3)}
+REFINERS = {"opq": (BASE_MODEL, CLIP_MODEL), "codec": (CODEC_BASE_MODEL, CODEC_MODEL_2, CODEC_MODEL_3),
+            "x264": (CODEC_MODEL_3, H264_MODEL)}
 
 
 class Prior:
@@ -121,6 +123,10 @@ class CodecRefinerPrior(PixelPrior):
 
         if spec.kind == "opq":
             return condition(base_rgb[None], "opq", spec.name).to(self.device)
+        if spec.kind == "x264":
+            from diffcodec.methods.ddcm.h264_base import CONDITION_KIND, condition_quality
+
+            return condition(base_rgb[None], CONDITION_KIND, condition_quality(spec.crf)).to(self.device)
         return condition(base_rgb[None], spec.name, spec.quality).to(self.device)
 
 
@@ -218,7 +224,10 @@ def load_prior(space: str, device: str, base: str | None = None, missing=UsageEr
                 raise missing(f"this base layer is refined by models/{refiner}, which is not installed in "
                               f"{artifacts.artifacts_dir()} (or encode with --param refiner={older})")
             return CodecRefinerPrior(device, refiner)
-        return RefinerPrior(device) if parse_base(base).kind == "opq" else CodecRefinerPrior(device)
+        kind = parse_base(base).kind
+        if kind == "x264":
+            return CodecRefinerPrior(device, REFINERS["x264"][0])
+        return RefinerPrior(device) if kind == "opq" else CodecRefinerPrior(device)
     if space == "latent":
         absent = missing_models(space)
         if absent:
