@@ -89,31 +89,21 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
     writer = container.ClipWriter(method, info.width, info.height, channels, video_chunk(info, gop, planar),
                                   container.PLANAR_PIXEL_FORMATS[info.chroma] if planar else None)
     summary = ClipSummary(fps=info.fps)
-    fixed: tuple[str | None, dict] | None = None
-    key: Encoded | None = None
-    reference = None
+
+    def coded(payload_bytes: int, planes, recon) -> None:
+        summary.payload_bytes.append(payload_bytes)
+        if recon is not None:
+            _track_quality(summary, planes, recon, info)
+        summary.frames += 1
+        if on_frame is not None:
+            on_frame(summary.frames)
+
     t0 = time.perf_counter()
-    if stream_layouts is not None:
-        return _encode_stream_pass(reader, codec, writer, summary, params, device_params, on_frame, gop, t0)
     try:
-        for frame in reader:
-            image = (yuv.PlanarFrame(frame.planes, info.chroma, info.range) if planar
-                     else yuv.planes_to_rgb(frame.planes, info))
-            if key is not None and summary.frames % gop:
-                payload, recon, reference = codec.compress_predicted(image, reference, key, **device_params)
-                summary.payload_bytes.append(writer.add_predicted(payload))
-            else:
-                frame_preset, frame_params = (preset, params) if fixed is None else fixed
-                encoded, recon, reference = codec.compress_keyframe(image, frame_preset, predicted=gop > 1,
-                                                                    **frame_params, **device_params)
-                if fixed is None:
-                    fixed, key = codec.clip_params(encoded), encoded
-                summary.payload_bytes.append(writer.add(encoded))
-            if recon is not None:
-                _track_quality(summary, frame.planes, recon, info)
-            summary.frames += 1
-            if on_frame is not None:
-                on_frame(summary.frames)
+        if stream_layouts is not None:
+            _code_stream(reader, codec, writer, params, device_params, gop, coded)
+        else:
+            _code_frames(reader, codec, writer, preset, params, device_params, gop, planar, coded)
     except BaseException:
         writer.close()
         raise
@@ -124,38 +114,46 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
     return writer, summary
 
 
-def _encode_stream_pass(reader, codec: Codec, writer: container.ClipWriter, summary: ClipSummary, params: dict,
-                        device_params: dict, on_frame: Callable[[int], None] | None, gop: int,
-                        t0: float) -> tuple[container.ClipWriter, ClipSummary]:
-    """A pass of a codec that codes the clip as one stream (:meth:`Codec.open_clip_encoder`): frames come out
-    some frames after they go in; the source planes wait for them in a queue."""
+def _code_frames(reader, codec: Codec, writer: container.ClipWriter, preset: str | None, params: dict,
+                 device_params: dict, gop: int, planar: bool, coded: Callable) -> None:
+    """Frame by frame: a keyframe every ``gop`` frames (frame 0 fixes the parameters), P-frames between."""
+    info = reader.info
+    fixed: tuple[str | None, dict] | None = None
+    key: Encoded | None = None
+    reference = None
+    for n, frame in enumerate(reader):
+        image = (yuv.PlanarFrame(frame.planes, info.chroma, info.range) if planar
+                 else yuv.planes_to_rgb(frame.planes, info))
+        if key is not None and n % gop:
+            payload, recon, reference = codec.compress_predicted(image, reference, key, **device_params)
+            coded(writer.add_predicted(payload), frame.planes, recon)
+        else:
+            frame_preset, frame_params = (preset, params) if fixed is None else fixed
+            encoded, recon, reference = codec.compress_keyframe(image, frame_preset, predicted=gop > 1,
+                                                                **frame_params, **device_params)
+            if fixed is None:
+                fixed, key = codec.clip_params(encoded), encoded
+            coded(writer.add(encoded), frame.planes, recon)
+
+
+def _code_stream(reader, codec: Codec, writer: container.ClipWriter, params: dict, device_params: dict, gop: int,
+                 coded: Callable) -> None:
+    """A codec that codes the clip as one stream (:meth:`Codec.open_clip_encoder`): frames come out some frames
+    after they go in; the source planes wait for them in a queue."""
     from collections import deque
 
     info = reader.info
     sources: deque = deque()
 
-    def take(coded) -> None:
-        for keyframe, data, recon in coded:
-            summary.payload_bytes.append(writer.add(data) if keyframe else writer.add_predicted(data))
-            _track_quality(summary, sources.popleft(), recon, info)
-            summary.frames += 1
-            if on_frame is not None:
-                on_frame(summary.frames)
+    def take(frames) -> None:
+        for keyframe, data, recon in frames:
+            coded(writer.add(data) if keyframe else writer.add_predicted(data), sources.popleft(), recon)
 
-    try:
-        encoder = codec.open_clip_encoder(info, gop, dict(params), **device_params)
-        for frame in reader:
-            sources.append(frame.planes)
-            take(encoder.push(yuv.PlanarFrame(frame.planes, info.chroma, info.range)))
-        take(encoder.flush())
-    except BaseException:
-        writer.close()
-        raise
-    summary.encode_s = time.perf_counter() - t0
-    if summary.frames == 0:
-        writer.close()
-        raise UsageError("the clip has no frames")
-    return writer, summary
+    encoder = codec.open_clip_encoder(info, gop, dict(params), **device_params)
+    for frame in reader:
+        sources.append(frame.planes)
+        take(encoder.push(yuv.PlanarFrame(frame.planes, info.chroma, info.range)))
+    take(encoder.flush())
 
 
 def _track_quality(summary: ClipSummary, planes, recon: np.ndarray, info) -> None:

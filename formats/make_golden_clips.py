@@ -56,8 +56,8 @@ NETWORK_CLIPS = [
     # name, encode options, height, width, frames, chroma, fps, seed, gop
     ("clip-ddcm-opq-32-8-8-n1_420_32x48_4f_gop2", {"method": "ddcm", "base": "opq-32-8-8", "steps": 1,
                                                    "refine": True}, 32, 48, 4, "420", (25, 1), 7, 2),
-    ("clip-ddcm-x264-crf30_yuv420_32x48_4f_gop2", {"method": "ddcm", "base": "x264:crf30"}, 32, 48, 4, "420",
-     (25, 1), 8, 2),
+    ("clip-ddcm-x264-crf30_yuv420_32x48_4f_gop2", {"method": "ddcm", "base": "x264:crf30",
+                                                   "refiner": "codec-refiner-3"}, 32, 48, 4, "420", (25, 1), 8, 2),
 ]
 
 

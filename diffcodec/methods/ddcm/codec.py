@@ -656,9 +656,10 @@ class DDCMCodec(Codec):
             if len(encoded.chunks) != 1:
                 raise CorruptInputError("ddcm file must hold exactly one payload chunk")
             return self._h264_frame(encoded, p, None, encoded.chunks[0], height, width, channels, planar, options)
-        out, _ = super().decompress_keyframe(encoded, height, width, channels, planar=planar, **options)
-        ref = inter.keyframe_reference(p, encoded, height, width, channels) if inter.predicts_over(p.base) else None
-        return out, ref
+        if planar is not None:
+            raise CorruptInputError(f"corrupt file: {self.name} clips are not coded as YCbCr planes (but on an "
+                                    f"H.264 base)")
+        return self._decompress(encoded, height, width, channels, options, reference=True)
 
     def decompress_predicted(self, payload: bytes, reference: Any, key: Encoded, height: int, width: int,
                              channels: int, *, planar: tuple[str, str] | None = None,
@@ -684,6 +685,12 @@ class DDCMCodec(Codec):
     # ---------------------------------------------------------------- decoding
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options: device ('auto' | 'cpu' | 'cuda'; default 'auto', as `encode`)."""
+        return self._decompress(encoded, height, width, channels, options)[0]
+
+    def _decompress(self, encoded: Encoded, height: int, width: int, channels: int, options: dict,
+                    reference: bool = False) -> tuple[np.ndarray, Any]:
+        """The image and, with ``reference`` on an opq base (a clip's keyframe), the reference its base layer
+        leaves for the P-frames after it (the base decoded once for both)."""
         self.check_decode_options(options)
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
         if p.base is None and p.prior is None and missing_models(p.space):
@@ -696,12 +703,18 @@ class DDCMCodec(Codec):
         if len(encoded.chunks) != 1:
             raise CorruptInputError("ddcm file must hold exactly one payload chunk")
         base_data, index_data = (None, encoded.chunks[0]) if p.base is None else split_layers(encoded.chunks[0])
-        if p.steps == 0:                            # the encoder found the base better than its refinement
-            if index_data:
-                raise CorruptInputError("corrupt ddcm payload: index bytes after a base layer decoded as is")
-            return decode_base(base_data, p.base, p.base_sha, height, width, channels)
-        base = None if p.base is None else decode_base(base_data, p.base, p.base_sha, height, width, channels)
-        return self._decode_refinement(encoded, p, index_data, base, height, width, channels, options)
+        if p.steps == 0 and index_data:            # the encoder found the base better than its refinement
+            raise CorruptInputError("corrupt ddcm payload: index bytes after a base layer decoded as is")
+        ref = None
+        if p.base is None:
+            base = None
+        elif reference and inter.predicts_over(p.base):
+            base, ref = inter.decode_keyframe_base(p, base_data, height, width, channels)
+        else:
+            base = decode_base(base_data, p.base, p.base_sha, height, width, channels)
+        if p.steps == 0:
+            return base, ref
+        return self._decode_refinement(encoded, p, index_data, base, height, width, channels, options), ref
 
     def _decode_refinement(self, encoded: Encoded, p: DDCMParams, index_data: bytes, base: np.ndarray | None,
                            height: int, width: int, channels: int, options: dict) -> np.ndarray:

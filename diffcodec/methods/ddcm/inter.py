@@ -36,12 +36,16 @@ def opq_key(p: DDCMParams) -> Encoded:
 def keyframe_reference(p: DDCMParams, encoded: Encoded, height: int, width: int, channels: int) -> Any:
     """The reference a keyframe ``encoded`` (header ``p``, an opq base) leaves: its base layer's, as opq decodes
     it."""
+    base_data, _ = split_layers(encoded.chunks[0])
+    return decode_keyframe_base(p, base_data, height, width, channels)[1]
+
+
+def decode_keyframe_base(p: DDCMParams, base_data: bytes, height: int, width: int, channels: int) -> tuple[Any, Any]:
+    """(the decoded opq base layer ``base_data`` of a keyframe with header ``p``, the reference it leaves)."""
     from diffcodec.methods.opq import OPQCodec
 
     assert p.base is not None
-    base_data, _ = split_layers(encoded.chunks[0])
-    return OPQCodec().decompress_keyframe(opq_base_encoded(p.base, p.base_sha, base_data), height, width,
-                                          channels)[1]
+    return OPQCodec().decompress_keyframe(opq_base_encoded(p.base, p.base_sha, base_data), height, width, channels)
 
 
 def join(refined: bool, base: bytes, indices: bytes) -> bytes:
