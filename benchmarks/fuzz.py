@@ -136,7 +136,7 @@ INTERESTING_STRS = ("", "x", "opq", "ddcm", "diffae", "mshift", "iid", "shift", 
                     "16-8-8", "32-8-8", "opq-16-8-8", "opq-128-32-32", "jpeg:q30", "webp:q1", "avif:q100",
                     "jpeg", "latent-ddpm", "pixel-ddpm", "opq-refiner", "codec-refiner", "diffae-pixel",
                     "latent-ae", "../../etc/passwd", "a" * 64, "a" * 65, "\u00e9t\u00e9", "bad id", "\x00",
-                    "philox-np", "420", "444", "mono", "bt709", "full", "rgb")
+                    "philox-np", "420", "444", "mono", "bt709", "full", "rgb", "diffae-temporal", "x264:crf30")
 
 
 def deep(depth: int):
@@ -176,7 +176,7 @@ def interesting(rng: random.Random, like=None):
 
 
 KNOWN_KEYS = ("n", "k", "m", "cb", "sp", "b", "bs", "pr", "g", "s", "d", "fps", "chroma", "matrix", "range", "coded",
-              "gop", "x")
+              "gop", "x", "t", "tm", "th", "en", "tl")
 
 
 def mutate_map(rng: random.Random, m: dict) -> dict:

@@ -342,6 +342,45 @@ def train_diffae_cmd(**o):
     say(f"diffae: {json.dumps(result, default=str)[:2000]}", o["quiet"])
 
 
+@train.command("diffae-temporal")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Training image folder (repeat; stills made into synthetic-motion sequences). Never Kodak.")
+@click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Validation image folder (fixed crops, fixed synthetic motion: bpp and PSNR per preset).")
+@click.option("--diffae-model", default="diffae", show_default=True,
+              help="The frozen latent-space diffae model the layers are trained for (its sha256 is pinned).")
+@click.option("--out", "out_dir", default=None, help="Checkpoint/log folder (default runs/NAME).")
+@click.option("--name", default="models/diffae-temporal", show_default=True, help="Export name under codebooks/.")
+@click.option("--steps", type=int, default=2000, show_default=True, help="Total optimizer steps (cosine LR to 0).")
+@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (resumable).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--batch", type=int, default=4, show_default=True, help="Sequences of 4 frames per step.")
+@click.option("--crop", type=int, default=128, show_default=True, help="Training crop, a multiple of 16.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--val-every", type=int, default=250, show_default=True,
+              help="Validate every N steps (0: only at the end).")
+@click.option("--val-crops", type=int, default=8, show_default=True)
+@_run_options
+def train_diffae_temporal_cmd(**o):
+    """Temporal layers of diffae clips (`--method diffae --gop 2|4`): the 1x1 projections before pooling over
+    time and the deflates after, over a frozen diffae model; writes codebooks/models/diffae-temporal.*"""
+    from diffcodec.training.diffae_temporal import TemporalTrainConfig, train_temporal
+    from diffcodec.training.opq import LICENSE_NOTE
+
+    _refuse_kodak(list(o["data"]) + ([o["val"]] if o["val"] else []))
+    name = o["name"]
+    cfg = TemporalTrainConfig(
+        data=[Path(d) for d in o["data"]], out_dir=Path(o["out_dir"] or f"runs/{Path(name).name}"),
+        diffae_model=o["diffae_model"], crop=o["crop"], batch=o["batch"], lr=o["lr"], steps=o["steps"],
+        max_minutes=o["max_minutes"], device=o["device"], seed=o["seed"], resume=o["resume"],
+        val_folder=Path(o["val"]) if o["val"] else None, val_crops=o["val_crops"], val_every=o["val_every"] or None,
+        export_name=None if o["no_export"] else name, command="diffcodec " + shlex.join(sys.argv[1:]),
+        license_note=LICENSE_NOTE, progress=None if not o["quiet"] else False, num_threads=o["threads"],
+    )
+    result = train_temporal(cfg)
+    say(f"diffae-temporal: {json.dumps(result, default=str)[:2000]}", o["quiet"])
+
+
 @train.command("opq-gen")
 @click.option("--formulation", type=click.Choice(["continuous", "categorical"]), default="continuous",
               show_default=True, help="continuous: ordinal indices, x0-prediction; categorical: logits over the "

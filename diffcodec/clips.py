@@ -3,8 +3,8 @@
 
     encode: VideoReader --frame--> YUV -> RGB (the clip's matrix and range) --> Codec.compress_keyframe
                                                            or Codec.compress_predicted(reference) --> ClipWriter
-            (or, where Codec.clip_stream_layouts says so: YUV planes --> Codec.open_clip_encoder: push / flush,
-             coded frames out some frames later --> ClipWriter)
+            (or, where Codec.clip_stream_layouts says so: YUV planes or RGB --> Codec.open_clip_encoder: push /
+             flush, coded frames out some frames later --> ClipWriter)
     decode: StreamReader --payload--> Codec.decompress_keyframe / decompress_predicted(reference)
                                                            --> RGB -> YUV (the clip's chroma) --> VideoWriter
 
@@ -101,7 +101,7 @@ def _encode_pass(reader, codec: Codec, method: str, preset: str | None, params: 
     t0 = time.perf_counter()
     try:
         if stream_layouts is not None:
-            _code_stream(reader, codec, writer, params, device_params, gop, coded)
+            _code_stream(reader, codec, writer, preset, params, device_params, gop, planar, coded)
         else:
             _code_frames(reader, codec, writer, preset, params, device_params, gop, planar, coded)
     except BaseException:
@@ -136,8 +136,8 @@ def _code_frames(reader, codec: Codec, writer: container.ClipWriter, preset: str
             coded(writer.add(encoded), frame.planes, recon)
 
 
-def _code_stream(reader, codec: Codec, writer: container.ClipWriter, params: dict, device_params: dict, gop: int,
-                 coded: Callable) -> None:
+def _code_stream(reader, codec: Codec, writer: container.ClipWriter, preset: str | None, params: dict,
+                 device_params: dict, gop: int, planar: bool, coded: Callable) -> None:
     """A codec that codes the clip as one stream (:meth:`Codec.open_clip_encoder`): frames come out some frames
     after they go in; the source planes wait for them in a queue."""
     from collections import deque
@@ -149,10 +149,11 @@ def _code_stream(reader, codec: Codec, writer: container.ClipWriter, params: dic
         for keyframe, data, recon in frames:
             coded(writer.add(data) if keyframe else writer.add_predicted(data), sources.popleft(), recon)
 
-    encoder = codec.open_clip_encoder(info, gop, dict(params), **device_params)
+    encoder = codec.open_clip_encoder(info, gop, preset, dict(params), **device_params)
     for frame in reader:
         sources.append(frame.planes)
-        take(encoder.push(yuv.PlanarFrame(frame.planes, info.chroma, info.range)))
+        take(encoder.push(yuv.PlanarFrame(frame.planes, info.chroma, info.range) if planar
+                          else yuv.planes_to_rgb(frame.planes, info)))
     take(encoder.flush())
 
 
@@ -201,16 +202,17 @@ def encode_clip(reader, out: BinaryIO | Callable[[Callable[[BinaryIO], Any]], An
         if "bpp" not in codec.encode_options:
             raise UsageError(f"{method} has no rate control (--bpp), so it cannot aim at --kbps")
     info = reader.info
-    stream_layouts = codec.clip_stream_layouts(params)
+    stream_layouts = codec.clip_stream_layouts(params, gop)
     if stream_layouts is None:
         planar = codes_planes(codec, info.chroma, planar)
-    elif preset is not None:
-        raise UsageError(f"{method} with these options takes no preset (got {preset!r})")
-    elif info.chroma not in stream_layouts or planar is False:
-        raise UsageError(f"{method} with these options codes {' or '.join(stream_layouts)} clips as YCbCr planes; "
-                         f"this one is {info.chroma}" + (" (and --planar is off)" if planar is False else ""))
-    else:
+    elif info.chroma in stream_layouts and planar is not False:
         planar = True
+    elif "rgb" in stream_layouts and not planar:
+        planar = False
+    else:
+        layouts = [x for x in stream_layouts if x != "rgb"]
+        raise UsageError(f"{method} with these options codes {' or '.join(layouts)} clips as YCbCr planes; "
+                         f"this one is {info.chroma}" + (" (and --planar is off)" if planar is False else ""))
     attempts, scale = 0, 1.0
     best: tuple[container.ClipWriter, ClipSummary] | None = None       # the largest pass at or under --kbps
     sizes: set[int] = set()

@@ -50,14 +50,15 @@ def source_y4m(height, width, frames, chroma, fps, seed) -> bytes:
 
 # Clips of the network methods (clips_network.json): exact only in the environment they were made in (one torch
 # thread; make_golden.environment(), and PyAV's version for an H.264 base), within the image vectors' tolerance
-# elsewhere; the decoded planes are stored beside them (NAME.decoded.y4m). ddcm P-frames on an opq base and ddcm on
-# an H.264 base (issue #16).
+# elsewhere; the decoded planes are stored beside them (NAME.decoded.y4m). ddcm P-frames on an opq base, ddcm on
+# an H.264 base and diffae with temporal compression (issue #16).
 NETWORK_CLIPS = [
     # name, encode options, height, width, frames, chroma, fps, seed, gop
     ("clip-ddcm-opq-32-8-8-n1_420_32x48_4f_gop2", {"method": "ddcm", "base": "opq-32-8-8", "steps": 1,
                                                    "refine": True}, 32, 48, 4, "420", (25, 1), 7, 2),
     ("clip-ddcm-x264-crf30_yuv420_32x48_4f_gop2", {"method": "ddcm", "base": "x264:crf30",
                                                    "refiner": "codec-refiner-3"}, 32, 48, 4, "420", (25, 1), 8, 2),
+    ("clip-diffae-grid7-t2_420_32x48_5f_gop2", {"method": "diffae", "grid": 7}, 32, 48, 5, "420", (25, 1), 9, 2),
 ]
 
 

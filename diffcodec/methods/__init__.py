@@ -171,16 +171,19 @@ class Codec:
         """A P-frame of a clip whose header is ``key``'s: (payload, reconstruction, the new reference)."""
         raise UnsupportedError(f"{self.name} codes every frame alone (no P-frames)")
 
-    def clip_stream_layouts(self, params: dict[str, Any]) -> tuple[str, ...] | None:
-        """Where these encode options code a clip as one stream (:meth:`open_clip_encoder`: e.g. over a video
-        codec's base layer, whose frames come out later than they go in), the YCbCr layouts it takes, as planes;
-        None: frame by frame (:meth:`compress_keyframe`, :meth:`compress_predicted`)."""
+    def clip_stream_layouts(self, params: dict[str, Any], gop: int) -> tuple[str, ...] | None:
+        """Where these encode options and keyframe interval code a clip as one stream (:meth:`open_clip_encoder`:
+        e.g. over a video codec's base layer, or a latent per group of frames, whose frames come out later than
+        they go in), what its frames come in as: the YCbCr layouts it takes as planes, or ``("rgb",)``; None:
+        frame by frame (:meth:`compress_keyframe`, :meth:`compress_predicted`)."""
         return None
 
-    def open_clip_encoder(self, info: Any, gop: int, params: dict[str, Any], **device_params) -> Any:
-        """The stream encoder of a clip (``info``: its :class:`diffcodec.video.VideoInfo`): ``push(PlanarFrame)``
-        and ``flush()`` each give a list of coded frames ``(keyframe, Encoded or P-frame payload, decoded planes)``
-        in order; every frame pushed comes out exactly once."""
+    def open_clip_encoder(self, info: Any, gop: int, preset: str | None, params: dict[str, Any],
+                          **device_params) -> Any:
+        """The stream encoder of a clip (``info``: its :class:`diffcodec.video.VideoInfo`): ``push(frame)`` (a
+        PlanarFrame, or an RGB array where the stream takes ``"rgb"``) and ``flush()`` each give a list of coded
+        frames ``(keyframe, Encoded or P-frame payload, reconstruction or None)`` in order (the reconstruction
+        shaped as the frame pushed); every frame pushed comes out exactly once."""
         raise UnsupportedError(f"{self.name} codes clips frame by frame")
 
     def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int, *,

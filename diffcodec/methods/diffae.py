@@ -389,10 +389,11 @@ def analyse(model: DiffAEModel, rgb: np.ndarray) -> np.ndarray:
 
 
 def sample_targets(net, schedule, parameterization: str, y_hat, delta, steps: int, generator, *,
-                   eta: float = DEFAULT_ETA, callback=None):
+                   eta: float = DEFAULT_ETA, callback=None, shared_noise: bool = False):
     """Diffusion decoding of a batch: y_hat (B, c, h, w) dequantized latents, delta (B,) their steps -> x0
     (B, C, h*up, w*up) after `steps` strided DDIM steps from x_T drawn on the CPU from ``generator`` (pixel space:
-    x0 clamped to [-1, 1] at every step; latent space: not clamped)."""
+    x0 clamped to [-1, 1] at every step; latent space: not clamped). ``shared_noise``: one x_T for the whole
+    batch (the frames of a temporal group), else one per sample."""
     import torch
 
     from diffcodec.diffusion.samplers import (
@@ -407,7 +408,11 @@ def sample_targets(net, schedule, parameterization: str, y_hat, delta, steps: in
     model_fn = x0_predictor(net.unet, schedule, parameterization, clip=clip)
     with torch.inference_mode():
         cond = net.condition(y_hat, delta)
-        x_T = randn_cpu((y_hat.shape[0], *net.target_shape(y_hat.shape[2], y_hat.shape[3])), generator, y_hat.device)
+        shape = net.target_shape(y_hat.shape[2], y_hat.shape[3])
+        if shared_noise:
+            x_T = randn_cpu((1, *shape), generator, y_hat.device).expand(y_hat.shape[0], *shape).contiguous()
+        else:
+            x_T = randn_cpu((y_hat.shape[0], *shape), generator, y_hat.device)
         return sample_ddim(model_fn, x_T, strided_timesteps(schedule.T, steps), schedule,
                            gaussian_noise_sampler(generator), eta=eta, cond=cond, callback=callback)
 
@@ -428,16 +433,25 @@ def synthesize(model: DiffAEModel, q: np.ndarray, g: int, height: int, width: in
     `steps` strided DDIM steps from seeded CPU noise, decode (latent space: with the autoencoder), crop."""
     import torch
 
+    y_hat = torch.from_numpy(dequantize(q, model.deltas[g]))[None]
+    return synthesize_latents(model, y_hat, g, height, width, steps, seed, eta=eta)[0]
+
+
+def synthesize_latents(model: DiffAEModel, y_hat, g: int, height: int, width: int, steps: int, seed: int, *,
+                       eta: float = DEFAULT_ETA, shared_noise: bool = False) -> np.ndarray:
+    """Dequantized latents y_hat (B, c, h, w) (a float tensor) at grid index g -> uint8 (B, height, width, 3), as
+    :func:`synthesize` (``shared_noise``: as :func:`sample_targets`)."""
+    import torch
+
     from diffcodec.data import to_uint8
     from diffcodec.progress import bar
 
-    y_hat = torch.from_numpy(dequantize(q, model.deltas[g]))[None].to(model.device)
-    delta = torch.tensor([float(model.deltas[g])], dtype=torch.float32)
+    delta = torch.full((y_hat.shape[0],), float(model.deltas[g]), dtype=torch.float32)
     gen = torch.Generator().manual_seed(int(seed))
     with bar(total=steps, desc="diffae", unit="step") as steps_bar:
-        x0 = sample_targets(model.net, model.schedule, model.parameterization, y_hat, delta, steps, gen, eta=eta,
-                            callback=lambda *_: steps_bar.update())
-    return to_uint8(to_images(x0, model.space, model.autoencoder, height, width))[0]
+        x0 = sample_targets(model.net, model.schedule, model.parameterization, y_hat.to(model.device), delta, steps,
+                            gen, eta=eta, callback=lambda *_: steps_bar.update(), shared_noise=shared_noise)
+    return to_uint8(to_images(x0, model.space, model.autoencoder, height, width))
 
 
 def _file_bytes(model: DiffAEModel, params: dict, height: int, width: int, channels: int, payload: int) -> int:
@@ -471,6 +485,9 @@ class DiffAECodec(Codec):
         "d": "index into the model's grid of quantization steps",
         "n": "decoder steps",
         "s": "decoder noise seed",
+        "t": "clips with temporal compression: frames per coded latent (2 or 4)",
+        "tm": "clips with temporal compression: the temporal model's id",
+        "th": "clips with temporal compression: the temporal model's sha256 prefix",
     }
 
     def params_override_preset(self, params: dict) -> bool:
@@ -484,7 +501,7 @@ class DiffAECodec(Codec):
 
     def coded_setting(self, model: str, params: dict) -> str:
         p = params if isinstance(params, dict) else {}
-        return f"{model} grid {p.get('d')} n{p.get('n')}"
+        return f"{model} grid {p.get('d')} n{p.get('n')}" + (f" t{p['t']}" if "t" in p else "")
 
     def clip_params(self, encoded: Encoded) -> tuple[str | None, dict]:
         p = encoded.params
@@ -503,6 +520,18 @@ class DiffAECodec(Codec):
             raise UsageError(f"bad diffae model id {model_id!r}")
         return model_id
 
+    def _encoder(self, params: dict, device_params: dict) -> tuple[DiffAEModel, int, int]:
+        """(the model, decoder steps, seed) an encode with ``params`` uses."""
+        steps = DEFAULT_STEPS if params.get("steps") is None else params["steps"]
+        seed = 0 if params.get("seed") is None else params["seed"]
+        _check_int("steps", steps, 1, MAX_STEPS, UsageError)
+        _check_int("seed", seed, 0, MAX_SEED, UsageError)
+        model = load_model(self._model_id(params), resolve_device(device_params.get("device")))
+        if model.space == "latent" and params.get("space") == "pixel" or \
+                model.space == "pixel" and params.get("space") == "latent":
+            raise UsageError(f"diffae model {model.model_id!r} works in {model.space} space, not {params['space']}")
+        return model, steps, seed
+
     def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
         self.check_encode_options(params)
         if preset is not None and preset not in PRESETS:
@@ -510,14 +539,7 @@ class DiffAECodec(Codec):
         bpp, grid = params.get("bpp"), params.get("grid")
         if sum(x is not None for x in (bpp, preset, grid)) > 1:
             raise UsageError("give one of a diffae preset, a target --bpp or a grid index, not both")
-        steps = DEFAULT_STEPS if params.get("steps") is None else params["steps"]
-        seed = 0 if params.get("seed") is None else params["seed"]
-        _check_int("steps", steps, 1, MAX_STEPS, UsageError)
-        _check_int("seed", seed, 0, MAX_SEED, UsageError)
-        model = load_model(self._model_id(params), resolve_device(params.get("device")))
-        if model.space == "latent" and params.get("space") == "pixel" or \
-                model.space == "pixel" and params.get("space") == "latent":
-            raise UsageError(f"diffae model {model.model_id!r} works in {model.space} space, not {params['space']}")
+        model, steps, seed = self._encoder(params, params)
         height, width, channels = image.shape
         y = analyse(model, self.rgb_input(image))
 
@@ -549,6 +571,20 @@ class DiffAECodec(Codec):
 
     def decompress(self, encoded: Encoded, height: int, width: int, channels: int, **options) -> np.ndarray:
         """Options: steps (1..50, overrides the header's), device ('auto' | 'cpu' | 'cuda'; default 'auto')."""
+        from diffcodec.methods.diffae_temporal import is_temporal
+
+        if is_temporal(encoded.params):
+            raise CorruptInputError("corrupt diffae header: a temporal header (t) outside a clip's keyframe")
+        model, g, steps, seed = self._decoder(encoded, options)
+        q = decode_latent(encoded.chunks[0], model.latent_shape(height, width), model.tables[g], int(model.supports[g]))
+        from diffcodec.data import rgb_to_channels
+
+        rgb = synthesize(model, q, g, height, width, steps, seed)
+        return rgb_to_channels(rgb, channels)
+
+    def _decoder(self, encoded: Encoded, options: dict) -> tuple[DiffAEModel, int, int, int]:
+        """(the model, grid index, decoder steps, seed) that decode ``encoded`` with ``options``, the header and
+        the installed model checked."""
         self.check_decode_options(options)
         corrupt = lambda msg: CorruptInputError(f"corrupt diffae header: {msg}")  # noqa: E731
         p = encoded.params
@@ -580,19 +616,74 @@ class DiffAECodec(Codec):
                              f"wrote it")
         if g >= len(model.deltas):
             raise corrupt(f"grid index {g} outside 0..{len(model.deltas) - 1}")
-        q = decode_latent(encoded.chunks[0], model.latent_shape(height, width), model.tables[g], int(model.supports[g]))
-        from diffcodec.data import rgb_to_channels
-
-        rgb = synthesize(model, q, g, height, width, steps, seed)
-        return rgb_to_channels(rgb, channels)
+        return model, g, steps, seed
 
     def decode_steps(self, encoded: Encoded, **options) -> int:
         """The decoder's steps: the option, else the header's ``n`` (a malformed one counts 1 here; decompress
-        refuses it before allocating)."""
+        refuses it before allocating), times a temporal header's group size (its keyframe decodes the group)."""
         steps = options.get("steps")
+        p = encoded.params if isinstance(encoded.params, dict) else {}
         if steps is None:
-            steps = encoded.params.get("n") if isinstance(encoded.params, dict) else None
-        return steps if type(steps) is int and 1 <= steps <= MAX_STEPS else 1
+            steps = p.get("n")
+        steps = steps if type(steps) is int and 1 <= steps <= MAX_STEPS else 1
+        t = p.get("t")
+        return steps * (t if type(t) is int and 1 <= t <= 4 else 1)
+
+    # ------------------------------------------------------- clips with temporal compression (diffae_temporal.py)
+    predicts = True
+    predicts_with = "by temporal compression: --gop 2 or 4 codes one latent per 2 or 4 frames (diffae-temporal)"
+
+    def clip_stream_layouts(self, params: dict, gop: int) -> tuple[str, ...] | None:
+        return ("rgb",) if gop > 1 else None
+
+    def open_clip_encoder(self, info, gop: int, preset: str | None, params: dict, **device_params):
+        from diffcodec.methods import diffae_temporal as dt
+
+        if gop not in dt.TEMPORAL_FACTORS:
+            raise UsageError(f"diffae codes a clip with --gop 1 (every frame alone) or "
+                             f"{' or '.join(map(str, dt.TEMPORAL_FACTORS))} (one latent per group of frames), not "
+                             f"--gop {gop}")
+        if preset is not None and preset not in PRESETS:
+            raise UsageError(f"unknown diffae preset {preset!r} (available: {', '.join(PRESETS)})")
+        bpp, grid = params.get("bpp"), params.get("grid")
+        if sum(x is not None for x in (bpp, preset, grid)) > 1:
+            raise UsageError("give one of a diffae preset, a target --bpp or a grid index, not both")
+        if bpp is not None and not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
+            raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+        model, steps, seed = self._encoder(params, device_params)
+        if grid is not None:
+            _check_int("grid", grid, 0, len(model.deltas) - 1, UsageError)
+        temporal = dt.load_temporal(dt.TEMPORAL_MODEL, model)
+        return dt.TemporalClipEncoder(model, temporal, gop, preset=preset, grid=grid, bpp=bpp, steps=steps,
+                                      seed=seed)
+
+    def decompress_keyframe(self, encoded: Encoded, height: int, width: int, channels: int, *,
+                            planar: tuple[str, str] | None = None, **options) -> tuple[Any, Any]:
+        from diffcodec.data import rgb_to_channels
+        from diffcodec.methods import diffae_temporal as dt
+
+        if not dt.is_temporal(encoded.params):
+            return super().decompress_keyframe(encoded, height, width, channels, planar=planar, **options)
+        if planar is not None:
+            raise CorruptInputError("corrupt file: diffae clips are not coded as YCbCr planes")
+        t, tm, th = dt.check_header(encoded.params)
+        model, g, steps, seed = self._decoder(encoded, options)
+        temporal = dt.load_temporal(tm, model)
+        if artifacts.sha_prefix32(temporal.sha) != th:
+            raise ModelError(f"file was encoded with a different diffae temporal model {tm!r} (sha256 prefix "
+                             f"{th:08x}, installed {temporal.sha[:8]}); decode it with the model that wrote it")
+        frames = [rgb_to_channels(f, channels)
+                  for f in dt.decode_group(model, temporal, encoded, g, steps, seed, t, height, width)]
+        return frames[0], dt.group_reference(frames)
+
+    def decompress_predicted(self, payload: bytes, reference: Any, key: Encoded, height: int, width: int,
+                             channels: int, *, planar: tuple[str, str] | None = None,
+                             **options) -> tuple[Any, Any]:
+        from diffcodec.methods import diffae_temporal as dt
+
+        if not dt.is_temporal(key.params) or planar is not None:
+            raise CorruptInputError("corrupt file: a diffae P-frame in a clip without temporal compression (t)")
+        return dt.next_frame(payload, reference)
 
     def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:
         """The grid index, decoder steps and seed ({} where the header's values are malformed)."""
@@ -601,5 +692,10 @@ class DiffAECodec(Codec):
         ranges = ((g, 255), (steps, MAX_STEPS), (seed, MAX_SEED))
         if not all(type(v) is int and 0 <= v <= hi for v, hi in ranges) or steps < 1:
             return {}
-        return {"grid_index": g, "steps": steps, "seed": seed,
-                "summary": f"grid index {g}, {steps} decoder step{'s' if steps != 1 else ''}, seed {seed}"}
+        out = {"grid_index": g, "steps": steps, "seed": seed,
+               "summary": f"grid index {g}, {steps} decoder step{'s' if steps != 1 else ''}, seed {seed}"}
+        t, tm = p.get("t"), p.get("tm")
+        if type(t) is int and 2 <= t <= 4 and isinstance(tm, str):
+            out.update(temporal_factor=t, temporal_model=tm[:64])
+            out["summary"] += f", one latent per {t} frames ({tm[:64]})"
+        return out

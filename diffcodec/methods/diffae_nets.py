@@ -110,3 +110,38 @@ class DiffAENet(nn.Module):
     def target_shape(self, h: int, w: int) -> tuple[int, int, int]:
         """(C, h*up, w*up): the diffusion target's shape for a latent of h x w."""
         return (self.config["target_channels"], h * self.up, w * self.up)
+
+
+class TemporalLayers(nn.Module):
+    """Temporal compression of diffae latents (Rampas 2024, section 3.4): per factor of 2, level l, a learned 1x1
+    projection ``compress[l]`` followed by average pooling over pairs of frames, and its learned inverse
+    ``deflate[l]`` (a 1x1 convolution c -> 2c split into the pair). Initialised as plain pooling and copying."""
+
+    def __init__(self, channels: int, levels: int):
+        super().__init__()
+        self.channels, self.levels = int(channels), int(levels)
+        self.compress = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(levels))
+        self.deflate = nn.ModuleList(nn.Conv2d(channels, 2 * channels, 1) for _ in range(levels))
+        eye = torch.eye(channels)[:, :, None, None]
+        with torch.no_grad():
+            for conv in self.compress:
+                conv.weight.copy_(eye)
+                conv.bias.zero_()
+            for conv in self.deflate:
+                conv.weight.copy_(torch.cat([eye, eye]))
+                conv.bias.zero_()
+
+    def pool(self, y: torch.Tensor, levels: int) -> torch.Tensor:
+        """y (B, 2**levels, c, h, w), frames in time order -> z (B, c, h, w)."""
+        for conv in self.compress[:levels]:
+            b, f, c, h, w = y.shape
+            y = conv(y.reshape(b * f, c, h, w)).reshape(b, f // 2, 2, c, h, w).mean(2)
+        return y[:, 0]
+
+    def unpool(self, z: torch.Tensor, levels: int) -> torch.Tensor:
+        """z (B, c, h, w) -> (B, 2**levels, c, h, w): the deflated latent of each frame, in time order."""
+        y = z[:, None]
+        for conv in reversed(self.deflate[:levels]):
+            b, f, c, h, w = y.shape
+            y = conv(y.reshape(b * f, c, h, w)).reshape(b, f, 2, c, h, w).reshape(b, 2 * f, c, h, w)
+        return y

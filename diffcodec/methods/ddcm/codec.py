@@ -548,12 +548,16 @@ class DDCMCodec(Codec):
         return {**params, "base": AUTO_BASES[-1], "bpp": None}
 
     # ---------------------------------------------------------------- clips on an H.264 base (ddcm/h264_base.py)
-    def clip_stream_layouts(self, params: dict) -> tuple[str, ...] | None:
+    def clip_stream_layouts(self, params: dict, gop: int) -> tuple[str, ...] | None:
         return ("420",) if h264_base.is_h264_base(params.get("base")) else None
 
-    def open_clip_encoder(self, info, gop: int, params: dict, **device_params) -> h264_base.H264BaseClipEncoder:
+    def open_clip_encoder(self, info, gop: int, preset: str | None, params: dict,
+                          **device_params) -> h264_base.H264BaseClipEncoder:
         """x264 over the clip, and the free refiner step of each frame where it beats the H.264 frame (PSNR-YUV;
         ``refine`` True: every frame, False: none, header n 0)."""
+        if preset is not None:
+            raise UsageError(f"a ddcm clip on an H.264 base takes no preset (got {preset!r}): its rate is the "
+                             f"base's CRF or --bpp / --kbps")
         taken = ("base", "bpp", "refine", "refiner", "precision", "seed", "ensemble")
         extra = sorted(k for k, v in params.items() if v is not None and k not in taken)
         if extra:

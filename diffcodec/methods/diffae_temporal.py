@@ -1,0 +1,219 @@
+"""diffae clips with temporal compression (issue #16 item 1), after Rampas 2024, section 3.4: one coded latent
+per group of t frames (``--gop t``, t in TEMPORAL_FACTORS)::
+
+    frames x_1 .. x_t --diffae encoder, per frame--> y_1 .. y_t                       (c, H/16, W/16) each
+    per factor of 2 (level l = 0, then 1): y <- mean over pairs of frames of P_l y    (P_l: a 1x1 conv)
+        -> z (c, H/16, W/16): quantized and range-coded exactly as an image's y (grid index d, the model's tables)
+    decoder: z_hat --deflate (level 1, then 0: a 1x1 conv c -> 2c, split into the pair)--> y_hat_1 .. t
+        each frame: the diffae decoder conditioned on its y_hat, all t of a group from the same seeded x_T
+
+The group's latent is its keyframe's payload; its other frames are empty P chunks. The layers are the artifact
+``models/diffae-temporal`` (:class:`diffcodec.methods.diffae_nets.TemporalLayers`; trainable, the shipped ones
+are at their initialisation: plain pooling and copying), made for one diffae model (its manifest pins that
+model's sha256). Our diffusion decoder is the image diffae's 2D one per
+frame (the thesis decodes a group with 3D convolutions); the shared noise keeps a group's frames alike.
+The byte-level description is in formats/ddc-v1.md ("diffae clips with temporal compression").
+
+This module imports torch only inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diffcodec import artifacts
+from diffcodec.errors import CorruptInputError, ModelError, UsageError
+from diffcodec.methods import Encoded, diffae
+
+TEMPORAL_FACTORS = (2, 4)
+TEMPORAL_MODEL = "diffae-temporal"
+TEMPORAL_FORMAT = "diffcodec-diffae-temporal-v1"
+MAX_LEVELS = 2
+
+
+def levels(factor: int) -> int:
+    return int(math.log2(factor))
+
+
+@dataclass
+class TemporalModel:
+    model_id: str
+    sha: str
+    manifest: dict
+    net: Any            # TemporalLayers, on the diffae model's device
+
+
+_LOADED: dict[tuple, TemporalModel] = {}
+
+
+def load_temporal(model_id: str, base: diffae.DiffAEModel) -> TemporalModel:
+    """Load codebooks/models/<model_id>, checked to be trained for the diffae model ``base``."""
+    import torch
+
+    from diffcodec.methods.diffae_nets import TemporalLayers
+
+    if not diffae._MODEL_ID.match(model_id or ""):
+        raise UsageError(f"bad diffae temporal model id {model_id!r}")
+    name = diffae.artifact_name(model_id)
+    weights, _ = artifacts.artifact_paths(name)
+    if not weights.is_file():
+        raise ModelError(f"diffae temporal model {model_id!r} is not installed: missing {weights} (train it with "
+                         f"`diffcodec train diffae-temporal --name {name} ...` or set DIFFCODEC_CODEBOOKS)")
+    key = (str(weights.resolve()), weights.stat().st_mtime_ns, str(base.device), base.sha)
+    if key in _LOADED:
+        return _LOADED[key]
+    tensors, manifest, sha = artifacts.load_artifact(name)
+    if manifest.get("format") != TEMPORAL_FORMAT:
+        raise ModelError(f"artifact {name!r} is not a diffae temporal model ({manifest.get('format')!r})")
+    if manifest.get("diffae_sha256") != base.sha:
+        raise ModelError(f"diffae temporal model {model_id!r} was trained for a diffae model with sha256 "
+                         f"{str(manifest.get('diffae_sha256'))[:16]}..., not {base.model_id!r} "
+                         f"({base.sha[:16]}...): retrain it for that model")
+    try:
+        net = TemporalLayers(int(manifest["channels"]), int(manifest["levels"]))
+        if net.channels != base.config["latent_channels"] or not 1 <= net.levels <= MAX_LEVELS:
+            raise ValueError(f"{net.channels} channels, {net.levels} levels")
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()},
+                            strict=True)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        reason = " ".join(str(e).split())
+        raise ModelError(f"artifact {name!r} does not match its manifest: {reason[:300]}") from None
+    net.to(base.device).eval()
+    net.requires_grad_(False)
+    model = TemporalModel(model_id, sha, manifest, net)
+    if len(_LOADED) >= 4:
+        _LOADED.clear()
+    _LOADED[key] = model
+    return model
+
+
+def pool(temporal: TemporalModel, ys: np.ndarray, factor: int) -> np.ndarray:
+    """Per-frame latents (factor, c, h, w) float32 -> the group's latent z (c, h, w) float32."""
+    import torch
+
+    with torch.inference_mode():
+        z = temporal.net.pool(torch.from_numpy(ys)[None].to(next(temporal.net.parameters()).device), levels(factor))
+    return z[0].float().cpu().numpy()
+
+
+def unpool(temporal: TemporalModel, z_hat: np.ndarray, factor: int):
+    """The group's dequantized latent (c, h, w) -> the frames' latents (factor, c, h, w), a float tensor."""
+    import torch
+
+    with torch.inference_mode():
+        y = temporal.net.unpool(torch.from_numpy(z_hat)[None].to(next(temporal.net.parameters()).device),
+                                levels(factor))
+    return y[0].float()
+
+
+# ------------------------------------------------------------------------------------------------ header
+def header(d: int, steps: int, seed: int, factor: int, temporal: TemporalModel) -> dict:
+    return {"d": d, "n": steps, "s": seed, "t": factor, "tm": temporal.model_id,
+            "th": artifacts.sha_prefix32(temporal.sha)}
+
+
+def is_temporal(params) -> bool:
+    return isinstance(params, dict) and "t" in params
+
+
+def check_header(p: dict) -> tuple[int, str, int]:
+    """(t, tm, th) of a temporal diffae header, or CorruptInputError."""
+    corrupt = lambda msg: CorruptInputError(f"corrupt diffae header: {msg}")  # noqa: E731
+    try:
+        t, tm, th = p["t"], p["tm"], p["th"]
+    except KeyError as e:
+        raise corrupt(f"parameter {e} missing (a temporal header has t, tm and th)") from None
+    if type(t) is not int or t not in TEMPORAL_FACTORS:
+        raise corrupt(f"temporal factor t must be one of {', '.join(map(str, TEMPORAL_FACTORS))}, got {t!r}")
+    if not isinstance(tm, str) or not diffae._MODEL_ID.match(tm):
+        raise corrupt(f"bad temporal model id {tm!r}")
+    if type(th) is not int or not 0 <= th < 1 << 32:
+        raise corrupt(f"temporal model sha prefix th must be a 32-bit integer, got {th!r}")
+    return t, tm, th
+
+
+# ------------------------------------------------------------------------------------------------ encoder
+class TemporalClipEncoder:
+    """The stream encoder of a temporal diffae clip (:meth:`diffcodec.methods.Codec.open_clip_encoder`): RGB
+    frames in, one keyframe (the group's latent) and factor - 1 empty P-frames out per group; a last group of
+    fewer frames is padded with its last frame (only its real frames are written). The first group fixes the
+    grid index (its preset, ``grid``, or the largest whose group payload is within ``bpp`` per frame)."""
+
+    def __init__(self, model: diffae.DiffAEModel, temporal: TemporalModel, factor: int, *, preset: str | None,
+                 grid: int | None, bpp: float | None, steps: int, seed: int):
+        self.model, self.temporal, self.factor = model, temporal, factor
+        self.preset, self.grid, self.bpp, self.steps, self.seed = preset, grid, bpp, steps, seed
+        self.pending: list[np.ndarray] = []
+
+    def push(self, rgb: np.ndarray) -> list:
+        self.pending.append(rgb)
+        return self._code() if len(self.pending) == self.factor else []
+
+    def flush(self) -> list:
+        return self._code() if self.pending else []
+
+    def _code(self) -> list:
+        model, frames = self.model, self.pending
+        real = len(frames)
+        frames = frames + [frames[-1]] * (self.factor - real)
+        self.pending = []
+        h, w = frames[0].shape[:2]
+        z = pool(self.temporal, np.stack([diffae.analyse(model, f) for f in frames]), self.factor)
+
+        def payload(g: int) -> bytes:
+            q = diffae.quantize(z, model.deltas[g], int(model.supports[g]))
+            return diffae.encode_latent(q, model.tables[g], int(model.supports[g]))
+
+        if self.grid is None:
+            if self.bpp is not None:
+                self.grid = self._grid_for(payload, self.bpp * h * w * real / 8)
+            else:
+                self.grid = model.presets[self.preset or diffae.DEFAULT_PRESET]
+        key = Encoded(model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha),
+                      params=header(self.grid, self.steps, self.seed, self.factor, self.temporal),
+                      chunks=[payload(self.grid)])
+        return [(True, key, None)] + [(False, b"", None)] * (real - 1)
+
+    def _grid_for(self, payload, budget_bytes: float) -> int:
+        assert self.bpp is not None
+        best, smallest = None, None
+        for g in range(len(self.model.deltas)):         # increasing rate: the largest within the budget
+            size = len(payload(g))
+            smallest = size if smallest is None else min(smallest, size)
+            if size <= budget_bytes:
+                best = g
+        if best is None:
+            raise UsageError(f"--bpp {self.bpp:g} is below what diffae temporal coding reaches for this clip (its "
+                             f"first group's smallest latent is {smallest} bytes for {int(budget_bytes * 8 / self.bpp)}"
+                             f" pixels)")
+        return best
+
+
+# ------------------------------------------------------------------------------------------------ decoder
+def decode_group(model: diffae.DiffAEModel, temporal: TemporalModel, encoded: Encoded, g: int, steps: int,
+                 seed: int, factor: int, height: int, width: int) -> list[np.ndarray]:
+    """A group's keyframe -> its ``factor`` frames, uint8 (height, width, 3) each."""
+    q = diffae.decode_latent(encoded.chunks[0], model.latent_shape(height, width), model.tables[g],
+                             int(model.supports[g]))
+    ys = unpool(temporal, diffae.dequantize(q, model.deltas[g]), factor)
+    return list(diffae.synthesize_latents(model, ys, g, height, width, steps, seed, shared_noise=True))
+
+
+def group_reference(frames: list[np.ndarray]) -> deque:
+    """What a group's keyframe leaves for its P-frames: the frames after the first, in order."""
+    return deque(frames[1:])
+
+
+def next_frame(payload: bytes, reference: Any) -> tuple[np.ndarray, deque]:
+    """A temporal group's P-frame: empty, it takes the next frame its keyframe decoded."""
+    if len(payload):
+        raise CorruptInputError("corrupt diffae clip: a temporal group's P-frame holds bytes (it must be empty)")
+    if not isinstance(reference, deque) or not reference:
+        raise CorruptInputError("corrupt diffae clip: a P-frame beyond its temporal group (or without a keyframe "
+                                "that has the header's t)")
+    return reference.popleft(), reference

@@ -1,0 +1,145 @@
+"""diffae clips with temporal compression (formats/ddc-v1.md, "diffae clips with temporal compression"): one
+coded latent per group of --gop frames, the group's other frames empty P chunks, decoded by the deflate layers
+and the image decoder with one noise draw per group."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from test_clips import encode, make_clip
+from test_clips_inter import _chunks, _rebuild
+
+from diffcodec import clips, container
+from diffcodec.errors import CorruptInputError, ModelError, UsageError
+from diffcodec.methods import Encoded, get_codec
+from diffcodec.methods import diffae_temporal as dt
+from diffcodec.methods.diffae_nets import TemporalLayers
+
+CPU = {"device": "cpu"}
+
+
+def decode_all(data: bytes, first: int = 0, stop: int | None = None):
+    return list(clips.decode_frames(container.StreamReader(io.BytesIO(data)), first, stop, device="cpu"))
+
+
+def test_the_layers_start_as_plain_pooling_and_copying_and_keep_time_order():
+    layers = TemporalLayers(3, 2)
+    y = torch.randn(1, 4, 3, 2, 5)
+    assert torch.allclose(layers.pool(y, 2)[0], y[0].mean(0), atol=1e-6)
+    assert torch.allclose(layers.pool(y[:, :2], 1)[0], y[0, :2].mean(0), atol=1e-6)
+    z = torch.randn(1, 3, 2, 5)
+    assert torch.allclose(layers.unpool(z, 2), z[:, None].expand(1, 4, 3, 2, 5))
+    # a deflate that adds +k to frame k of each pair: the frames come out in time order
+    with torch.no_grad():
+        for conv in layers.deflate:
+            conv.bias.copy_(torch.cat([torch.zeros(3), torch.ones(3)]))
+    out = layers.unpool(torch.zeros(1, 3, 1, 1), 2)[0, :, 0, 0, 0]
+    assert out.tolist() == [0.0, 1.0, 1.0, 2.0]        # level 1 splits first (0 | 1), then level 0 (+0 | +1)
+
+
+@pytest.mark.parametrize("gop, frames, layout", [(2, 5, "DPDPD"), (4, 6, "DPPPDP")])
+def test_a_temporal_clip_has_one_latent_per_group_and_decodes_alike_from_any_keyframe(tmp_path, one_thread, gop,
+                                                                                      frames, layout):
+    src = tmp_path / "in.y4m"
+    make_clip(src, frames=frames, height=32, width=48)
+    data, summary = encode(src, "diffae", gop=gop, preset="low", **CPU)
+    c = container.read_container(data)
+    assert c.version == (2, 0) and "".join(ch.type for ch in c.chunks if ch.type in "DP") == layout
+    p = c.header.params
+    assert (p["t"], p["tm"]) == (gop, dt.TEMPORAL_MODEL) and p["d"] == get_codec("diffae")._encoder(
+        {}, CPU)[0].presets["low"]
+    assert all(len(pl) == 0 for pl, ch in zip(c.payloads, [x for x in c.chunks if x.type in "DP"])
+               if ch.type == "P")
+    assert summary["bytes_per_frame"]["min"] == 0 and summary["frames"] == frames
+    whole = decode_all(data)
+    assert [i for i, _ in whole] == list(range(frames))
+    part = decode_all(data, gop, frames)
+    for (_, a), (_, b) in zip(part, whole[gop:]):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_temporal_clip_costs_less_than_its_intra_clip_at_the_same_grid_index(tmp_path, one_thread):
+    src = tmp_path / "in.y4m"
+    make_clip(src, frames=4, height=32, width=48)
+    intra, _ = encode(src, "diffae", gop=1, preset="medium", **CPU)
+    t2, _ = encode(src, "diffae", gop=2, preset="medium", **CPU)
+    t4, _ = encode(src, "diffae", gop=4, preset="medium", **CPU)
+    payload = lambda d: sum(map(len, container.read_container(d).payloads))  # noqa: E731
+    assert payload(t4) < payload(t2) < payload(intra)
+
+
+def test_bpp_picks_the_grid_for_the_group_and_kbps_lands_under_its_target(tmp_path, one_thread):
+    src = tmp_path / "in.y4m"
+    make_clip(src, frames=4, height=32, width=48)
+    data, summary = encode(src, "diffae", gop=2, kbps=40.0, **CPU)
+    assert summary["kbps"] <= 40.0
+    with pytest.raises(UsageError, match="below what diffae temporal coding reaches"):
+        encode(src, "diffae", gop=2, bpp=1e-4, **CPU)
+    with pytest.raises(UsageError, match="not both"):
+        encode(src, "diffae", gop=2, bpp=0.1, preset="low", **CPU)
+
+
+def test_damaged_temporal_clips_are_refused(tmp_path, one_thread):
+    src = tmp_path / "in.y4m"
+    make_clip(src, frames=3, height=32, width=48)
+    data, _ = encode(src, "diffae", gop=2, preset="low", **CPU)
+    chunks = _chunks(data)
+    sig = data[:5]
+    types = [t for t, _ in chunks]
+    p = types.index("P")
+    filled = list(chunks)
+    filled[p] = ("P", b"\x00")
+    with pytest.raises(CorruptInputError, match="holds bytes"):
+        decode_all(_rebuild(sig, filled))
+    codec = get_codec("diffae", for_decoding=True)
+    c = container.read_container(data)
+    key = Encoded(model=c.header.model, model_sha=c.header.model_sha, params=c.header.params)
+    frame, ref = codec.decompress_keyframe(Encoded(model=key.model, model_sha=key.model_sha, params=key.params,
+                                                   chunks=[c.payloads[0]]), 32, 48, 3, **CPU)
+    _, ref = codec.decompress_predicted(b"", ref, key, 32, 48, 3, **CPU)
+    with pytest.raises(CorruptInputError, match="beyond its temporal group"):     # a group of 2 has one P-frame
+        codec.decompress_predicted(b"", ref, key, 32, 48, 3, **CPU)
+    intra, _ = encode(src, "diffae", gop=1, preset="low", **CPU)
+    h = container.read_container(intra).header
+    with pytest.raises(CorruptInputError, match="without temporal compression"):
+        codec.decompress_predicted(b"", None, Encoded(model=h.model, model_sha=h.model_sha, params=h.params), 32,
+                                   48, 3, **CPU)
+    c = container.read_container(data)
+    key = Encoded(model=c.header.model, model_sha=c.header.model_sha, params=c.header.params, chunks=[c.payloads[0]])
+    with pytest.raises(CorruptInputError, match="outside a clip"):
+        codec.decompress(key, 32, 48, 3, **CPU)
+    for bad in ({"t": 3}, {"t": "2"}, {"th": -1}, {"tm": "../x"}):
+        k = Encoded(model=key.model, model_sha=key.model_sha, params={**key.params, **bad}, chunks=key.chunks)
+        with pytest.raises(CorruptInputError, match="corrupt diffae header"):
+            codec.decompress_keyframe(k, 32, 48, 3, **CPU)
+    k = Encoded(model=key.model, model_sha=key.model_sha, params={**key.params, "th": key.params["th"] ^ 1},
+                chunks=key.chunks)
+    with pytest.raises(ModelError, match="different diffae temporal model"):
+        codec.decompress_keyframe(k, 32, 48, 3, **CPU)
+    assert codec.decode_steps(key) == key.params["n"] * 2
+
+
+def test_a_temporal_model_for_another_diffae_model_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from diffcodec import artifacts
+    from diffcodec.methods import diffae
+
+    models = tmp_path / "models"
+    models.mkdir()
+    src = artifacts.artifacts_dir() / "models"
+    for name in ("diffae", "latent-ae", dt.TEMPORAL_MODEL):
+        for ext in (".safetensors", ".json"):
+            shutil.copy(src / (name + ext), models / (name + ext))
+    manifest = models / f"{dt.TEMPORAL_MODEL}.json"
+    import json
+
+    m = json.loads(manifest.read_text())
+    m["diffae_sha256"] = "0" * 64
+    manifest.write_text(json.dumps(m))
+    monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(tmp_path))
+    with pytest.raises(ModelError, match="trained for a diffae model"):
+        dt.load_temporal(dt.TEMPORAL_MODEL, diffae.load_model("diffae", "cpu"))
