@@ -143,3 +143,47 @@ def test_a_temporal_model_for_another_diffae_model_is_refused(tmp_path, monkeypa
     monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(tmp_path))
     with pytest.raises(ModelError, match="trained for a diffae model"):
         dt.load_temporal(dt.TEMPORAL_MODEL, diffae.load_model("diffae", "cpu"))
+
+
+def _codebooks_copy(tmp_path, names):
+    import shutil
+
+    from diffcodec import artifacts
+
+    models = tmp_path / "models"
+    models.mkdir()
+    src = artifacts.artifacts_dir() / "models"
+    for name in names:
+        for ext in (".safetensors", ".json"):
+            shutil.copy(src / (name + ext), models / (name + ext))
+    return models
+
+
+def test_the_shipped_layers_are_what_the_training_command_writes_at_step_zero_and_training_runs(tmp_path,
+                                                                                               monkeypatch,
+                                                                                               one_thread):
+    from PIL import Image
+
+    from diffcodec import artifacts
+    from diffcodec.testimage import synthetic_image
+    from diffcodec.training.diffae_temporal import TemporalTrainConfig, train_temporal
+
+    shipped = artifacts.sha256_file(artifacts.artifact_paths(f"models/{dt.TEMPORAL_MODEL}")[0])
+    _codebooks_copy(tmp_path, ("diffae", "latent-ae"))
+    monkeypatch.setenv("DIFFCODEC_CODEBOOKS", str(tmp_path))
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(synthetic_image(96, 128, seed=i)).save(data / f"{i}.png")
+    for steps in (0, 2):
+        cfg = TemporalTrainConfig(data=[data], out_dir=tmp_path / f"run{steps}", steps=steps, crop=64, batch=1,
+                                  export_name=f"models/t{steps}", progress=False)
+        summary = train_temporal(cfg)
+        assert summary["steps"] == steps
+    assert artifacts.sha256_file(tmp_path / "models" / "t0.safetensors") == shipped
+    trained = artifacts.sha256_file(tmp_path / "models" / "t2.safetensors")
+    assert trained != shipped
+    from diffcodec.methods import diffae
+
+    layers = dt.load_temporal("t2", diffae.load_model("diffae", "cpu"))
+    assert layers.net.levels == 2 and layers.manifest["steps"] == 2

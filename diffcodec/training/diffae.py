@@ -185,6 +185,18 @@ def measure(net, schedule, parameterization: str, autoencoder, images: torch.Ten
 
 
 # ---------------------------------------------------------------------------------------------- training
+def rate_distortion_loss(trainer: loop.Trainer, pred: torch.Tensor, goal: torch.Tensor, weight: torch.Tensor,
+                         bpp: torch.Tensor, rate_weight: float) -> torch.Tensor:
+    """loss = mean(weight * |pred - goal|^2) + rate_weight * mean(bpp); its parts go to ``trainer``'s log sums."""
+    mse = (pred.float() - goal).pow(2).flatten(1).mean(1)
+    loss = (weight * mse).mean() + rate_weight * bpp.mean()
+    trainer.acc["loss"] += float(loss.detach())
+    trainer.acc["mse"] += float(mse.detach().mean())
+    trainer.acc["bpp"] += float(bpp.detach().mean())
+    trainer.acc_n += 1
+    return loss
+
+
 def train_diffae(cfg: DiffAETrainConfig) -> dict[str, Any]:
     """Train (or resume) a diffae model; returns a summary (steps, wall time, losses, validation, export path)."""
     cfg = cfg.resolved()
@@ -263,13 +275,7 @@ class DiffAETrainer(loop.Trainer):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_bf16):
             cond = net.condition(y_dec, delta)
             pred = net.unet(x_t, schedule.model_time(t).to(device), cond)
-        mse = (pred.float() - goal).pow(2).flatten(1).mean(1)
-        loss = (weight * mse).mean() + cfg.rate_weight * bpp.mean()
-        self.acc["loss"] += float(loss.detach())
-        self.acc["mse"] += float(mse.detach().mean())
-        self.acc["bpp"] += float(bpp.detach().mean())
-        self.acc_n += 1
-        return loss
+        return rate_distortion_loss(self, pred, goal, weight, bpp, cfg.rate_weight)
 
     def postfix(self, record: dict[str, Any]) -> dict[str, str]:
         return {"loss": f"{record['loss']:.4f}", "bpp": f"{record['bpp']:.3f}"}

@@ -34,6 +34,7 @@ from diffcodec.methods.diffae_nets import TemporalLayers
 from diffcodec.training import loop
 from diffcodec.training.data import ImageFolderCrops, validation_crops
 from diffcodec.training.denoiser import psnr
+from diffcodec.training.diffae import DiffAETrainer, rate_distortion_loss
 from diffcodec.training.synthetic_motion import sequence
 
 CHECKPOINT_FORMAT = "diffcodec-diffae-temporal-checkpoint-v1"
@@ -121,16 +122,9 @@ class TemporalTrainer(loop.Trainer):
         if base.parameterization == "x0" and self.floor:
             weight = weight.clamp_min(self.floor)
         pred = net.unet(x_t, schedule.model_time(t).to(dev), net.condition(y_hat, delta_f))
-        mse = (pred.float() - goal).pow(2).flatten(1).mean(1)
-        loss = (weight.to(dev, torch.float32) * mse).mean() + self.rate_weight * bpp.mean()
-        self.acc["loss"] += float(loss.detach())
-        self.acc["mse"] += float(mse.detach().mean())
-        self.acc["bpp"] += float(bpp.detach().mean())
-        self.acc_n += 1
-        return loss
+        return rate_distortion_loss(self, pred, goal, weight.to(dev, torch.float32), bpp, self.rate_weight)
 
-    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
-        return {"loss": f"{record['loss']:.4f}", "bpp": f"{record['bpp']:.3f}"}
+    postfix = DiffAETrainer.postfix
 
     @torch.no_grad()
     def _measure(self, layers: TemporalLayers, intra: bool = False) -> dict[str, Any]:
