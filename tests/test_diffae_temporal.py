@@ -51,14 +51,38 @@ def test_a_temporal_clip_has_one_latent_per_group_and_decodes_alike_from_any_key
     p = c.header.params
     assert (p["t"], p["tm"]) == (gop, dt.TEMPORAL_MODEL) and p["d"] == get_codec("diffae")._encoder(
         {}, CPU)[0].presets["low"]
-    assert all(len(pl) == 0 for pl, ch in zip(c.payloads, [x for x in c.chunks if x.type in "DP"])
+    assert all(len(pl) in (0, 4) for pl, ch in zip(c.payloads, [x for x in c.chunks if x.type in "DP"])
                if ch.type == "P")
-    assert summary["bytes_per_frame"]["min"] == 0 and summary["frames"] == frames
+    assert summary["bytes_per_frame"]["min"] <= 4 and summary["frames"] == frames
     whole = decode_all(data)
     assert [i for i, _ in whole] == list(range(frames))
     part = decode_all(data, gop, frames)
     for (_, a), (_, b) in zip(part, whole[gop:]):
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_global_motion_is_found_and_a_pan_decodes_as_the_first_frame_moved(tmp_path, one_thread):
+    from diffcodec import video, yuv
+    from diffcodec.testimage import synthetic_image
+
+    still = synthetic_image(64, 96, seed=5)
+    for d in ((0, 0), (3, -5), (-7, 2), (0, 12)):
+        assert dt.global_shift(still, dt.shift_frame(still, *d)) == d
+    src = tmp_path / "pan.y4m"                       # content moving left 4 px per frame
+    wide = synthetic_image(32, 48 + 12, seed=6)
+    info = video.VideoInfo(48, 32, (25, 1), "444")
+    with video.open_writer(str(src), info) as w:
+        for i in range(4):
+            w.write(yuv.rgb_to_planes(np.ascontiguousarray(wide[:, 4 * i:4 * i + 48]), "444"))
+    data, _ = encode(src, "diffae", gop=4, preset="low", **CPU)
+    c = container.read_container(data)
+    assert [dt.parse_motion(p, 32, 48) for p in c.payloads[1:]] == [(0, -4), (0, -8), (0, -12)]
+    frames = [p for _, p in decode_all(data)]
+    rgb = [yuv.planes_to_rgb(f, info) for f in frames]
+    first = rgb[0]
+    for k in (1, 2, 3):     # the decoded frames are the first one moved (away from the repeated right border)
+        moved = dt.shift_frame(first, 0, -4 * k)
+        assert np.abs(rgb[k][:, :48 - 4 * k].astype(int) - moved[:, :48 - 4 * k]).max() <= 2
 
 
 def test_a_temporal_clip_costs_less_than_its_intra_clip_at_the_same_grid_index(tmp_path, one_thread):
@@ -92,13 +116,18 @@ def test_damaged_temporal_clips_are_refused(tmp_path, one_thread):
     p = types.index("P")
     filled = list(chunks)
     filled[p] = ("P", b"\x00")
-    with pytest.raises(CorruptInputError, match="holds bytes"):
+    with pytest.raises(CorruptInputError, match="holds 1 bytes"):
         decode_all(_rebuild(sig, filled))
     codec = get_codec("diffae", for_decoding=True)
     c = container.read_container(data)
     key = Encoded(model=c.header.model, model_sha=c.header.model_sha, params=c.header.params)
     frame, ref = codec.decompress_keyframe(Encoded(model=key.model, model_sha=key.model_sha, params=key.params,
                                                    chunks=[c.payloads[0]]), 32, 48, 3, **CPU)
+    for bad in (b"\x00\x00\x00\x00", b"\x00\x20\x00\x00", b"\x00\x00\x00\x30", b"\x00\x01\x00"):
+        with pytest.raises(CorruptInputError, match="P-frame"):       # (0, 0), |dy| >= H, |dx| >= W, 3 bytes
+            codec.decompress_predicted(bad, type(ref)(ref), key, 32, 48, 3, **CPU)
+    moved, _ = codec.decompress_predicted(b"\x00\x01\xff\xfe", type(ref)(ref), key, 32, 48, 3, **CPU)
+    assert np.array_equal(moved, dt.shift_frame(ref[0], 1, -2))
     _, ref = codec.decompress_predicted(b"", ref, key, 32, 48, 3, **CPU)
     with pytest.raises(CorruptInputError, match="beyond its temporal group"):     # a group of 2 has one P-frame
         codec.decompress_predicted(b"", ref, key, 32, 48, 3, **CPU)

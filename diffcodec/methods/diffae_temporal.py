@@ -6,12 +6,14 @@ per group of t frames (``--gop t``, t in TEMPORAL_FACTORS)::
         -> z (c, H/16, W/16): quantized and range-coded exactly as an image's y (grid index d, the model's tables)
     decoder: z_hat --deflate (level 1, then 0: a 1x1 conv c -> 2c, split into the pair)--> y_hat_1 .. t
         each frame: the diffae decoder conditioned on its y_hat, all t of a group from the same seeded x_T
+    global motion: frame k of a group is coded shifted by -d_k (whole pixels, found by phase correlation against
+        the group's first frame) and decoded shifted back by +d_k, so that a pan is not averaged away
 
-The group's latent is its keyframe's payload; its other frames are empty P chunks. The layers are the artifact
-``models/diffae-temporal`` (:class:`diffcodec.methods.diffae_nets.TemporalLayers`; trainable, the shipped ones
-are at their initialisation: plain pooling and copying), made for one diffae model (its manifest pins that
-model's sha256). Our diffusion decoder is the image diffae's 2D one per
-frame (the thesis decodes a group with 3D convolutions); the shared noise keeps a group's frames alike.
+The group's latent is its keyframe's payload; its other frames are P chunks holding only d_k (empty when 0).
+The layers are the artifact ``models/diffae-temporal`` (:class:`diffcodec.methods.diffae_nets.TemporalLayers`;
+trainable, the shipped ones are at their initialisation: plain pooling and copying), made for one diffae model
+(its manifest pins that model's sha256). Our diffusion decoder is the image diffae's 2D one per frame (the
+thesis decodes a group with 3D convolutions); the shared noise keeps a group's frames alike.
 The byte-level description is in formats/ddc-v1.md ("diffae clips with temporal compression").
 
 This module imports torch only inside functions.
@@ -20,6 +22,7 @@ This module imports torch only inside functions.
 from __future__ import annotations
 
 import math
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,7 @@ from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import Encoded, diffae
 
 TEMPORAL_FACTORS = (2, 4)
+MAX_SHIFT = 64          # the encoder's global-motion search range, pixels (the format allows up to the frame size)
 TEMPORAL_MODEL = "diffae-temporal"
 TEMPORAL_FORMAT = "diffcodec-diffae-temporal-v1"
 MAX_LEVELS = 2
@@ -137,10 +141,66 @@ def check_header(p: dict) -> tuple[int, str, int]:
     return t, tm, th
 
 
+# ------------------------------------------------------------------------------------------------ global motion
+# A frame of a group may be coded aligned to the group's first frame: the encoder shifts it by -d (whole pixels)
+# before pooling, its P chunk stores d, and the decoder shifts the decoded frame back by +d. A pan then survives
+# the averaging; the frame's border, where new content enters, repeats its edge pixels.
+def shift_frame(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``img`` (H, W, C) with its content moved down by ``dy`` and right by ``dx`` pixels (either may be negative):
+    out[y, x] = img[clip(y - dy, 0, H - 1), clip(x - dx, 0, W - 1)]."""
+    h, w = img.shape[:2]
+    rows = np.clip(np.arange(h) - dy, 0, h - 1)
+    cols = np.clip(np.arange(w) - dx, 0, w - 1)
+    return img[rows][:, cols]
+
+
+def global_shift(first: np.ndarray, frame: np.ndarray, max_shift: int = MAX_SHIFT) -> tuple[int, int]:
+    """The whole-pixel translation d that ``frame`` (uint8 (H, W, 3)) shows against ``first``: the peak of their
+    phase correlation within +-max_shift, kept only where aligning by it lowers the squared error (else (0, 0))."""
+    a = first.astype(np.float64).mean(axis=2)
+    b = frame.astype(np.float64).mean(axis=2)
+    h, w = a.shape
+    cross = np.fft.fft2(b - b.mean()) * np.conj(np.fft.fft2(a - a.mean()))
+    r = np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-9)).real
+    reach_y, reach_x = min(max_shift, h // 4), min(max_shift, w // 4)
+    ys = np.r_[0:reach_y + 1, h - reach_y:h] if reach_y else np.array([0])
+    xs = np.r_[0:reach_x + 1, w - reach_x:w] if reach_x else np.array([0])
+    sub = r[np.ix_(ys, xs)]
+    iy, ix = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    dy, dx = int(ys[iy]), int(xs[ix])
+    dy, dx = dy - h if dy > h // 2 else dy, dx - w if dx > w // 2 else dx
+    if (dy, dx) == (0, 0):
+        return 0, 0
+
+    def error(d: tuple[int, int]) -> float:      # over the part that both frames show
+        m = shift_frame(frame, -d[0], -d[1]).astype(np.float64) - first
+        return float(np.mean(m[max(0, -d[0]):h - max(0, d[0]), max(0, -d[1]):w - max(0, d[1])] ** 2))
+
+    return (dy, dx) if error((dy, dx)) < error((0, 0)) else (0, 0)
+
+
+def motion_payload(dy: int, dx: int) -> bytes:
+    """A group's P chunk: empty without motion, else dy, dx as two big-endian int16."""
+    return b"" if (dy, dx) == (0, 0) else struct.pack(">hh", dy, dx)
+
+
+def parse_motion(payload: bytes, height: int, width: int) -> tuple[int, int]:
+    if len(payload) == 0:
+        return 0, 0
+    if len(payload) != 4:
+        raise CorruptInputError(f"corrupt diffae clip: a temporal group's P-frame holds {len(payload)} bytes (0 or "
+                                f"4: its motion)")
+    dy, dx = struct.unpack(">hh", payload)
+    if (dy, dx) == (0, 0) or abs(dy) >= height or abs(dx) >= width:
+        raise CorruptInputError(f"corrupt diffae clip: P-frame motion ({dy}, {dx}) for a {width}x{height} frame")
+    return dy, dx
+
+
 # ------------------------------------------------------------------------------------------------ encoder
 class TemporalClipEncoder:
     """The stream encoder of a temporal diffae clip (:meth:`diffcodec.methods.Codec.open_clip_encoder`): RGB
-    frames in, one keyframe (the group's latent) and factor - 1 empty P-frames out per group; a last group of
+    frames in, one keyframe (the group's latent) and factor - 1 P-frames (each frame's global motion against the
+    group's first, :func:`global_shift`) out per group; a last group of
     fewer frames is padded with its last frame (only its real frames are written). The first group fixes the
     grid index (its preset, ``grid``, or the largest whose group payload is within ``bpp`` per frame)."""
 
@@ -163,7 +223,10 @@ class TemporalClipEncoder:
         frames = frames + [frames[-1]] * (self.factor - real)
         self.pending = []
         h, w = frames[0].shape[:2]
-        z = pool(self.temporal, np.stack([diffae.analyse(model, f) for f in frames]), self.factor)
+        motion = [(0, 0)] + [global_shift(frames[0], f) for f in frames[1:real]]
+        motion += [motion[-1]] * (self.factor - real)
+        aligned = [shift_frame(f, -dy, -dx) for f, (dy, dx) in zip(frames, motion)]
+        z = pool(self.temporal, np.stack([diffae.analyse(model, f) for f in aligned]), self.factor)
 
         def payload(g: int) -> bytes:
             q = diffae.quantize(z, model.deltas[g], int(model.supports[g]))
@@ -177,7 +240,7 @@ class TemporalClipEncoder:
         key = Encoded(model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha),
                       params=header(self.grid, self.steps, self.seed, self.factor, self.temporal),
                       chunks=[payload(self.grid)])
-        return [(True, key, None)] + [(False, b"", None)] * (real - 1)
+        return [(True, key, None)] + [(False, motion_payload(*d), None) for d in motion[1:real]]
 
     def _grid_for(self, payload, budget_bytes: float) -> int:
         assert self.bpp is not None
@@ -210,10 +273,10 @@ def group_reference(frames: list[np.ndarray]) -> deque:
 
 
 def next_frame(payload: bytes, reference: Any) -> tuple[np.ndarray, deque]:
-    """A temporal group's P-frame: empty, it takes the next frame its keyframe decoded."""
-    if len(payload):
-        raise CorruptInputError("corrupt diffae clip: a temporal group's P-frame holds bytes (it must be empty)")
+    """A temporal group's P-frame: the next frame its keyframe decoded, moved by the chunk's motion."""
     if not isinstance(reference, deque) or not reference:
         raise CorruptInputError("corrupt diffae clip: a P-frame beyond its temporal group (or without a keyframe "
                                 "that has the header's t)")
-    return reference.popleft(), reference
+    frame = reference.popleft()
+    dy, dx = parse_motion(payload, frame.shape[0], frame.shape[1])
+    return (shift_frame(frame, dy, dx) if (dy, dx) != (0, 0) else frame), reference
