@@ -99,12 +99,24 @@ class Baseline:
         pil.save(buf, format=self.pil_format, quality=quality, **opts)
         return buf.getvalue()
 
-    def decode(self, data: bytes, channels: int | None = None) -> np.ndarray:
-        """Decode to uint8: (H, W) for 1-channel files, (H, W, 3) otherwise, unless `channels` (1 or 3) forces it."""
+    def decode(self, data: bytes, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Decode to uint8: (H, W) for 1-channel files, (H, W, 3) otherwise, unless `channels` (1 or 3) forces it.
+        ``size`` (width, height): the file must declare it, checked before any pixel is decoded (ValueError), so
+        that bytes from elsewhere cannot make it allocate more (Pillow's own bomb limit raises ValueError too)."""
+        import warnings
+
         from PIL import Image
 
         self._check_available()
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                opened = Image.open(io.BytesIO(data))
+            except Image.DecompressionBombError as e:
+                raise ValueError(str(e)) from None
+        with opened as im:
+            if size is not None and tuple(im.size) != tuple(size):
+                raise ValueError(f"it is {im.size[0]}x{im.size[1]}, not {size[0]}x{size[1]}")
             im.load()
             if channels is None:
                 mode = "L" if im.mode in ("L", "I;16", "I", "F") else "RGB"

@@ -519,3 +519,21 @@ def test_onednn_primitive_cache_is_bounded_unless_the_user_sets_it():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "7"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "7"
+
+
+def test_a_standard_codec_base_of_another_size_is_corrupt_before_its_pixels_are_decoded(monkeypatch):
+    """Fuzz finding (seed 14, input 5936): a WebP base layer declaring 265 MP inside a 32x48 ddcm file escaped as
+    Pillow's DecompressionBombError. The base must declare the header's size, checked before decoding."""
+    from diffcodec import baselines
+    from diffcodec.errors import CorruptInputError
+    from diffcodec.methods.ddcm.base_layer import decode_base
+
+    webp = baselines.get_baseline("webp")
+    other = webp.encode(synthetic_image(40, 24), 40)                     # 24x40, not 48x32
+    with pytest.raises(CorruptInputError, match="not 48x32"):
+        decode_base(other, "webp:q40", 0, 32, 48, 3)
+    ok = webp.encode(synthetic_image(32, 48), 40)
+    assert decode_base(ok, "webp:q40", 0, 32, 48, 3).shape == (32, 48, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)                 # Pillow's bomb error at 2x: 32x48 > 200
+    with pytest.raises(CorruptInputError, match="does not decode"):
+        decode_base(ok, "webp:q40", 0, 32, 48, 3)

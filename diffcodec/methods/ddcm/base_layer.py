@@ -144,7 +144,7 @@ def decode_base(data: bytes, base: str, sha: int, height: int, width: int, chann
     from diffcodec import baselines
 
     try:
-        img = baselines.get_baseline(spec.name).decode(bytes(data), channels=channels)
+        img = baselines.get_baseline(spec.name).decode(bytes(data), channels=channels, size=(width, height))
     except (OSError, SyntaxError, ValueError) as e:
         raise CorruptInputError(f"corrupt ddcm base layer: the {spec.name} file does not decode ({e})") from None
     if img.ndim == 2:
