@@ -108,7 +108,8 @@ def cli():
               help="Video: target rate of the whole clip (frame 0 picks the parameters at the matching --bpp).")
 @click.option("--gop", type=click.IntRange(1, 2**20), default=None, metavar="N",
               help="Video: a keyframe every N frames, P-frames predicted from the frame before in between (1: every "
-                   "frame alone; default: the method's, see `diffcodec methods`).")
+                   "frame alone; diffae: 2 or 4 frames per coded latent; default: the method's, see `diffcodec "
+                   "methods`).")
 @click.option("--video-size", "frame_size", default=None, metavar="WxH", help="Video: frame size of raw .yuv input.")
 @click.option("--fps", default=None, metavar="N[/D]", help="Video: frame rate of raw .yuv input (or relabel).")
 @device_option
