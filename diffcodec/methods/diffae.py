@@ -532,13 +532,26 @@ class DiffAECodec(Codec):
             raise UsageError(f"diffae model {model.model_id!r} works in {model.space} space, not {params['space']}")
         return model, steps, seed
 
-    def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
-        self.check_encode_options(params)
+    @staticmethod
+    def _rate(preset: str | None, params: dict) -> tuple[float | None, int | None]:
+        """(bpp, grid) of an encode: at most one of them or ``preset``, each checked as far as it can be without
+        the model (grid: by :meth:`_grid`)."""
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown diffae preset {preset!r} (available: {', '.join(PRESETS)})")
         bpp, grid = params.get("bpp"), params.get("grid")
         if sum(x is not None for x in (bpp, preset, grid)) > 1:
             raise UsageError("give one of a diffae preset, a target --bpp or a grid index, not both")
+        if bpp is not None and not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
+            raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+        return bpp, grid
+
+    @staticmethod
+    def _grid(model: DiffAEModel, grid: int) -> int:
+        return _check_int("grid", grid, 0, len(model.deltas) - 1, UsageError)
+
+    def compress(self, image: np.ndarray, preset: str | None = None, **params) -> Encoded:
+        self.check_encode_options(params)
+        bpp, grid = self._rate(preset, params)
         model, steps, seed = self._encoder(params, params)
         height, width, channels = image.shape
         y = analyse(model, self.rgb_input(image))
@@ -548,8 +561,6 @@ class DiffAECodec(Codec):
             return encode_latent(q, model.tables[g], int(model.supports[g])), {"d": g, "n": steps, "s": seed}
 
         if bpp is not None:
-            if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
-                raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
             best, smallest = None, None
             for g in range(len(model.deltas)):      # increasing rate; keep the largest file within the target
                 payload, hp = coded(g)
@@ -563,7 +574,7 @@ class DiffAECodec(Codec):
                                  f"{smallest * 8 / (height * width):.4f} bpp)")
             _, payload, hp = best
         elif grid is not None:
-            payload, hp = coded(_check_int("grid", grid, 0, len(model.deltas) - 1, UsageError))
+            payload, hp = coded(self._grid(model, grid))
         else:
             payload, hp = coded(model.presets[preset or DEFAULT_PRESET])
         self.last_info = {"grid_index": hp["d"], "delta": float(model.deltas[hp["d"]]), "payload_bytes": len(payload)}
@@ -643,16 +654,10 @@ class DiffAECodec(Codec):
             raise UsageError(f"diffae codes a clip with --gop 1 (every frame alone) or "
                              f"{' or '.join(map(str, dt.TEMPORAL_FACTORS))} (one latent per group of frames), not "
                              f"--gop {gop}")
-        if preset is not None and preset not in PRESETS:
-            raise UsageError(f"unknown diffae preset {preset!r} (available: {', '.join(PRESETS)})")
-        bpp, grid = params.get("bpp"), params.get("grid")
-        if sum(x is not None for x in (bpp, preset, grid)) > 1:
-            raise UsageError("give one of a diffae preset, a target --bpp or a grid index, not both")
-        if bpp is not None and not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
-            raise UsageError(f"--bpp must be a positive number, got {bpp!r}")
+        bpp, grid = self._rate(preset, params)
         model, steps, seed = self._encoder(params, device_params)
         if grid is not None:
-            _check_int("grid", grid, 0, len(model.deltas) - 1, UsageError)
+            self._grid(model, grid)
         temporal = dt.load_temporal(dt.TEMPORAL_MODEL, model)
         return dt.TemporalClipEncoder(model, temporal, gop, preset=preset, grid=grid, bpp=bpp, steps=steps,
                                       seed=seed)

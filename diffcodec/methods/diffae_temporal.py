@@ -21,6 +21,7 @@ This module imports torch only inside functions.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections import deque
@@ -52,15 +53,8 @@ class TemporalModel:
     net: Any            # TemporalLayers, on the diffae model's device
 
 
-_LOADED: dict[tuple, TemporalModel] = {}
-
-
 def load_temporal(model_id: str, base: diffae.DiffAEModel) -> TemporalModel:
     """Load codebooks/models/<model_id>, checked to be trained for the diffae model ``base``."""
-    import torch
-
-    from diffcodec.methods.diffae_nets import TemporalLayers
-
     if not diffae._MODEL_ID.match(model_id or ""):
         raise UsageError(f"bad diffae temporal model id {model_id!r}")
     name = diffae.artifact_name(model_id)
@@ -68,32 +62,37 @@ def load_temporal(model_id: str, base: diffae.DiffAEModel) -> TemporalModel:
     if not weights.is_file():
         raise ModelError(f"diffae temporal model {model_id!r} is not installed: missing {weights} (train it with "
                          f"`diffcodec train diffae-temporal --name {name} ...` or set DIFFCODEC_CODEBOOKS)")
-    key = (str(weights.resolve()), weights.stat().st_mtime_ns, str(base.device), base.sha)
-    if key in _LOADED:
-        return _LOADED[key]
+    return _built_temporal(model_id, artifacts.artifact_key(name), base.model_id, base.sha,
+                           base.config["latent_channels"], str(base.device))
+
+
+@functools.lru_cache(maxsize=4)     # built once per process per file content and diffae model
+def _built_temporal(model_id: str, key: tuple[str, str], base_id: str, base_sha: str, channels: int,
+                    device: str) -> TemporalModel:
+    import torch
+
+    from diffcodec.methods.diffae_nets import TemporalLayers
+
+    name = diffae.artifact_name(model_id)
     tensors, manifest, sha = artifacts.load_artifact(name)
     if manifest.get("format") != TEMPORAL_FORMAT:
         raise ModelError(f"artifact {name!r} is not a diffae temporal model ({manifest.get('format')!r})")
-    if manifest.get("diffae_sha256") != base.sha:
+    if manifest.get("diffae_sha256") != base_sha:
         raise ModelError(f"diffae temporal model {model_id!r} was trained for a diffae model with sha256 "
-                         f"{str(manifest.get('diffae_sha256'))[:16]}..., not {base.model_id!r} "
-                         f"({base.sha[:16]}...): retrain it for that model")
+                         f"{str(manifest.get('diffae_sha256'))[:16]}..., not {base_id!r} "
+                         f"({base_sha[:16]}...): retrain it for that model")
     try:
         net = TemporalLayers(int(manifest["channels"]), int(manifest["levels"]))
-        if net.channels != base.config["latent_channels"] or not 1 <= net.levels <= MAX_LEVELS:
+        if net.channels != channels or not 1 <= net.levels <= MAX_LEVELS:
             raise ValueError(f"{net.channels} channels, {net.levels} levels")
         net.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()},
                             strict=True)
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         reason = " ".join(str(e).split())
         raise ModelError(f"artifact {name!r} does not match its manifest: {reason[:300]}") from None
-    net.to(base.device).eval()
+    net.to(device).eval()
     net.requires_grad_(False)
-    model = TemporalModel(model_id, sha, manifest, net)
-    if len(_LOADED) >= 4:
-        _LOADED.clear()
-    _LOADED[key] = model
-    return model
+    return TemporalModel(model_id, sha, manifest, net)
 
 
 def pool(temporal: TemporalModel, ys: np.ndarray, factor: int) -> np.ndarray:
