@@ -3,7 +3,7 @@
 :class:`~diffcodec.methods.diffae_nets.TemporalLayers`, over a frozen diffae model, on synthetic motion.
 
 Per step: B still crops, each made a sequence of 4 frames by :func:`~diffcodec.training.synthetic_motion.sequence`;
-a factor f (2 or 4, alternating) cuts it into groups of f frames::
+a factor f (2 or 4, drawn per step) cuts it into groups of f frames::
 
     y_i     = frozen diffae encoder(frame_i)                 z = pool(y_1 .. y_f)        (the learned layers)
     Delta   ~ log-uniform over the model's grid range        rate = -log2 P(z + Delta U) / (f * pixels)
