@@ -51,7 +51,7 @@ def test_a_temporal_clip_has_one_latent_per_group_and_decodes_alike_from_any_key
     p = c.header.params
     assert (p["t"], p["tm"]) == (gop, dt.TEMPORAL_MODEL) and p["d"] == get_codec("diffae")._encoder(
         {}, CPU)[0].presets["low"]
-    assert all(len(pl) in (0, 4) for pl, ch in zip(c.payloads, [x for x in c.chunks if x.type in "DP"])
+    assert all(len(pl) in (0, 4, 5) for pl, ch in zip(c.payloads, [x for x in c.chunks if x.type in "DP"])
                if ch.type == "P")
     assert summary["bytes_per_frame"]["min"] <= 4 and summary["frames"] == frames
     whole = decode_all(data)
@@ -67,7 +67,7 @@ def test_global_motion_is_found_and_a_pan_decodes_as_the_first_frame_moved(tmp_p
 
     still = synthetic_image(64, 96, seed=5)
     for d in ((0, 0), (3, -5), (-7, 2), (0, 12)):
-        assert dt.global_shift(still, dt.shift_frame(still, *d)) == d
+        assert dt.global_motion(still, dt.shift_frame(still, *d)) == (d[0] * dt.MOTION_UNIT, d[1] * dt.MOTION_UNIT)
     src = tmp_path / "pan.y4m"                       # content moving left 4 px per frame
     wide = synthetic_image(32, 48 + 12, seed=6)
     info = video.VideoInfo(48, 32, (25, 1), "444")
@@ -76,13 +76,114 @@ def test_global_motion_is_found_and_a_pan_decodes_as_the_first_frame_moved(tmp_p
             w.write(yuv.rgb_to_planes(np.ascontiguousarray(wide[:, 4 * i:4 * i + 48]), "444"))
     data, _ = encode(src, "diffae", gop=4, preset="low", **CPU)
     c = container.read_container(data)
-    assert [dt.parse_motion(p, 32, 48) for p in c.payloads[1:]] == [(0, -4), (0, -8), (0, -12)]
+    assert [dt.parse_motion(p, 32, 48) for p in c.payloads[1:]] == [(0, -16), (0, -32), (0, -48)]   # 1/4 px
+    assert [len(p) for p in c.payloads[1:]] == [4, 4, 4]          # whole pixels keep the 4-byte form
     frames = [p for _, p in decode_all(data)]
     rgb = [yuv.planes_to_rgb(f, info) for f in frames]
     first = rgb[0]
     for k in (1, 2, 3):     # the decoded frames are the first one moved (away from the repeated right border)
         moved = dt.shift_frame(first, 0, -4 * k)
         assert np.abs(rgb[k][:, :48 - 4 * k].astype(int) - moved[:, :48 - 4 * k]).max() <= 2
+
+
+def test_the_subpixel_shift_rule_is_integer_bilinear_with_edge_clamping():
+    img = np.array([[10, 13, 40], [7, 200, 255]], dtype=np.uint8)
+    # (qy, qx) quarter pixels -> the values of formats/ddc-v1.md's rule, ((a (4-fx) + b fx)(4-fy) + ... + 8) >> 4
+    expected = {(1, -2): [[12, 27, 40], [81, 177, 201]],      # row 0 col 0: (10 + 13) / 2 = 11.5 -> 12
+                (-3, 5): [[8, 8, 117], [7, 7, 152]],
+                (2, 2): [[10, 12, 27], [9, 58, 127]],
+                (-1, 0): [[9, 60, 94], [7, 200, 255]],
+                (4, -8): [[40, 40, 40], [40, 40, 40]]}       # whole pixels: shift_frame's copy
+    for (qy, qx), values in expected.items():
+        out = dt.shift_subpel(img, qy, qx)
+        assert out.dtype == np.uint8 and out.tolist() == values, (qy, qx)
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    for qy, qx in ((0, 0), (8, -4), (-12, 20)):
+        assert np.array_equal(dt.shift_subpel(rgb, qy, qx), dt.shift_frame(rgb, qy // 4, qx // 4))
+    for c in range(3):        # every channel alike
+        assert np.array_equal(dt.shift_subpel(rgb, 3, -5)[..., c], dt.shift_subpel(rgb[..., c], 3, -5))
+
+
+def _smooth_view(height: int, width: int, dy: float, dx: float) -> np.ndarray:
+    """A (height, width, 3) view of a smooth random field (Gaussian, 1.5 px) moved by (dy, dx) pixels (within 16)."""
+    h, w = height + 32, width + 32
+    noise = np.random.default_rng(3).normal(size=(h, w))
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    field = np.fft.ifft2(np.fft.fft2(noise) * np.exp(-(fy ** 2 + fx ** 2) * (2 * np.pi * 1.5) ** 2 / 2)).real
+    field = 128 + field / field.std() * 40
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    y, x = yy + 16 - dy, xx + 16 - dx
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    wy, wx = y - y0, x - x0
+    v = ((field[y0, x0] * (1 - wx) + field[y0, x0 + 1] * wx) * (1 - wy)
+         + (field[y0 + 1, x0] * (1 - wx) + field[y0 + 1, x0 + 1] * wx) * wy)
+    return np.repeat(np.clip(np.rint(v), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_subpixel_motion_is_found_and_round_trips_through_p_chunks():
+    smooth = lambda dy, dx: _smooth_view(64, 96, dy, dx)  # noqa: E731
+    first = smooth(0, 0)
+    for qy, qx in ((0, 6), (-3, 10), (5, -1), (0, -13), (7, -30)):
+        found = dt.global_motion(first, smooth(qy / 4, qx / 4))
+        assert abs(found[0] - qy) <= 1 and abs(found[1] - qx) <= 1, (qy, qx, found)
+    assert dt.global_motion(first, first) == (0, 0)
+    for q, size in (((0, 0), 0), ((4, -8), 4), ((1, -2), 5), ((-5, 3), 5), ((0, 7), 5), ((-127, 4 * 47 + 3), 5),
+                    ((4 * 31, 0), 4), ((-3, -4 * 40), 5)):
+        payload = dt.motion_payload(*q)
+        assert len(payload) == size and dt.parse_motion(payload, 32, 48) == q, q
+    assert dt.motion_payload(1, -2) == bytes([4, 0, 1, 0xff, 0xfe])
+
+
+def test_corrupt_motion_values_are_refused_and_whole_pixel_chunks_still_decode():
+    import struct
+
+    for bad, why in ((struct.pack(">Bhh", 2, 1, 1), "unit 1/2"), (struct.pack(">Bhh", 0, 1, 1), "unit 1/0"),
+                     (struct.pack(">Bhh", 4, 0, 0), "is whole pixels"), (struct.pack(">Bhh", 4, 8, -4), "whole"),
+                     (struct.pack(">Bhh", 4, 128, 1), "for a 48x32"), (struct.pack(">Bhh", 4, 1, -192), "48x32"),
+                     (struct.pack(">hh", 0, 0), "motion \\(0, 0\\)"), (struct.pack(">hh", 32, 1), "48x32"),
+                     (b"\x04\x00\x01\x00\x01\x00", "holds 6 bytes"), (b"\x00\x01\x00", "holds 3 bytes")):
+        with pytest.raises(CorruptInputError, match=why):
+            dt.parse_motion(bad, 32, 48)
+    assert dt.parse_motion(struct.pack(">Bhh", 4, 127, -191), 32, 48) == (127, -191)
+    assert dt.parse_motion(struct.pack(">hh", 31, -47), 32, 48) == (124, -188)      # a session-14 chunk
+    frame = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    from collections import deque
+
+    moved, _ = dt.next_frame(struct.pack(">hh", 1, -2), deque([frame]))
+    assert np.array_equal(moved, dt.shift_frame(frame, 1, -2))
+    moved, _ = dt.next_frame(struct.pack(">Bhh", 4, 1, -2), deque([frame]))
+    assert np.array_equal(moved, dt.shift_subpel(frame, 1, -2))
+
+
+def test_a_group_keeps_its_motions_only_where_they_lower_its_error(monkeypatch):
+    from diffcodec.testimage import synthetic_image
+
+    wide = synthetic_image(32, 48 + 12, seed=6)
+    pan = [np.ascontiguousarray(wide[:, 4 * i:4 * i + 48]) for i in range(3)]
+    assert dt.group_motion(pan) == [(0, 0), (0, -16), (0, -32)]
+    still = [pan[0]] * 3
+    assert dt.group_motion(still) == [(0, 0)] * 3
+    monkeypatch.setattr(dt, "global_motion", lambda first, frame: (0, 26))     # a wrong motion: refused
+    assert dt.group_motion(still) == [(0, 0)] * 3
+    assert dt.group_error(still, [(0, 0), (0, 26), (0, 26)], 9) > dt.group_error(still, [(0, 0)] * 3, 9) == 0
+
+
+def test_a_subpixel_pan_is_coded_with_quarter_pixel_chunks_and_decodes(tmp_path, one_thread):
+    from diffcodec import video, yuv
+
+    src = tmp_path / "pan.y4m"                  # smooth content moving right 2.5 px per frame
+    info = video.VideoInfo(64, 48, (25, 1), "444")
+    with video.open_writer(str(src), info) as w:
+        for i in range(2):
+            w.write(yuv.rgb_to_planes(_smooth_view(48, 64, 0, 2.5 * i), "444"))
+    data, _ = encode(src, "diffae", gop=2, preset="low", **CPU)
+    c = container.read_container(data)
+    assert len(c.payloads[1]) == 5
+    qy, qx = dt.parse_motion(c.payloads[1], 48, 64)
+    assert abs(qy) <= 1 and abs(qx - 10) <= 1
+    (_, a), (_, b) = decode_all(data)     # the second frame is the first moved by (qy, qx) / 4 (up to YCbCr)
+    first, second = yuv.planes_to_rgb(a, info), yuv.planes_to_rgb(b, info)
+    assert np.abs(second.astype(int) - dt.shift_subpel(first, qy, qx)).max() <= 3
 
 
 def test_a_temporal_clip_costs_less_than_its_intra_clip_at_the_same_grid_index(tmp_path, one_thread):

@@ -6,10 +6,12 @@ per group of t frames (``--gop t``, t in TEMPORAL_FACTORS)::
         -> z (c, H/16, W/16): quantized and range-coded exactly as an image's y (grid index d, the model's tables)
     decoder: z_hat --deflate (level 1, then 0: a 1x1 conv c -> 2c, split into the pair)--> y_hat_1 .. t
         each frame: the diffae decoder conditioned on its y_hat, all t of a group from the same seeded x_T
-    global motion: frame k of a group is coded shifted by -d_k (whole pixels, found by phase correlation against
-        the group's first frame) and decoded shifted back by +d_k, so that a pan is not averaged away
+    global motion: frame k of a group is coded shifted by -d_k (quarter pixels, found by phase correlation against
+        the group's first frame, :func:`global_motion`; bilinear between pixels, :func:`shift_subpel`) and decoded
+        shifted back by +d_k, so that a pan is not averaged away
 
-The group's latent is its keyframe's payload; its other frames are P chunks holding only d_k (empty when 0).
+The group's latent is its keyframe's payload; its other frames are P chunks holding only d_k (empty when 0; 4 bytes
+for whole pixels, as session 14 wrote them all; 5 bytes for quarter pixels).
 The layers are the artifact ``models/diffae-temporal`` (:class:`diffcodec.methods.diffae_nets.TemporalLayers`;
 trainable, the shipped ones are at their initialisation: plain pooling and copying), made for one diffae model
 (its manifest pins that model's sha256). Our diffusion decoder is the image diffae's 2D one per frame (the
@@ -141,26 +143,61 @@ def check_header(p: dict) -> tuple[int, str, int]:
 
 
 # ------------------------------------------------------------------------------------------------ global motion
-# A frame of a group may be coded aligned to the group's first frame: the encoder shifts it by -d (whole pixels)
-# before pooling, its P chunk stores d, and the decoder shifts the decoded frame back by +d. A pan then survives
-# the averaging; the frame's border, where new content enters, repeats its edge pixels.
+# A frame of a group may be coded aligned to the group's first frame: the encoder shifts it by -d before pooling,
+# its P chunk stores d, and the decoder shifts the decoded frame back by +d. A pan then survives the averaging;
+# the frame's border, where new content enters, repeats its edge pixels. d is in quarter pixels (MOTION_UNIT):
+# files of session 14 hold whole pixels only (4-byte P chunks), which are the multiples of 4 and still decode.
+MOTION_UNIT = 4         # sub-pixel motion: quarter pixels
+
+
 def shift_frame(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``img`` (H, W, C) with its content moved down by ``dy`` and right by ``dx`` pixels (either may be negative):
-    out[y, x] = img[clip(y - dy, 0, H - 1), clip(x - dx, 0, W - 1)]."""
+    """``img`` (H, W[, C]) with its content moved down by ``dy`` and right by ``dx`` whole pixels (either may be
+    negative): out[y, x] = img[clip(y - dy, 0, H - 1), clip(x - dx, 0, W - 1)]."""
     h, w = img.shape[:2]
     rows = np.clip(np.arange(h) - dy, 0, h - 1)
     cols = np.clip(np.arange(w) - dx, 0, w - 1)
     return img[rows][:, cols]
 
 
-def global_shift(first: np.ndarray, frame: np.ndarray, max_shift: int = MAX_SHIFT) -> tuple[int, int]:
-    """The whole-pixel translation d that ``frame`` (uint8 (H, W, 3)) shows against ``first``: the peak of their
-    phase correlation within +-max_shift, kept only where aligning by it lowers the squared error (else (0, 0))."""
-    a = first.astype(np.float64).mean(axis=2)
-    b = frame.astype(np.float64).mean(axis=2)
+def shift_subpel(img: np.ndarray, qy: int, qx: int) -> np.ndarray:
+    """``img`` (H, W[, C]) uint8 with its content moved down by qy / 4 and right by qx / 4 pixels (the rule of the
+    format, bilinear in integers, edge clamped): output row y reads source row position sy = 4 y - qy quarter
+    pixels, y0 = floor(sy / 4), fy = sy mod 4 (the same for every row), rows r0 = clip(y0, 0, H - 1) and r1 =
+    clip(y0 + 1, 0, H - 1); columns alike (x0, fx, c0, c1); with a, b, c, d = img at (r0, c0), (r0, c1),
+    (r1, c0), (r1, c1): out = ((a (4 - fx) + b fx) (4 - fy) + (c (4 - fx) + d fx) fy + 8) >> 4, exact integer
+    arithmetic. Multiples of 4 are :func:`shift_frame`'s whole-pixel copies (fy = fx = 0)."""
+    if qy % MOTION_UNIT == 0 and qx % MOTION_UNIT == 0:
+        return shift_frame(img, qy // MOTION_UNIT, qx // MOTION_UNIT)
+    h, w = img.shape[:2]
+    sy = np.arange(h) * 4 - qy
+    sx = np.arange(w) * 4 - qx
+    y0, x0 = sy >> 2, sx >> 2
+    fy, fx = int(-qy) & 3, int(-qx) & 3
+    r0, r1 = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
+    c0, c1 = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
+    src = img.astype(np.int32)
+    top, bottom = src[r0], src[r1]
+    top = top[:, c0] * (4 - fx) + top[:, c1] * fx
+    bottom = bottom[:, c0] * (4 - fx) + bottom[:, c1] * fx
+    return ((top * (4 - fy) + bottom * fy + 8) >> 4).astype(img.dtype)
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float64).mean(axis=2) if img.ndim == 3 else img.astype(np.float64)
+
+
+def _phase_peaks(a: np.ndarray, b: np.ndarray, window: np.ndarray | None,
+                 max_shift: int) -> list[tuple[int, int]]:
+    """The peak (quarter pixels) of the phase correlation of ``b`` against ``a`` (float (H, W)) within
+    +-max_shift pixels: the whole-pixel maximum, and the maximum of the correlation's band-limited
+    interpolation (its DFT evaluated at quarter-pixel offsets, Guizar-Sicairos 2008) within +-1 pixel of it."""
     h, w = a.shape
-    cross = np.fft.fft2(b - b.mean()) * np.conj(np.fft.fft2(a - a.mean()))
-    r = np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-9)).real
+    wa, wb = a - a.mean(), b - b.mean()
+    if window is not None:
+        wa, wb = wa * window, wb * window
+    cross = np.fft.fft2(wb) * np.conj(np.fft.fft2(wa))
+    cross /= np.maximum(np.abs(cross), 1e-9)
+    r = np.fft.ifft2(cross).real
     reach_y, reach_x = min(max_shift, h // 4), min(max_shift, w // 4)
     ys = np.r_[0:reach_y + 1, h - reach_y:h] if reach_y else np.array([0])
     xs = np.r_[0:reach_x + 1, w - reach_x:w] if reach_x else np.array([0])
@@ -168,38 +205,108 @@ def global_shift(first: np.ndarray, frame: np.ndarray, max_shift: int = MAX_SHIF
     iy, ix = np.unravel_index(int(np.argmax(sub)), sub.shape)
     dy, dx = int(ys[iy]), int(xs[ix])
     dy, dx = dy - h if dy > h // 2 else dy, dx - w if dx > w // 2 else dx
-    if (dy, dx) == (0, 0):
+    steps = np.arange(-MOTION_UNIT, MOTION_UNIT + 1)
+    qy = dy * MOTION_UNIT + steps if reach_y else np.array([0])
+    qx = dx * MOTION_UNIT + steps if reach_x else np.array([0])
+    ky = np.exp(2j * np.pi * np.outer(qy / MOTION_UNIT, np.fft.fftfreq(h)))         # (ny, H)
+    kx = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(w), qx / MOTION_UNIT))         # (W, nx)
+    fine = (ky @ cross @ kx).real
+    jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
+    return [(dy * MOTION_UNIT, dx * MOTION_UNIT), (int(qy[jy]), int(qx[jx]))]
+
+
+def global_motion(first: np.ndarray, frame: np.ndarray, max_shift: int = MAX_SHIFT) -> tuple[int, int]:
+    """The translation d (quarter pixels) that ``frame`` (uint8 (H, W, 3)) shows against ``first``: the
+    candidates are no motion and the whole- and sub-pixel peaks of two phase correlations of their mean of R, G,
+    B within +-max_shift pixels, one of the frames as they are and one under a Hann window (which a pan's
+    entering and leaving borders disturb less); the one whose alignment (``frame`` moved by -d,
+    :func:`shift_subpel`) has the least squared error against ``first`` over the part that every candidate
+    leaves inside both frames wins (no motion on ties)."""
+    a, b = _gray(first), _gray(frame)
+    h, w = a.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    candidates = [(0, 0)]
+    for win in (None, window):
+        for d in _phase_peaks(a, b, win, max_shift):
+            if d not in candidates:
+                candidates.append(d)
+    if len(candidates) == 1:
+        return 0, 0
+    my = -(-max(abs(q) for q, _ in candidates) // MOTION_UNIT) + 1
+    mx = -(-max(abs(q) for _, q in candidates) // MOTION_UNIT) + 1
+    if 2 * my >= h or 2 * mx >= w:
         return 0, 0
 
-    def error(d: tuple[int, int]) -> float:      # over the part that both frames show
-        m = shift_frame(frame, -d[0], -d[1]).astype(np.float64) - first
-        return float(np.mean(m[max(0, -d[0]):h - max(0, d[0]), max(0, -d[1]):w - max(0, d[1])] ** 2))
+    def error(d: tuple[int, int]) -> float:
+        m = _gray(shift_subpel(frame, -d[0], -d[1])) - a
+        return float(np.mean(m[my:h - my, mx:w - mx] ** 2))
 
-    return (dy, dx) if error((dy, dx)) < error((0, 0)) else (0, 0)
+    errors = [error(d) for d in candidates]
+    return candidates[int(np.argmin(errors))]
 
 
-def motion_payload(dy: int, dx: int) -> bytes:
-    """A group's P chunk: empty without motion, else dy, dx as two big-endian int16."""
-    return b"" if (dy, dx) == (0, 0) else struct.pack(">hh", dy, dx)
+def group_error(frames: list[np.ndarray], motion: list[tuple[int, int]], m: int) -> float:
+    """What a group's motions cost, a cheap stand-in for decoding it: the mean squared error (mean of R, G, B)
+    of each frame against the average of the aligned frames (each moved by -d_k, rounded to uint8) moved back by
+    +d_k, away from a border of ``m`` pixels."""
+    aligned = [shift_subpel(f, -qy, -qx).astype(np.float64) for f, (qy, qx) in zip(frames, motion)]
+    mean = np.clip(np.rint(np.mean(aligned, axis=0)), 0, 255).astype(np.uint8)
+    h, w = frames[0].shape[:2]
+    return float(np.mean([np.mean((_gray(shift_subpel(mean, qy, qx)) - _gray(f))[m:h - m, m:w - m] ** 2)
+                          for f, (qy, qx) in zip(frames, motion)]))
+
+
+def group_motion(frames: list[np.ndarray]) -> list[tuple[int, int]]:
+    """The motions (quarter pixels) of a group's frames against its first: :func:`global_motion` per frame, kept
+    only where they lower the group's :func:`group_error` (away from a border as wide as the largest motion plus 2
+    pixels), else none at all."""
+    motion = [(0, 0)] + [global_motion(frames[0], f) for f in frames[1:]]
+    still = [(0, 0)] * len(frames)
+    h, w = frames[0].shape[:2]
+    m = 2 + max(max(-(-abs(qy) // MOTION_UNIT), -(-abs(qx) // MOTION_UNIT)) for qy, qx in motion)
+    if motion == still or 2 * m >= min(h, w) or group_error(frames, motion, m) >= group_error(frames, still, m):
+        return still
+    return motion
+
+
+def motion_payload(qy: int, qx: int) -> bytes:
+    """A group's P chunk for a motion of (qy, qx) quarter pixels: empty without motion, 4 bytes (dy, dx as
+    big-endian int16, whole pixels) for a whole-pixel one, else 5 bytes: the unit 4, then qy, qx as big-endian
+    int16."""
+    if (qy, qx) == (0, 0):
+        return b""
+    if qy % MOTION_UNIT == 0 and qx % MOTION_UNIT == 0:
+        return struct.pack(">hh", qy // MOTION_UNIT, qx // MOTION_UNIT)
+    return struct.pack(">Bhh", MOTION_UNIT, qy, qx)
 
 
 def parse_motion(payload: bytes, height: int, width: int) -> tuple[int, int]:
+    """A P chunk's motion (qy, qx) in quarter pixels (see :func:`motion_payload`), or CorruptInputError."""
+    corrupt = lambda msg: CorruptInputError(f"corrupt diffae clip: {msg}")  # noqa: E731
     if len(payload) == 0:
         return 0, 0
-    if len(payload) != 4:
-        raise CorruptInputError(f"corrupt diffae clip: a temporal group's P-frame holds {len(payload)} bytes (0 or "
-                                f"4: its motion)")
-    dy, dx = struct.unpack(">hh", payload)
-    if (dy, dx) == (0, 0) or abs(dy) >= height or abs(dx) >= width:
-        raise CorruptInputError(f"corrupt diffae clip: P-frame motion ({dy}, {dx}) for a {width}x{height} frame")
-    return dy, dx
+    if len(payload) == 4:
+        dy, dx = struct.unpack(">hh", payload)
+        if (dy, dx) == (0, 0) or abs(dy) >= height or abs(dx) >= width:
+            raise corrupt(f"P-frame motion ({dy}, {dx}) for a {width}x{height} frame")
+        return dy * MOTION_UNIT, dx * MOTION_UNIT
+    if len(payload) == 5:
+        unit, qy, qx = struct.unpack(">Bhh", payload)
+        if unit != MOTION_UNIT:
+            raise corrupt(f"P-frame motion unit 1/{unit} pixel (only 1/{MOTION_UNIT})")
+        if qy % MOTION_UNIT == 0 and qx % MOTION_UNIT == 0:
+            raise corrupt(f"P-frame motion ({qy}, {qx}) quarter pixels is whole pixels (those have 4 bytes)")
+        if abs(qy) >= MOTION_UNIT * height or abs(qx) >= MOTION_UNIT * width:
+            raise corrupt(f"P-frame motion ({qy}, {qx}) quarter pixels for a {width}x{height} frame")
+        return qy, qx
+    raise corrupt(f"a temporal group's P-frame holds {len(payload)} bytes (0, 4 or 5: its motion)")
 
 
 # ------------------------------------------------------------------------------------------------ encoder
 class TemporalClipEncoder:
     """The stream encoder of a temporal diffae clip (:meth:`diffcodec.methods.Codec.open_clip_encoder`): RGB
     frames in, one keyframe (the group's latent) and factor - 1 P-frames (each frame's global motion against the
-    group's first, :func:`global_shift`) out per group; a last group of
+    group's first, :func:`group_motion`) out per group; a last group of
     fewer frames is padded with its last frame (only its real frames are written). The first group fixes the
     grid index (its preset, ``grid``, or the largest whose group payload is within ``bpp`` per frame)."""
 
@@ -222,9 +329,9 @@ class TemporalClipEncoder:
         frames = frames + [frames[-1]] * (self.factor - real)
         self.pending = []
         h, w = frames[0].shape[:2]
-        motion = [(0, 0)] + [global_shift(frames[0], f) for f in frames[1:real]]
+        motion = group_motion(frames[:real])
         motion += [motion[-1]] * (self.factor - real)
-        aligned = [shift_frame(f, -dy, -dx) for f, (dy, dx) in zip(frames, motion)]
+        aligned = [shift_subpel(f, -qy, -qx) for f, (qy, qx) in zip(frames, motion)]
         z = pool(self.temporal, np.stack([diffae.analyse(model, f) for f in aligned]), self.factor)
 
         def payload(g: int) -> bytes:
@@ -277,5 +384,5 @@ def next_frame(payload: bytes, reference: Any) -> tuple[np.ndarray, deque]:
         raise CorruptInputError("corrupt diffae clip: a P-frame beyond its temporal group (or without a keyframe "
                                 "that has the header's t)")
     frame = reference.popleft()
-    dy, dx = parse_motion(payload, frame.shape[0], frame.shape[1])
-    return (shift_frame(frame, dy, dx) if (dy, dx) != (0, 0) else frame), reference
+    qy, qx = parse_motion(payload, frame.shape[0], frame.shape[1])
+    return (shift_subpel(frame, qy, qx) if (qy, qx) != (0, 0) else frame), reference
