@@ -276,7 +276,7 @@ def _encode_clip(input, output, method, preset, params, kbps, gop, frame_size, f
 def decode(input, output, force, refine, steps, seed, frame_range, as_json, max_pixels, max_work, device, quiet,
            verbose=False):
     """Decode a .ddc file ('-' = stdin) into an image, or a clip into a video."""
-    from diffcodec import api, atomic, images
+    from diffcodec import api, images
 
     given = {"refine": refine or None, "steps": steps, "seed": seed}
     options = {name: v for name, v in given.items() if v is not None}
@@ -307,7 +307,7 @@ def decode(input, output, force, refine, steps, seed, frame_range, as_json, max_
     t0 = time.perf_counter()
     pixels = api.decode(data, max_pixels=max_pixels, max_work=max_work, **options)
     elapsed = time.perf_counter() - t0
-    atomic.write_bytes(output, images.image_to_bytes(pixels, fmt), overwrite=force)
+    images.write_image(output, pixels, fmt, overwrite=force)
     summary = {"input": input, "output": output, "width": pixels.shape[1], "height": pixels.shape[0],
                "channels": 1 if pixels.ndim == 2 else pixels.shape[2], "input_bytes": len(data),
                "bpp": len(data) * 8 / (pixels.shape[0] * pixels.shape[1]), "decode_s": round(elapsed, 3)}
@@ -490,7 +490,7 @@ def generate(method, output, bitstream, k, steps, atoms, codebook, space, catego
     t0 = time.perf_counter()
     data, sample = api.generate(method, height, width, max_pixels=max_pixels, max_work=max_work, **options)
     elapsed = time.perf_counter() - t0
-    atomic.write_bytes(output, images.image_to_bytes(sample, fmt), overwrite=force)
+    images.write_image(output, sample, fmt, overwrite=force)
     if bitstream is not None:
         try:
             atomic.write_bytes(bitstream, data, overwrite=force)

@@ -146,14 +146,29 @@ def as_image_array(image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def image_to_bytes(image: np.ndarray, fmt: str = "PNG") -> bytes:
+def _save(image: np.ndarray, fmt: str, out) -> None:
     from PIL import Image
 
     arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
-    buf = io.BytesIO()
     kwargs = {"lossless": True} if fmt == "WEBP" else {}
-    Image.fromarray(arr).save(buf, format=fmt, **kwargs)
+    Image.fromarray(arr).save(out, format=fmt, **kwargs)
+
+
+def image_to_bytes(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    _save(image, fmt, buf)
     return buf.getvalue()
+
+
+def write_image(path: str, image: np.ndarray, fmt: str, overwrite: bool = True) -> None:
+    """Encode ``image`` as ``fmt`` straight into ``path`` (atomically; ``'-'``: standard output), without holding
+    the encoded file in memory as well (a big photo's PNG is tens of MB)."""
+    from diffcodec import atomic
+
+    if path == "-":
+        atomic.write_stdout_with(lambda f: _save(image, fmt, f))
+    else:
+        atomic.write_with(path, lambda f: _save(image, fmt, f), overwrite)
 
 
 def output_format(path: str) -> str:

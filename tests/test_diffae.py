@@ -313,3 +313,84 @@ def test_a_model_missing_a_tensor_is_a_one_line_model_error(models, tmp_path, mo
     with pytest.raises(ModelError) as e:
         api.decode(data, device="cpu")
     assert "does not match its manifest" in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------------ big images
+
+def test_tile_plan_covers_the_grid_once():
+    from diffcodec import tiling
+
+    for h, w, core, halo in ((10, 7, 3, 2), (5, 5, 8, 1), (64, 130, 64, 64)):
+        seen = np.zeros((h, w), int)
+        for t in tiling.plan(h, w, core, halo):
+            seen[t.core] += 1
+            assert (t.ya, t.xa) == (max(0, t.y0 - halo), max(0, t.x0 - halo))
+            assert (t.yb, t.xb) == (min(h, t.y1 + halo), min(w, t.x1 + halo))
+        assert (seen == 1).all()
+    sub = tiling.plan(4, 6, 4, 3, top=10, left=20, bounds=(8, 16, 18, 30))
+    assert [(t.y0, t.y1, t.x0, t.x1) for t in sub] == [(10, 14, 20, 24), (10, 14, 24, 26)]
+    assert [(t.ya, t.yb, t.xa, t.xb) for t in sub] == [(8, 16, 18, 27), (8, 16, 21, 29)]
+
+
+def _untiled_with_initial_noise(model, q, g, height, width, steps, seed):
+    """The spec's tiled decoding with one window: steps 2-6 on the whole image, x_T the ddcm initial noise."""
+    from diffcodec import codebooks_rng
+    from diffcodec.data import to_uint8
+    from diffcodec.diffusion.samplers import sample_ddim, strided_timesteps, x0_predictor
+
+    net = model.net
+    y_hat = torch.from_numpy(diffae.dequantize(q, model.deltas[g]))[None]
+    with torch.inference_mode():
+        cond = net.condition(y_hat, torch.full((1,), float(model.deltas[g])))
+        x_T = torch.from_numpy(codebooks_rng.initial_noise(seed, net.target_shape(q.shape[1], q.shape[2])))[None]
+        fn = x0_predictor(net.unet, model.schedule, model.parameterization,
+                          clip=1.0 if model.space == "pixel" else None)
+        x0 = sample_ddim(fn, x_T, strided_timesteps(model.schedule.T, steps), model.schedule, None, cond=cond)
+        return to_uint8(diffae.to_images(x0, model.space, model.autoencoder, height, width))[0]
+
+
+@pytest.mark.parametrize("space", ["latent", "pixel"])
+def test_big_images_are_coded_in_tiles(models, monkeypatch, space):
+    # above tiling.TILE_ABOVE_PIXELS the encoder runs in windows and the file says tl; windows that see the whole
+    # image give the whole image's computation exactly (the cores' bookkeeping), small ones close pixels
+    from diffcodec import tiling
+
+    img = synthetic_image(75, 117, seed=3)
+    plain = _encode(img, space=space)
+    assert "tl" not in api.info(plain)["params"]
+    model = diffae.load_model(diffae.SPACE_MODELS[space])
+    y = diffae.analyse(model, img)
+    monkeypatch.setattr(tiling, "TILE_ABOVE_PIXELS", 0)
+    monkeypatch.setattr(diffae, "ENCODE_TILE", 2)
+    monkeypatch.setattr(diffae, "ENCODE_HALO", 64)
+    assert np.array_equal(diffae.analyse(model, img), y)
+    monkeypatch.setattr(diffae, "ENCODE_HALO", 1)
+    y_small = diffae.analyse(model, img)
+    assert y_small.shape == y.shape and not np.array_equal(y_small, y)
+    tiled = _encode(img, space=space)
+    params = api.info(tiled)["params"]
+    assert params["tl"] == diffae.DECODE_TILE and api.info(tiled)["diffae"]["tile"] == diffae.DECODE_TILE
+    out = api.decode(tiled, device="cpu")
+    assert out.shape == img.shape and np.array_equal(out, api.decode(tiled, device="cpu"))
+
+    g, n, s = params["d"], params["n"], params["s"]
+    q = diffae.quantize(diffae.analyse(model, img), model.deltas[g], int(model.supports[g]))
+    whole = _untiled_with_initial_noise(model, q, g, 75, 117, n, s)
+    assert np.array_equal(out, whole)                     # one window (tl = 128 covers this image)
+    up = model.net.up
+    for tile, ae_tile in ((3, 2), (5, 64), (64, 3)):
+        many = diffae.synthesize_tiled(model, q, g, 75, 117, n, s, tile, halo=4096, ae_tile=ae_tile, ae_halo=4096)
+        assert np.array_equal(many, whole), (tile, ae_tile)
+    near = diffae.synthesize_tiled(model, q, g, 75, 117, n, s, 2 * up, halo=up, ae_tile=2, ae_halo=1)
+    assert near.shape == whole.shape and not np.array_equal(near, whole)
+    grey = _encode(img[..., :1], space=space)
+    assert api.decode(grey, device="cpu").shape == (75, 117)
+
+
+def test_a_bad_tile_header_is_corrupt(models):
+    data = _encode(synthetic_image(32, 48))
+    p = api.info(data)["params"]
+    for bad in ("x", 0, 8, 17, 8192, 128.0, True):
+        with pytest.raises(CorruptInputError, match="tl"):
+            api.decode(rewrite_container(data, params={**p, "tl": bad}), device="cpu")
+    assert api.decode(rewrite_container(data, params={**p, "tl": 16}), device="cpu").shape == (32, 48, 3)

@@ -56,6 +56,16 @@ MAX_STEPS = 50
 DEFAULT_ETA = 0.0                   # DDIM eta; > 0 draws seeded CPU noise from the header's seed
 MAX_SEED = (1 << 64) - 1
 
+# Images of more than tiling.TILE_ABOVE_PIXELS pixels run the networks in tiles, so that memory is bounded by a
+# tile, not the image. Encoder: cores of ENCODE_TILE latent positions with ENCODE_HALO of context (the file does
+# not depend on how y was computed). Decoder (header `tl`, formats/ddc-v1.md): the UNet samples windows of the
+# diffusion target, cores of `tl` positions with DECODE_HALO of context; the autoencoder decodes each core in
+# sub-tiles of AE_TILE with AE_HALO of context (its activations per pixel are the largest of the decoder's).
+ENCODE_TILE, ENCODE_HALO = 64, 4
+DECODE_TILE, DECODE_HALO = 128, 32
+AE_TILE, AE_HALO = 48, 8
+MAX_TILE = 4096
+
 PRESETS = ("low", "medium", "high")
 PRESET_TARGET_BPP = {"low": 0.05, "medium": 0.1, "high": 0.2}   # export picks the grid index closest to these
 DEFAULT_PRESET = "medium"
@@ -378,14 +388,30 @@ def _check_autoencoder(manifest: dict, model_id: str, device):
 # ------------------------------------------------------------------------------------------------------
 
 def analyse(model: DiffAEModel, rgb: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) -> the encoder's float32 latent y (c, ceil(H/f), ceil(W/f)) on the CPU."""
+    """uint8 (H, W, 3) -> the encoder's float32 latent y (c, ceil(H/f), ceil(W/f)) on the CPU; an image of more
+    than ``tiling.TILE_ABOVE_PIXELS`` pixels goes through the encoder window by window (GroupNorm statistics are
+    then the window's: a slightly other y)."""
     import torch
 
+    from diffcodec import tiling
     from diffcodec.data import to_tensor
 
-    with torch.inference_mode():
-        y = model.net.encode(to_tensor(rgb[None]).to(model.device))
-    return y[0].float().cpu().numpy()
+    def encode(crop: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model.net.encode(to_tensor(crop[None]).to(model.device))[0].float().cpu().numpy()
+
+    h, w = rgb.shape[:2]
+    if h * w <= tiling.TILE_ABOVE_PIXELS:
+        return encode(rgb)
+    f = model.net.factor
+    hy, wy = -(-h // f), -(-w // f)
+    y = np.empty((model.config["latent_channels"], hy, wy), np.float32)
+    for t in tiling.plan(hy, wy, ENCODE_TILE, ENCODE_HALO):
+        # the window's pixels; at the image's right / bottom edge the encoder pads as it pads the whole image
+        y_window = encode(rgb[t.ya * f:min(t.yb * f, h), t.xa * f:min(t.xb * f, w)])
+        y[:, t.y0:t.y1, t.x0:t.x1] = y_window[(slice(None), *t.core_in_window)]
+        tiling.trim_heap()
+    return y
 
 
 def sample_targets(net, schedule, parameterization: str, y_hat, delta, steps: int, generator, *,
@@ -454,10 +480,83 @@ def synthesize_latents(model: DiffAEModel, y_hat, g: int, height: int, width: in
     return to_uint8(to_images(x0, model.space, model.autoencoder, height, width))
 
 
+def synthesize_tiled(model: DiffAEModel, q: np.ndarray, g: int, height: int, width: int, steps: int, seed: int,
+                     tile: int, *, halo: int = DECODE_HALO, ae_tile: int = AE_TILE,
+                     ae_halo: int = AE_HALO) -> np.ndarray:
+    """A tiled file's decoding (header ``tl`` = ``tile``; formats/ddc-v1.md, diffae step 7): as :func:`synthesize`
+    window by window of the diffusion target, x_T drawn by rows from the ddcm initial-noise stream of the seed.
+    Memory: the latent, the output and one window's networks."""
+    import torch
+
+    from diffcodec import codebooks_rng, tiling
+    from diffcodec.data import to_uint8
+    from diffcodec.diffusion.samplers import sample_ddim, strided_timesteps, x0_predictor
+    from diffcodec.progress import bar
+
+    net, up = model.net, model.net.up
+    y_hat = torch.from_numpy(dequantize(q, model.deltas[g]))[None].to(model.device)
+    delta = torch.full((1,), float(model.deltas[g]), dtype=torch.float32)
+    channels, ht, wt = net.target_shape(q.shape[1], q.shape[2])
+    noise = codebooks_rng.InitialNoiseRows(seed, (channels, ht, wt))
+    model_fn = x0_predictor(net.unet, model.schedule, model.parameterization,
+                            clip=1.0 if model.space == "pixel" else None)
+    timesteps = strided_timesteps(model.schedule.T, steps)
+    ae_f = model.autoencoder.factor if model.space == "latent" else 1
+    out = np.empty((height, width, 3), np.uint8)
+
+    def put(img, y0: int, x0: int) -> None:
+        """The image part ``img`` (1, 3, h, w) in [-1, 1] of the target core starting at (y0, x0), cut to the
+        picture."""
+        py0, px0 = y0 * ae_f, x0 * ae_f
+        py1, px1 = min(py0 + img.shape[2], height), min(px0 + img.shape[3], width)
+        if py1 > py0 and px1 > px0:
+            out[py0:py1, px0:px1] = to_uint8(img[..., :py1 - py0, :px1 - px0])[0]
+
+    tiles = tiling.plan(ht, wt, tile, halo)
+    with torch.inference_mode(), bar(tiles, desc="diffae tiles", unit="tile") as tiles_bar:
+        for t in tiles_bar:
+            # the window's condition: the conditioning network (two 3x3 convs) on the latent under the window and
+            # 2 more positions on each side, upsampled, cut to the window: the whole image's condition there
+            la, lb = max(0, t.ya // up - 2), min(q.shape[1], -(-t.yb // up) + 2)
+            ca, cb = max(0, t.xa // up - 2), min(q.shape[2], -(-t.xb // up) + 2)
+            cond = net.condition(y_hat[:, :, la:lb, ca:cb], delta)
+            cond = cond[:, :, t.ya - la * up:t.yb - la * up, t.xa - ca * up:t.xb - ca * up]
+            x_T = torch.from_numpy(np.ascontiguousarray(noise.rows(t.ya, t.yb)[:, :, t.xa:t.xb]))[None]
+            x0 = sample_ddim(model_fn, x_T.to(model.device), timesteps, model.schedule, None, eta=DEFAULT_ETA,
+                             cond=cond)
+            del cond, x_T
+            if model.space == "pixel":
+                put(x0[(slice(None), slice(None), *t.core_in_window)], t.y0, t.x0)
+            else:
+                for s in tiling.plan(t.y1 - t.y0, t.x1 - t.x0, ae_tile, ae_halo, top=t.y0, left=t.x0,
+                                     bounds=(t.ya, t.yb, t.xa, t.xb)):
+                    img = model.autoencoder.decode(x0[..., s.ya - t.ya:s.yb - t.ya, s.xa - t.xa:s.xb - t.xa])
+                    r, c = s.core_in_window
+                    put(img[..., r.start * ae_f:r.stop * ae_f, c.start * ae_f:c.stop * ae_f], s.y0, s.x0)
+                    del img
+                    tiling.trim_heap()
+            del x0
+            tiling.trim_heap()
+    return out
+
+
 def _file_bytes(model: DiffAEModel, params: dict, height: int, width: int, channels: int, payload: int) -> int:
     """Exact size of the .ddc file with header ``params`` and a payload of ``payload`` bytes."""
     encoded = container.Encoded(model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha), params=params)
     return container.framed_size(METHOD, encoded, width, height, channels, payload_sizes=[payload])
+
+
+def _tile(params: dict) -> int:
+    """The header's decoder tile core ``tl`` (0: absent, decode the image whole); a malformed one is corrupt."""
+    tile = params.get("tl")
+    if tile is None:
+        return 0
+    if type(tile) is not int or not 16 <= tile <= MAX_TILE or tile % 16:
+        raise CorruptInputError(f"corrupt diffae header: tile core tl = {tile!r}, must be a multiple of 16 in "
+                                f"16..{MAX_TILE}")
+    if "t" in params:
+        raise CorruptInputError("corrupt diffae header: a tiled (tl) clip keyframe with temporal compression (t)")
+    return tile
 
 
 def _check_int(name: str, v, lo: int, hi: int, err) -> int:
@@ -485,6 +584,7 @@ class DiffAECodec(Codec):
         "d": "index into the model's grid of quantization steps",
         "n": "decoder steps",
         "s": "decoder noise seed",
+        "tl": "a big image's decoder tiles: core size on the diffusion target's grid (absent: the whole image)",
         "t": "clips with temporal compression: frames per coded latent (2 or 4)",
         "tm": "clips with temporal compression: the temporal model's id",
         "th": "clips with temporal compression: the temporal model's sha256 prefix",
@@ -555,10 +655,14 @@ class DiffAECodec(Codec):
         model, steps, seed = self._encoder(params, params)
         height, width, channels = image.shape
         y = analyse(model, self.rgb_input(image))
+        from diffcodec.tiling import TILE_ABOVE_PIXELS
+
+        tiled = {"tl": DECODE_TILE} if height * width > TILE_ABOVE_PIXELS else {}
 
         def coded(g: int) -> tuple[bytes, dict]:
             q = quantize(y, model.deltas[g], int(model.supports[g]))
-            return encode_latent(q, model.tables[g], int(model.supports[g])), {"d": g, "n": steps, "s": seed}
+            return (encode_latent(q, model.tables[g], int(model.supports[g])),
+                    {"d": g, "n": steps, "s": seed, **tiled})
 
         if bpp is not None:
             best, smallest = None, None
@@ -586,11 +690,15 @@ class DiffAECodec(Codec):
 
         if is_temporal(encoded.params):
             raise CorruptInputError("corrupt diffae header: a temporal header (t) outside a clip's keyframe")
+        tile = _tile(encoded.params)
         model, g, steps, seed = self._decoder(encoded, options)
         q = decode_latent(encoded.chunks[0], model.latent_shape(height, width), model.tables[g], int(model.supports[g]))
         from diffcodec.data import rgb_to_channels
 
-        rgb = synthesize(model, q, g, height, width, steps, seed)
+        if tile:
+            rgb = synthesize_tiled(model, q, g, height, width, steps, seed, tile)
+        else:
+            rgb = synthesize(model, q, g, height, width, steps, seed)
         return rgb_to_channels(rgb, channels)
 
     def _decoder(self, encoded: Encoded, options: dict) -> tuple[DiffAEModel, int, int, int]:
@@ -672,6 +780,7 @@ class DiffAECodec(Codec):
         if planar is not None:
             raise CorruptInputError("corrupt file: diffae clips are not coded as YCbCr planes")
         t, tm, th = dt.check_header(encoded.params)
+        _tile(encoded.params)
         model, g, steps, seed = self._decoder(encoded, options)
         temporal = dt.load_temporal(tm, model)
         if artifacts.sha_prefix32(temporal.sha) != th:
@@ -703,4 +812,8 @@ class DiffAECodec(Codec):
         if type(t) is int and 2 <= t <= 4 and isinstance(tm, str):
             out.update(temporal_factor=t, temporal_model=tm[:64])
             out["summary"] += f", one latent per {t} frames ({tm[:64]})"
+        tile = p.get("tl")
+        if type(tile) is int and 16 <= tile <= MAX_TILE:
+            out["tile"] = tile
+            out["summary"] += f", decoded in tiles of {tile}"
         return out

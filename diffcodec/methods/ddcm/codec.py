@@ -51,13 +51,13 @@ from diffcodec.methods.ddcm.priors import (
 )
 from diffcodec.methods.ddcm.process import (
     TILE,
-    TILE_ABOVE_PIXELS,
     RunStats,
     ensemble_mean,
     free_step_views,
     run_free_step_tiled,
     run_process,
 )
+from diffcodec.tiling import TILE_ABOVE_PIXELS
 
 PRESETS: dict[str, tuple[int, int, int]] = {      # name -> (steps N, K, atoms M)
     "n20-k4096-m1": (20, 4096, 1),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcodec import codebooks_rng
+from diffcodec import codebooks_rng, tiling
 from diffcodec.methods.ddcm.combinatorics import symbol_to_atoms
 from diffcodec.methods.ddcm.params import DDCMParams, _coded_steps
 from diffcodec.methods.ddcm.priors import Prior
@@ -121,7 +121,6 @@ def ensemble_mean(views: list, n: int):
 # than an untiled one: the header says which (formats/ddc-v1.md, ddcm `tl`).
 TILE = 384
 HALO = 64
-TILE_ABOVE_PIXELS = 1 << 20      # the encoder tiles free-step files of more pixels than this
 
 
 def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec, tile: int) -> np.ndarray:
@@ -138,34 +137,13 @@ def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec,
     h, w = base_rgb.shape[:2]
     noise = codebooks_rng.InitialNoiseRows(p.seed, (3, h, w))
     out = np.empty((h, w, 3), np.uint8)
-    cores = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
     with torch.inference_mode(), _precision(prior, p):
-        for y0, x0 in bar(cores, desc="ddcm tiles", unit="tile"):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, yb, xa, xb = max(0, y0 - HALO), min(h, y1 + HALO), max(0, x0 - HALO), min(w, x1 + HALO)
-            x_t = torch.from_numpy(np.ascontiguousarray(noise.rows(ya, yb)[:, :, xa:xb]))[None].to(prior.device)
-            cond = prior.condition(np.ascontiguousarray(base_rgb[ya:yb, xa:xb]), spec)
+        for t in bar(tiling.plan(h, w, tile, HALO), desc="ddcm tiles", unit="tile"):
+            ys, xs = t.window
+            x_t = torch.from_numpy(np.ascontiguousarray(noise.rows(t.ya, t.yb)[:, :, xs]))[None].to(prior.device)
+            cond = prior.condition(np.ascontiguousarray(base_rgb[ys, xs]), spec)
             x = ddpm_step(prior.model_fn, x_t, ts[0], -1, prior.schedule, None, cond=cond).x_prev
-            out[y0:y1, x0:x1] = prior.to_image(x)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            out[t.core] = prior.to_image(x)[t.core_in_window]
             del x_t, cond, x
-            _trim_heap()
+            tiling.trim_heap()
     return out
-
-
-def _trim_heap() -> None:
-    """Hand freed memory back to the system between tiles: glibc keeps a tile's hundreds of MB of network
-    activations (tiles differ in shape) as a fragmented heap otherwise, and the process grows tile after tile."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):           # not glibc (macOS, Windows, musl): nothing to do
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM: Any = None
