@@ -58,16 +58,24 @@ def plan(height: int, width: int, core: int, halo: int, *, top: int = 0, left: i
     return tiles
 
 
+M_MMAP_THRESHOLD = -3              # glibc's mallopt parameter
+MMAP_THRESHOLD = 1 << 20
+
+
 def trim_heap() -> None:
     """Hand freed memory back to the system between tiles: glibc keeps a tile's hundreds of MB of network
-    activations (tiles differ in shape) as a fragmented heap otherwise, and the process grows tile after tile."""
+    activations (tiles differ in shape) as a fragmented heap otherwise, and the process grows tile after tile.
+    The first call also fixes glibc's mmap threshold at 1 MiB (for the whole process): by default it rises with
+    every large block freed, up to 32 MiB, and activations of that size then land on the heap too."""
     global _MALLOC_TRIM
     if _MALLOC_TRIM is None:
         import ctypes
         import ctypes.util
 
         try:
-            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _MALLOC_TRIM = libc.malloc_trim
+            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         except (OSError, AttributeError):           # not glibc (macOS, Windows, musl): nothing to do
             _MALLOC_TRIM = False
     if _MALLOC_TRIM:

@@ -346,6 +346,8 @@ def _untiled_with_initial_noise(model, q, g, height, width, steps, seed):
         fn = x0_predictor(net.unet, model.schedule, model.parameterization,
                           clip=1.0 if model.space == "pixel" else None)
         x0 = sample_ddim(fn, x_T, strided_timesteps(model.schedule.T, steps), model.schedule, None, cond=cond)
+        # the tiled decoder hands the autoencoder channels-last latents (the same sums, another memory layout)
+        x0 = x0.contiguous(memory_format=torch.channels_last)
         return to_uint8(diffae.to_images(x0, model.space, model.autoencoder, height, width))[0]
 
 
@@ -378,10 +380,11 @@ def test_big_images_are_coded_in_tiles(models, monkeypatch, space):
     whole = _untiled_with_initial_noise(model, q, g, 75, 117, n, s)
     assert np.array_equal(out, whole)                     # one window (tl = 128 covers this image)
     up = model.net.up
+    y_hat = diffae.dequantize(q, model.deltas[g])
     for tile, ae_tile in ((3, 2), (5, 64), (64, 3)):
-        many = diffae.synthesize_tiled(model, q, g, 75, 117, n, s, tile, halo=4096, ae_tile=ae_tile, ae_halo=4096)
+        many = diffae.synthesize_tiled(model, y_hat, g, 75, 117, n, s, tile, halo=4096, ae_tile=ae_tile, ae_halo=4096)
         assert np.array_equal(many, whole), (tile, ae_tile)
-    near = diffae.synthesize_tiled(model, q, g, 75, 117, n, s, 2 * up, halo=up, ae_tile=2, ae_halo=1)
+    near = diffae.synthesize_tiled(model, y_hat, g, 75, 117, n, s, 2 * up, halo=up, ae_tile=2, ae_halo=1)
     assert near.shape == whole.shape and not np.array_equal(near, whole)
     grey = _encode(img[..., :1], space=space)
     assert api.decode(grey, device="cpu").shape == (75, 117)

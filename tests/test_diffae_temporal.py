@@ -317,3 +317,35 @@ def test_the_shipped_layers_are_what_the_training_command_writes_at_step_zero_an
 
     layers = dt.load_temporal("t2", diffae.load_model("diffae", "cpu"))
     assert layers.net.levels == 2 and layers.manifest["steps"] == 2
+
+
+def test_big_frames_decode_frame_by_frame_in_tiles_from_one_noise_draw(tmp_path, one_thread, monkeypatch):
+    # frames of more than tiling.TILE_ABOVE_PIXELS: the keyframe says tl and each frame of the group runs the tiled
+    # image decoder alone, all from the seed's one x_T (a still clip: a group's frames share a latent, so decode alike)
+    from diffcodec import tiling
+    from diffcodec.methods import diffae
+
+    src = tmp_path / "in.y4m"
+    make_clip(src, frames=5, height=32, width=48)
+    plain, _ = encode(src, "diffae", gop=2, preset="low", **CPU)
+    monkeypatch.setattr(tiling, "TILE_ABOVE_PIXELS", 0)
+    data, _ = encode(src, "diffae", gop=2, preset="low", **CPU)
+    assert container.read_container(data).header.params["tl"] == diffae.DECODE_TILE
+    assert "tl" not in container.read_container(plain).header.params
+    whole = decode_all(data)
+    assert [i for i, _ in whole] == list(range(5))
+    assert [i for i, _ in decode_all(data, 2)] == [2, 3, 4]
+    for (_, a), (_, b) in zip(decode_all(data, 2), whole[2:]):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    untiled = decode_all(plain)
+    assert any(not np.array_equal(x, y) for (_, a), (_, b) in zip(whole, untiled) for x, y in zip(a, b))
+
+    from diffcodec import video, yuv
+    from diffcodec.testimage import synthetic_image
+
+    still = tmp_path / "still.y4m"
+    with video.open_writer(str(still), video.VideoInfo(48, 32, (25, 1), "444")) as w:
+        for _ in range(2):
+            w.write(yuv.rgb_to_planes(synthetic_image(32, 48, seed=3), "444"))
+    frames = decode_all(encode(still, "diffae", gop=2, preset="low", **CPU)[0])
+    assert all(np.array_equal(x, y) for x, y in zip(frames[0][1], frames[1][1]))

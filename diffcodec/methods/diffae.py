@@ -29,6 +29,7 @@ This module imports torch only inside functions (the method registry imports it 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -62,8 +63,8 @@ MAX_SEED = (1 << 64) - 1
 # diffusion target, cores of `tl` positions with DECODE_HALO of context; the autoencoder decodes each core in
 # sub-tiles of AE_TILE with AE_HALO of context (its activations per pixel are the largest of the decoder's).
 ENCODE_TILE, ENCODE_HALO = 64, 4
-DECODE_TILE, DECODE_HALO = 128, 32
-AE_TILE, AE_HALO = 48, 8
+DECODE_TILE, DECODE_HALO = 128, 64
+AE_TILE, AE_HALO = 96, 16
 MAX_TILE = 4096
 
 PRESETS = ("low", "medium", "high")
@@ -299,14 +300,9 @@ class DiffAEModel:
         return (self.config["latent_channels"], -(-height // f), -(-width // f))
 
 
-_LOADED: dict[tuple, DiffAEModel] = {}
-
-
 def load_model(model_id: str, device: str = "cpu") -> DiffAEModel:
     """Load codebooks/models/<model_id> (and, for latent space, the autoencoder whose sha256 its manifest pins)."""
-    import torch
 
-    from diffcodec.diffusion.schedules import PARAMETERIZATIONS, NoiseSchedule
 
     if not _MODEL_ID.match(model_id or ""):
         raise UsageError(f"bad diffae model id {model_id!r}")
@@ -315,9 +311,16 @@ def load_model(model_id: str, device: str = "cpu") -> DiffAEModel:
     if not weights.is_file():
         raise ModelError(f"diffae model {model_id!r} is not installed: missing {weights} (train it with "
                          f"`diffcodec train diffae --name {name} ...` or set DIFFCODEC_CODEBOOKS)")
-    key = (str(weights.resolve()), weights.stat().st_mtime_ns, str(device), _autoencoder_stamp(name))
-    if key in _LOADED:
-        return _LOADED[key]
+    return _built_model(model_id, artifacts.artifact_key(name), str(device), _autoencoder_key(name))
+
+
+@functools.lru_cache(maxsize=4)     # built once per process per file content (and autoencoder) and device
+def _built_model(model_id: str, key: tuple[str, str], device: str, autoencoder_key) -> DiffAEModel:
+    import torch
+
+    from diffcodec.diffusion.schedules import PARAMETERIZATIONS, NoiseSchedule
+
+    name = artifact_name(model_id)
     tensors, manifest, sha = artifacts.load_artifact(name)
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise ModelError(f"artifact {name!r} is not a diffae model ({manifest.get('format')!r})")
@@ -347,22 +350,19 @@ def load_model(model_id: str, device: str = "cpu") -> DiffAEModel:
     ae = _check_autoencoder(manifest, model_id, device) if config["space"] == "latent" else None
     model = DiffAEModel(model_id, sha, manifest, net, schedule, parameterization, deltas, supports, tables, presets,
                         torch.device(device), ae)
-    if len(_LOADED) >= 4:
-        _LOADED.clear()
-    _LOADED[key] = model
     return model
 
 
-def _autoencoder_stamp(name: str):
-    """(path, mtime) of the autoencoder a latent-space model needs (part of the load cache key), or None."""
+def _autoencoder_key(name: str):
+    """The :func:`artifacts.artifact_key` of the autoencoder a latent-space model needs (part of the load cache
+    key), or None (pixel space; or an autoencoder missing or damaged: the build names the problem)."""
     try:
         manifest = artifacts.read_manifest(name)
+        if (manifest.get("model_config") or {}).get("space") != "latent":
+            return None
+        return artifacts.artifact_key(manifest.get("autoencoder") or "models/latent-ae")
     except ModelError:
         return None
-    if (manifest.get("model_config") or {}).get("space") != "latent":
-        return None
-    weights, _ = artifacts.artifact_paths(manifest.get("autoencoder") or "models/latent-ae")
-    return (str(weights), weights.stat().st_mtime_ns if weights.is_file() else None)
 
 
 def _check_autoencoder(manifest: dict, model_id: str, device):
@@ -406,6 +406,7 @@ def analyse(model: DiffAEModel, rgb: np.ndarray) -> np.ndarray:
     f = model.net.factor
     hy, wy = -(-h // f), -(-w // f)
     y = np.empty((model.config["latent_channels"], hy, wy), np.float32)
+    tiling.trim_heap()
     for t in tiling.plan(hy, wy, ENCODE_TILE, ENCODE_HALO):
         # the window's pixels; at the image's right / bottom edge the encoder pads as it pads the whole image
         y_window = encode(rgb[t.ya * f:min(t.yb * f, h), t.xa * f:min(t.xb * f, w)])
@@ -480,12 +481,13 @@ def synthesize_latents(model: DiffAEModel, y_hat, g: int, height: int, width: in
     return to_uint8(to_images(x0, model.space, model.autoencoder, height, width))
 
 
-def synthesize_tiled(model: DiffAEModel, q: np.ndarray, g: int, height: int, width: int, steps: int, seed: int,
+def synthesize_tiled(model: DiffAEModel, y_hat: np.ndarray, g: int, height: int, width: int, steps: int, seed: int,
                      tile: int, *, halo: int = DECODE_HALO, ae_tile: int = AE_TILE,
                      ae_halo: int = AE_HALO) -> np.ndarray:
-    """A tiled file's decoding (header ``tl`` = ``tile``; formats/ddc-v1.md, diffae step 7): as :func:`synthesize`
-    window by window of the diffusion target, x_T drawn by rows from the ddcm initial-noise stream of the seed.
-    Memory: the latent, the output and one window's networks."""
+    """A tiled file's decoding (header ``tl`` = ``tile``; formats/ddc-v1.md, diffae step 7) of the dequantized
+    latent ``y_hat`` (c, h, w) float32 at grid index g: as :func:`synthesize` window by window of the diffusion
+    target, x_T drawn by rows from the ddcm initial-noise stream of the seed. Memory: the latent, the output and
+    one window's networks."""
     import torch
 
     from diffcodec import codebooks_rng, tiling
@@ -494,9 +496,10 @@ def synthesize_tiled(model: DiffAEModel, q: np.ndarray, g: int, height: int, wid
     from diffcodec.progress import bar
 
     net, up = model.net, model.net.up
-    y_hat = torch.from_numpy(dequantize(q, model.deltas[g]))[None].to(model.device)
+    _, lh, lw = y_hat.shape
+    latent = torch.from_numpy(np.ascontiguousarray(y_hat, dtype=np.float32))[None].to(model.device)
     delta = torch.full((1,), float(model.deltas[g]), dtype=torch.float32)
-    channels, ht, wt = net.target_shape(q.shape[1], q.shape[2])
+    channels, ht, wt = net.target_shape(lh, lw)
     noise = codebooks_rng.InitialNoiseRows(seed, (channels, ht, wt))
     model_fn = x0_predictor(net.unet, model.schedule, model.parameterization,
                             clip=1.0 if model.space == "pixel" else None)
@@ -513,24 +516,28 @@ def synthesize_tiled(model: DiffAEModel, q: np.ndarray, g: int, height: int, wid
             out[py0:py1, px0:px1] = to_uint8(img[..., :py1 - py0, :px1 - px0])[0]
 
     tiles = tiling.plan(ht, wt, tile, halo)
+    tiling.trim_heap()                  # also fixes the allocator's mmap threshold before the first window
     with torch.inference_mode(), bar(tiles, desc="diffae tiles", unit="tile") as tiles_bar:
         for t in tiles_bar:
             # the window's condition: the conditioning network (two 3x3 convs) on the latent under the window and
             # 2 more positions on each side, upsampled, cut to the window: the whole image's condition there
-            la, lb = max(0, t.ya // up - 2), min(q.shape[1], -(-t.yb // up) + 2)
-            ca, cb = max(0, t.xa // up - 2), min(q.shape[2], -(-t.xb // up) + 2)
-            cond = net.condition(y_hat[:, :, la:lb, ca:cb], delta)
+            la, lb = max(0, t.ya // up - 2), min(lh, -(-t.yb // up) + 2)
+            ca, cb = max(0, t.xa // up - 2), min(lw, -(-t.xb // up) + 2)
+            cond = net.condition(latent[:, :, la:lb, ca:cb], delta)
             cond = cond[:, :, t.ya - la * up:t.yb - la * up, t.xa - ca * up:t.xb - ca * up]
             x_T = torch.from_numpy(np.ascontiguousarray(noise.rows(t.ya, t.yb)[:, :, t.xa:t.xb]))[None]
             x0 = sample_ddim(model_fn, x_T.to(model.device), timesteps, model.schedule, None, eta=DEFAULT_ETA,
                              cond=cond)
             del cond, x_T
+            tiling.trim_heap()
             if model.space == "pixel":
                 put(x0[(slice(None), slice(None), *t.core_in_window)], t.y0, t.x0)
             else:
                 for s in tiling.plan(t.y1 - t.y0, t.x1 - t.x0, ae_tile, ae_halo, top=t.y0, left=t.x0,
                                      bounds=(t.ya, t.yb, t.xa, t.xb)):
-                    img = model.autoencoder.decode(x0[..., s.ya - t.ya:s.yb - t.ya, s.xa - t.xa:s.xb - t.xa])
+                    z = x0[..., s.ya - t.ya:s.yb - t.ya, s.xa - t.xa:s.xb - t.xa]
+                    # channels-last activations take about half the memory per pixel on the CPU
+                    img = model.autoencoder.decode(z.contiguous(memory_format=torch.channels_last))
                     r, c = s.core_in_window
                     put(img[..., r.start * ae_f:r.stop * ae_f, c.start * ae_f:c.stop * ae_f], s.y0, s.x0)
                     del img
@@ -554,8 +561,6 @@ def _tile(params: dict) -> int:
     if type(tile) is not int or not 16 <= tile <= MAX_TILE or tile % 16:
         raise CorruptInputError(f"corrupt diffae header: tile core tl = {tile!r}, must be a multiple of 16 in "
                                 f"16..{MAX_TILE}")
-    if "t" in params:
-        raise CorruptInputError("corrupt diffae header: a tiled (tl) clip keyframe with temporal compression (t)")
     return tile
 
 
@@ -696,7 +701,7 @@ class DiffAECodec(Codec):
         from diffcodec.data import rgb_to_channels
 
         if tile:
-            rgb = synthesize_tiled(model, q, g, height, width, steps, seed, tile)
+            rgb = synthesize_tiled(model, dequantize(q, model.deltas[g]), g, height, width, steps, seed, tile)
         else:
             rgb = synthesize(model, q, g, height, width, steps, seed)
         return rgb_to_channels(rgb, channels)
@@ -780,14 +785,14 @@ class DiffAECodec(Codec):
         if planar is not None:
             raise CorruptInputError("corrupt file: diffae clips are not coded as YCbCr planes")
         t, tm, th = dt.check_header(encoded.params)
-        _tile(encoded.params)
+        tile = _tile(encoded.params)
         model, g, steps, seed = self._decoder(encoded, options)
         temporal = dt.load_temporal(tm, model)
         if artifacts.sha_prefix32(temporal.sha) != th:
             raise ModelError(f"file was encoded with a different diffae temporal model {tm!r} (sha256 prefix "
                              f"{th:08x}, installed {temporal.sha[:8]}); decode it with the model that wrote it")
         frames = [rgb_to_channels(f, channels)
-                  for f in dt.decode_group(model, temporal, encoded, g, steps, seed, t, height, width)]
+                  for f in dt.decode_group(model, temporal, encoded, g, steps, seed, t, height, width, tile)]
         return frames[0], dt.group_reference(frames)
 
     def decompress_predicted(self, payload: bytes, reference: Any, key: Encoded, height: int, width: int,

@@ -117,9 +117,13 @@ def unpool(temporal: TemporalModel, z_hat: np.ndarray, factor: int):
 
 
 # ------------------------------------------------------------------------------------------------ header
-def header(d: int, steps: int, seed: int, factor: int, temporal: TemporalModel) -> dict:
+def header(d: int, steps: int, seed: int, factor: int, temporal: TemporalModel, pixels: int) -> dict:
+    """A group keyframe's header for frames of ``pixels`` pixels (big ones decode in tiles: ``tl``)."""
+    from diffcodec.tiling import TILE_ABOVE_PIXELS
+
+    tiled = {"tl": diffae.DECODE_TILE} if pixels > TILE_ABOVE_PIXELS else {}
     return {"d": d, "n": steps, "s": seed, "t": factor, "tm": temporal.model_id,
-            "th": artifacts.sha_prefix32(temporal.sha)}
+            "th": artifacts.sha_prefix32(temporal.sha), **tiled}
 
 
 def is_temporal(params) -> bool:
@@ -344,7 +348,7 @@ class TemporalClipEncoder:
             else:
                 self.grid = model.presets[self.preset or diffae.DEFAULT_PRESET]
         key = Encoded(model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha),
-                      params=header(self.grid, self.steps, self.seed, self.factor, self.temporal),
+                      params=header(self.grid, self.steps, self.seed, self.factor, self.temporal, h * w),
                       chunks=[payload(self.grid)])
         return [(True, key, None)] + [(False, motion_payload(*d), None) for d in motion[1:real]]
 
@@ -365,11 +369,14 @@ class TemporalClipEncoder:
 
 # ------------------------------------------------------------------------------------------------ decoder
 def decode_group(model: diffae.DiffAEModel, temporal: TemporalModel, encoded: Encoded, g: int, steps: int,
-                 seed: int, factor: int, height: int, width: int) -> list[np.ndarray]:
-    """A group's keyframe -> its ``factor`` frames, uint8 (height, width, 3) each."""
+                 seed: int, factor: int, height: int, width: int, tile: int = 0) -> list[np.ndarray]:
+    """A group's keyframe -> its ``factor`` frames, uint8 (height, width, 3) each: one batch, or (header ``tl`` =
+    ``tile``) frame after frame in tiles, every frame from the same seed's x_T."""
     q = diffae.decode_latent(encoded.chunks[0], model.latent_shape(height, width), model.tables[g],
                              int(model.supports[g]))
     ys = unpool(temporal, diffae.dequantize(q, model.deltas[g]), factor)
+    if tile:
+        return [diffae.synthesize_tiled(model, y.cpu().numpy(), g, height, width, steps, seed, tile) for y in ys]
     return list(diffae.synthesize_latents(model, ys, g, height, width, steps, seed, shared_noise=True))
 
 
