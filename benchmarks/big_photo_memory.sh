@@ -2,6 +2,7 @@
 # Peak memory and time of encoding / decoding big photos (issue #17 item 6): mosaics of two Kodak images (mirrored
 # tiles) at 0.75, 3, 12 and 48 megapixels, one thread, `/usr/bin/time` max RSS of the whole `diffcodec` process.
 # Usage: benchmarks/big_photo_memory.sh [METHOD [extra encode options]]     (default: opq)
+#        MPS="0.75 3 12" benchmarks/big_photo_memory.sh ddcm --bpp 0.3       (only these megapixel counts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 method=${1:-opq}; shift || true
@@ -26,7 +27,7 @@ for mp, (h, w) in {"0.75": (750, 1000), "3": (1500, 2000), "12": (3000, 4000), "
 PY
 echo "| method | megapixels | encode peak RSS (MB) | encode s | decode peak RSS (MB) | decode s (incl. PNG write) | bytes |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for mp in 0.75 3 12 48; do
+for mp in ${MPS:-0.75 3 12 48}; do
   src=$work/photo_${mp}MP.png
   enc=$( { /usr/bin/time -f "%M %e" python -m diffcodec encode "$src" -o "$work/p.ddc" -m "$method" --quiet -f "$@"; } 2>&1 | tail -1)
   dec=$( { /usr/bin/time -f "%M %e" python -m diffcodec decode "$work/p.ddc" -o "$work/p.png" --quiet -f; } 2>&1 | tail -1)

@@ -124,7 +124,10 @@ class Baseline:
                 mode = "L" if channels == 1 else "RGB"
             else:
                 raise UsageError(f"channels must be 1 or 3, got {channels}")
-            return np.asarray(im.convert(mode) if im.mode != mode else im, dtype=np.uint8).copy()
+            from diffcodec.images import pil_pixels
+
+            return pil_pixels(  # a new array filled in stripes, not np.asarray's full-size temporaries
+                im.convert(mode) if im.mode != mode else im)
 
     def setting(self, quality: int) -> str:
         """Label for reports, e.g. ``q=37``."""

@@ -143,7 +143,7 @@ def encode(input, output, method, preset, force, as_json, k, steps, atoms, codeb
             _say_clip_header(output, quiet)
         return
     t0 = time.perf_counter()
-    arr = images.image_from_bytes(images.read_bytes(input), input)
+    arr = images.read_image(input)
     if max_bytes is not None:
         preset, params = api.rate_request(method, preset, params, max_bytes=max_bytes, shape=arr.shape)
     data, recon = api.encode_with_reconstruction(arr, method=method, preset=preset, **params)

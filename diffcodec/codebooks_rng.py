@@ -299,9 +299,16 @@ class InitialNoiseRows:
         if not self.start <= first <= stop <= self.height:
             raise ValueError(f"rows {first}..{stop} after {self.start} of {self.height}")
         need = stop - (self.start + self.held.shape[1])
-        if need > 0:
-            new = np.stack([g.standard_normal(need * self.width).reshape(need, self.width) for g in self.gens])
-            self.held = np.concatenate([self.held, new.astype(np.float32)], axis=1)
+        if need > 0:            # drawn in chunks of float64 straight into float32 rows: no (C, rows, W) float64
+            keep_from = min(first, self.start + self.held.shape[1])
+            keep = self.held[:, keep_from - self.start:]
+            held = np.empty((self.channels, keep.shape[1] + need, self.width), np.float32)
+            held[:, :keep.shape[1]] = keep
+            for c, g in enumerate(self.gens):
+                flat = held[c, keep.shape[1]:].reshape(-1)
+                for i in range(0, flat.size, self.CHUNK):
+                    flat[i:i + self.CHUNK] = g.standard_normal(min(self.CHUNK, flat.size - i))
+            self.held, self.start = held, keep_from
         self.held = self.held[:, first - self.start:]
         self.start = first
         return self.held[:, :stop - first]

@@ -72,26 +72,40 @@ _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*
 
 def image_from_bytes(data: bytes, name: str = "input") -> np.ndarray:
     """Decode PNG/JPEG/TIFF/BMP/WebP bytes into uint8 (H, W, C), C in {1, 3}."""
+    return _decode_image(io.BytesIO(data), name)
+
+
+def read_image(path: str) -> np.ndarray:
+    """The image file at ``path`` ('-' = standard input) as :func:`image_from_bytes` decodes it; the file's bytes
+    are let go once its pixels are decoded, before they are copied into the array (a big photo's PNG is tens
+    of MB)."""
+    return _decode_image(io.BytesIO(read_bytes(path)), path)   # the BytesIO holds the only reference
+
+
+def _decode_image(buf: io.BytesIO, name: str) -> np.ndarray:
+    """Decode the image file in ``buf`` (closed, so its bytes freed, once the pixels are decoded)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if not data:
+    head = buf.read(8)          # read, not getbuffer(): that would copy bytes the BytesIO shares
+    buf.seek(0)
+    if not head:
         raise UsageError(f"{name}: empty input")
-    if data[:3] == b"DDC":
+    if head[:3] == b"DDC":
         raise UsageError(f"{name}: this is already a .ddc file; use `diffcodec decode`")
     try:
         with warnings.catch_warnings():
             # Our own limit, checked from the header before any pixel is decoded; Pillow's global setting
             # is left alone (it is process-wide state that belongs to the caller).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=READ_FORMATS)
+            im = Image.open(buf, formats=READ_FORMATS)
             if im.width * im.height > MAX_PIXELS:
                 raise Image.DecompressionBombError("over our limit")
             if getattr(im, "n_frames", 1) > 1:
-                warnings.warn(f"{name}: has {im.n_frames} frames; only the first is coded", ImageWarning, stacklevel=2)
-            im = ImageOps.exif_transpose(im)
+                warnings.warn(f"{name}: has {im.n_frames} frames; only the first is coded", ImageWarning, stacklevel=3)
+            ImageOps.exif_transpose(im, in_place=True)      # in place: no copy of an upright image
             im.load()
     except UnidentifiedImageError:
-        known = next((fmt for magic, fmt in _IMAGE_MAGIC if data.startswith(magic)), None)
+        known = next((fmt for magic, fmt in _IMAGE_MAGIC if head.startswith(magic)), None)
         if known is not None:   # the signature of a format we read, but not a readable file: damaged
             raise CorruptInputError(f"{name}: damaged or truncated {known} file") from None
         raise UsageError(f"{name}: not a supported image (PNG, JPEG, TIFF, BMP, WebP)") from None
@@ -99,7 +113,28 @@ def image_from_bytes(data: bytes, name: str = "input") -> np.ndarray:
         raise UsageError(f"{name}: image is too large (over {MAX_PIXELS} pixels)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise CorruptInputError(f"{name}: damaged image file ({e})") from None
+    buf.close()
     return pil_to_array(im, name)
+
+
+# Pillow images go to numpy in stripes of about this many pixels: np.asarray(pil_image) builds the whole
+# image's bytes twice (tobytes joins a list of chunks) before numpy copies them.
+STRIPE_PIXELS = 1 << 20
+
+
+def pil_pixels(im) -> np.ndarray:
+    """A loaded Pillow image of mode RGB or L as a new uint8 array (H, W, 3) or (H, W), exactly
+    ``np.asarray(im)``, copied in stripes (memory: the array and one stripe)."""
+    if im.mode not in ("RGB", "L"):
+        raise ValueError(f"pil_pixels takes RGB or L images, not {im.mode}")
+    w, h = im.size
+    out = np.empty((h, w, 3) if im.mode == "RGB" else (h, w), np.uint8)
+    rows = max(1, STRIPE_PIXELS // max(1, w))
+    for top in range(0, h, rows):
+        bottom = min(h, top + rows)
+        stripe = im.crop((0, top, w, bottom)).tobytes()
+        out[top:bottom] = np.frombuffer(stripe, np.uint8).reshape(out[top:bottom].shape)
+    return out
 
 
 def pil_to_array(im, name: str = "input") -> np.ndarray:
@@ -117,10 +152,10 @@ def pil_to_array(im, name: str = "input") -> np.ndarray:
     if mode == "F":
         return np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)[..., None]
     if mode in ("L", "1", "LA", "La"):
-        return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+        return pil_pixels(im if mode == "L" else im.convert("L"))[..., None]
     if mode == "P":
         im = im.convert("RGBA" if has_alpha else "RGB")
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return pil_pixels(im if im.mode == "RGB" else im.convert("RGB"))
 
 
 def as_image_array(image) -> np.ndarray:
@@ -128,7 +163,7 @@ def as_image_array(image) -> np.ndarray:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return image_from_bytes(bytes(image))
     if isinstance(image, (str, os.PathLike)):
-        return image_from_bytes(read_bytes(str(image)), str(image))
+        return read_image(str(image))
     if hasattr(image, "mode") and hasattr(image, "size"):  # PIL image
         return pil_to_array(image)
     arr = np.asarray(image)

@@ -709,6 +709,35 @@ def test_big_free_step_files_refine_in_tiles(models, monkeypatch):
             api.decode(rewrite_container(data, params=bad), device="cpu")
 
 
+def test_tiled_free_step_in_place_gives_the_same_pixels(models, monkeypatch):
+    # the decoder's tiled step over its own base array (row of tiles by row of tiles, the halo rows above kept
+    # aside) is the step into a new array; a base that is not writable is left alone
+    from diffcodec.methods.ddcm import process
+    from diffcodec.methods.ddcm.base_layer import parse_base
+    from diffcodec.methods.ddcm.codec import DDCMCodec
+    from diffcodec.methods.ddcm.params import DDCMParams
+
+    _tiled(monkeypatch, 64)
+    h, w = 200, 136                     # rows of tiles 0-64, 64-128, 128-192 and a short one
+    img = synthetic_image(h, w, seed=3)
+    encoded, recon = DDCMCodec().compress_with_reconstruction(img, None, base="jpeg", bpp=3.0, refine=True,
+                                                              device="cpu")
+    p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
+    assert p.tile == 64
+    prior = ddcm.load_prior("pixel", "cpu", base=p.base, refiner=p.refiner)
+    base = ddcm.decode_base(ddcm.split_layers(encoded.chunks[0])[0], p.base, p.base_sha, h, w, 3)
+    spec = parse_base(p.base)
+    fresh = process.run_free_step_tiled(prior, p, base, spec, 64)
+    assert np.array_equal(fresh, recon)
+    mine = base.copy()
+    assert process.run_free_step_tiled(prior, p, mine, spec, 64, in_place=True) is mine
+    assert np.array_equal(mine, fresh)
+    frozen = base.copy()
+    frozen.flags.writeable = False
+    out = process.run_free_step_tiled(prior, p, frozen, spec, 64, in_place=True)
+    assert out is not frozen and np.array_equal(out, fresh) and np.array_equal(frozen, base)
+
+
 def test_free_step_ensemble_is_chosen_by_the_encoder_and_replayed(models):
     # the free step on E views of the base (header en): each forced E decodes to its encoder's reconstruction; the
     # automatic choice is the best of them; en 1 is the one-view file

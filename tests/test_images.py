@@ -137,3 +137,28 @@ def test_a_cut_image_is_corrupt_input_wherever_it_is_cut():
             images.image_from_bytes(data[:cut], "cut.png")
     with pytest.raises(UsageError, match="not a supported image"):
         images.image_from_bytes(b"hello, not an image at all", "x.txt")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_pil_pixels_in_stripes_is_np_asarray(monkeypatch, mode):
+    im = Image.fromarray(synthetic_image(37, 23, seed=5)).convert(mode)
+    monkeypatch.setattr(images, "STRIPE_PIXELS", 50)         # stripes of 2 rows, the last one short
+    arr = images.pil_pixels(im)
+    assert arr.flags.writeable and arr.flags.c_contiguous and np.array_equal(arr, np.asarray(im))
+    with pytest.raises(ValueError):
+        images.pil_pixels(im.convert("RGBA"))
+
+
+def test_read_image_is_image_from_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "STRIPE_PIXELS", 64)
+    for im, fmt, kw in ((RGB, "PNG", {}), (RGB.convert("L"), "PNG", {}), (RGB.convert("P"), "PNG", {}),
+                        (RGB.convert("RGBA"), "PNG", {}), (RGB.convert("CMYK"), "TIFF", {})):
+        data = encoded(im, fmt, **kw)
+        path = tmp_path / f"x.{fmt.lower()}"
+        path.write_bytes(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", images.ImageWarning)
+            got = images.read_image(str(path))
+            want = images.image_from_bytes(data)
+        ref = np.asarray(im.convert("L" if im.mode == "L" else "RGB"))
+        assert np.array_equal(got, want) and np.array_equal(got.reshape(ref.shape), ref), im.mode

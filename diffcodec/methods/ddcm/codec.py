@@ -277,6 +277,7 @@ class DDCMCodec(Codec):
                 psnr = metrics.psnr(image, layer.image)
                 if psnr > best_psnr:
                     best, best_psnr = candidate, psnr
+                del candidate, layer        # only the best's decoded base is kept while the next one is coded
             if best is not None:
                 return best
             for base in AUTO_BASES:
@@ -443,14 +444,15 @@ class DDCMCodec(Codec):
         return encoded, recon
 
     def _run(self, prior: Prior, p: DDCMParams, height: int, width: int, base: np.ndarray | None, spec,
-             choose) -> np.ndarray:
+             choose, base_disposable: bool = False) -> np.ndarray:
         """The reverse process of the encoder and the decoder alike, uint8 RGB out: ``choose(i, codebook, x0_hat)``
         gives each coded step's symbol (the encoder's search or the decoder's next symbol); a header ``tile`` runs
-        the free step over the base tile by tile."""
+        the free step over the base tile by tile (over the base's own array with ``base_disposable``: a base the
+        caller drops afterwards)."""
         if p.tile:              # a big image's free step (no choice to make): the refiner tile by tile
             assert base is not None
             self.last_stats = RunStats(steps=1)
-            return run_free_step_tiled(prior, p, self.rgb_input(base), spec, p.tile)
+            return run_free_step_tiled(prior, p, self.rgb_input(base), spec, p.tile, in_place=base_disposable)
         if base is not None and p.steps == 1:       # the free step (no choice to make), on p.ensemble views
             self.last_stats = RunStats(steps=1)
             views = self._free_step_views(prior, p, height, width, base, spec, p.ensemble)
@@ -718,12 +720,14 @@ class DDCMCodec(Codec):
             base = decode_base(base_data, p.base, p.base_sha, height, width, channels)
         if p.steps == 0:
             return base, ref
-        return self._decode_refinement(encoded, p, index_data, base, height, width, channels, options), ref
+        return self._decode_refinement(encoded, p, index_data, base, height, width, channels, options,
+                                       base_disposable=ref is None), ref
 
     def _decode_refinement(self, encoded: Encoded, p: DDCMParams, index_data: bytes, base: np.ndarray | None,
-                           height: int, width: int, channels: int, options: dict) -> np.ndarray:
+                           height: int, width: int, channels: int, options: dict,
+                           base_disposable: bool = False) -> np.ndarray:
         """The image that header ``p`` (of ``encoded``) and ``index_data`` decode to over ``base`` (the decoded
-        base layer, None without one)."""
+        base layer, None without one; with ``base_disposable`` a tiled refinement may overwrite it)."""
         from diffcodec.data import rgb_to_channels
 
         if p.prior is not None:             # named by id + sha256 prefix: refused before any weight is read
@@ -746,7 +750,7 @@ class DDCMCodec(Codec):
             raise CorruptInputError(f"corrupt ddcm header: {e}") from None
         it = iter(decode_payload(index_data, [alphabet(p.k, p.atoms)] * n_coded))
         spec = None if p.base is None else parse_base(p.base, err=_corrupt_base)
-        out = self._run(prior, p, height, width, base, spec, lambda i, cb, x0_hat: next(it))
+        out = self._run(prior, p, height, width, base, spec, lambda i, cb, x0_hat: next(it), base_disposable)
         return rgb_to_channels(out, channels)
 
     def decode_steps(self, encoded: Encoded, **options) -> int:

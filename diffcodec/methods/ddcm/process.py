@@ -123,9 +123,12 @@ TILE = 384
 HALO = 64
 
 
-def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec, tile: int) -> np.ndarray:
+def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec, tile: int,
+                        in_place: bool = False) -> np.ndarray:
     """The one free refiner step of a conditional file with ``p.steps`` = 1, tile by tile over ``base_rgb`` (the
-    decoded base, uint8 (H, W, 3)): uint8 (H, W, 3). Memory: the base, the output and one tile's network."""
+    decoded base, uint8 (H, W, 3)): uint8 (H, W, 3). Memory: the base, the output and one tile's network; with
+    ``in_place`` (a base the caller no longer needs, writable) the output overwrites the base row of tiles by
+    row of tiles, so one full-size image instead of two (the same pixels: each window still reads the base)."""
     import torch
 
     from diffcodec.diffusion.samplers import ddpm_step
@@ -136,14 +139,45 @@ def run_free_step_tiled(prior: Prior, p: DDCMParams, base_rgb: np.ndarray, spec,
         raise ValueError("tiled refinement is for free-step files (N = 1) only")
     h, w = base_rgb.shape[:2]
     noise = codebooks_rng.InitialNoiseRows(p.seed, (3, h, w))
-    out = np.empty((h, w, 3), np.uint8)
+    in_place = in_place and base_rgb.flags.writeable
+    out = base_rgb if in_place else np.empty((h, w, 3), np.uint8)
+    # The base rows the current row of windows reads: the rows above its cores are the base's own until that
+    # row of tiles is written, the halo rows above it are kept from the row of tiles before (``kept``).
+    kept, kept_from = base_rgb[:0], 0           # base rows [kept_from, y0) saved before the output covered them
+    band: tuple[int, int] | None = None
+    band_out = band_src = None
+    src_from = 0
+
+    def flush() -> None:
+        nonlocal kept, kept_from
+        assert band is not None and band_out is not None and band_src is not None
+        y0, y1 = band
+        if in_place:                 # the next row of windows reads up to HALO base rows above its cores
+            kept_from = max(0, y1 - HALO)
+            kept = band_src[kept_from - src_from:y1 - src_from].copy()
+        out[y0:y1] = band_out
+
     with torch.inference_mode(), _precision(prior, p):
         for t in bar(tiling.plan(h, w, tile, HALO), desc="ddcm tiles", unit="tile"):
-            ys, xs = t.window
+            if band != (t.y0, t.y1):                 # a new row of tiles (tiling.plan: row-major)
+                if band is not None:
+                    flush()
+                band = (t.y0, t.y1)
+                band_out = np.empty((t.y1 - t.y0, w, 3), np.uint8)
+                src_from = t.ya
+                if in_place and t.ya < t.y0:
+                    assert kept_from == t.ya and len(kept) == t.y0 - t.ya
+                    band_src = np.concatenate([kept, base_rgb[t.y0:t.yb]])
+                else:
+                    band_src = base_rgb[t.ya:t.yb]
+            assert band_out is not None and band_src is not None
+            xs = slice(t.xa, t.xb)
             x_t = torch.from_numpy(np.ascontiguousarray(noise.rows(t.ya, t.yb)[:, :, xs]))[None].to(prior.device)
-            cond = prior.condition(np.ascontiguousarray(base_rgb[ys, xs]), spec)
+            cond = prior.condition(np.ascontiguousarray(band_src[t.ya - src_from:t.yb - src_from, xs]), spec)
             x = ddpm_step(prior.model_fn, x_t, ts[0], -1, prior.schedule, None, cond=cond).x_prev
-            out[t.core] = prior.to_image(x)[t.core_in_window]
+            band_out[:, t.x0:t.x1] = prior.to_image(x)[t.core_in_window]
             del x_t, cond, x
             tiling.trim_heap()
+        if band is not None:
+            flush()
     return out
