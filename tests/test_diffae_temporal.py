@@ -13,6 +13,7 @@ from test_clips import encode, make_clip
 from test_clips_inter import _chunks, _rebuild
 
 from diffcodec import clips, container
+from diffcodec import motion_field as mf
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import Encoded, get_codec
 from diffcodec.methods import diffae_temporal as dt
@@ -51,8 +52,8 @@ def test_a_temporal_clip_has_one_latent_per_group_and_decodes_alike_from_any_key
     p = c.header.params
     assert (p["t"], p["tm"]) == (gop, dt.TEMPORAL_MODEL) and p["d"] == get_codec("diffae")._encoder(
         {}, CPU)[0].presets["low"]
-    assert all(len(pl) in (0, 4, 5) for pl, ch in zip(c.payloads, [x for x in c.chunks if x.type in "DP"])
-               if ch.type == "P")
+    assert all(len(pl) in (0, 4, 5) or mf.is_field_payload(pl)       # a motion, global or a field
+               for pl, ch in zip(c.payloads, [x for x in c.chunks if x.type in "DP"]) if ch.type == "P")
     assert summary["bytes_per_frame"]["min"] <= 4 and summary["frames"] == frames
     whole = decode_all(data)
     assert [i for i, _ in whole] == list(range(frames))
@@ -349,3 +350,128 @@ def test_big_frames_decode_frame_by_frame_in_tiles_from_one_noise_draw(tmp_path,
             w.write(yuv.rgb_to_planes(synthetic_image(32, 48, seed=3), "444"))
     frames = decode_all(encode(still, "diffae", gop=2, preset="low", **CPU)[0])
     assert all(np.array_equal(x, y) for x, y in zip(frames[0][1], frames[1][1]))
+
+
+# ------------------------------------------------------------------------------------------------ per-region motion
+def test_the_field_warp_rule_is_integer_bilinear_interpolation_of_the_nodes_then_of_the_pixels():
+    img = np.array([[10, 13, 40], [7, 200, 255]], dtype=np.uint8)
+    nodes = np.array([[[0, 0], [0, 32]], [[16, 0], [0, 0]]])     # formats/ddc-v1.md's example, B = 16
+    assert mf.grid_shape(2, 3, 4) == (2, 2)
+    assert mf.pixel_vectors(nodes, 2, 3, 4).tolist() == [[[0, 0], [0, 2], [0, 4]], [[1, 0], [1, 2], [1, 4]]]
+    assert mf.warp(img, nodes, 4).tolist() == [[10, 12, 13], [8, 81, 153]]
+    # a constant field is the global motion's shift, in every channel alike
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (37, 70, 3), dtype=np.uint8)
+    for q, k in (((3, -5), 4), ((-9, 14), 5), ((8, 0), 6), ((1, 1), 7)):
+        ny, nx = mf.grid_shape(37, 70, k)
+        const = np.broadcast_to(np.array(q), (ny, nx, 2))
+        assert np.array_equal(mf.warp(rgb, const, k), dt.shift_subpel(rgb, *q)), (q, k)
+    # against a per-pixel reading of the rule, in Python integers
+    k, b = 4, 16
+    ny, nx = mf.grid_shape(37, 70, k)
+    nodes = rng.integers(-40, 40, (ny, nx, 2))
+    out, v = mf.warp(rgb[..., 0], nodes, k), mf.pixel_vectors(nodes, 37, 70, k)
+    for y, x in ((0, 0), (5, 17), (36, 69), (16, 32), (31, 47), (20, 3)):
+        i, j, ry, rx = y // b, x // b, y % b, x % b
+        n = lambda a, c: nodes[min(a, ny - 1), min(c, nx - 1)]  # noqa: E731
+        want = ((b - ry) * ((b - rx) * n(i, j) + rx * n(i, j + 1))
+                + ry * ((b - rx) * n(i + 1, j) + rx * n(i + 1, j + 1)) + b * b // 2) // (b * b)
+        assert v[y, x].tolist() == want.tolist()
+        sy, sx = 4 * y - int(want[0]), 4 * x - int(want[1])
+        r0, r1 = min(max(sy // 4, 0), 36), min(max(sy // 4 + 1, 0), 36)
+        c0, c1 = min(max(sx // 4, 0), 69), min(max(sx // 4 + 1, 0), 69)
+        fy, fx, p = sy % 4, sx % 4, rgb[..., 0].astype(int)
+        top, bottom = p[r0, c0] * (4 - fx) + p[r0, c1] * fx, p[r1, c0] * (4 - fx) + p[r1, c1] * fx
+        assert out[y, x] == (top * (4 - fy) + bottom * fy + 8) // 16
+
+
+def test_field_payloads_round_trip_and_damaged_ones_are_refused():
+    example = mf.Field(np.array([[[0, 0], [0, 32]], [[16, 0], [0, 0]]]), (0, 0), 4)
+    payload = mf.field_payload(example)
+    assert payload.hex() == "840000000050204106084083"           # the spec's example
+    assert dt.parse_motion(payload, 2, 3) == example and dt.payload_of(example) == payload
+    rng = np.random.default_rng(4)
+    for k in (4, 5, 6, 7):
+        ny, nx = mf.grid_shape(120, 200, k)
+        affine = np.stack(np.meshgrid(np.arange(ny) * 3 - 7, np.arange(nx) * -2 + 30, indexing="ij"), -1)
+        noisy = affine + (rng.random(affine.shape) < 0.2) * rng.integers(-9, 10, affine.shape)
+        for nodes in (affine, noisy):
+            f = mf.Field(nodes, (-7, 31), k)
+            p = mf.field_payload(f)
+            assert mf.is_field_payload(p) and dt.parse_motion(p, 120, 200) == f
+        assert len(mf.field_payload(mf.Field(affine, (-7, 30), k))) <= 5 + 6   # an affine field: a few bits
+    good = mf.field_payload(mf.Field(np.array([[[0, 0], [0, 2]], [[1, 0], [0, 0]]]), (0, 0), 4))
+    const = mf.Field(np.full((2, 2, 2), 3), (3, 3), 4)
+    padded = mf.field_payload(mf.Field(np.array([[[0, 0], [0, 1]], [[0, 0], [0, 1]]]), (0, 0), 4))
+    assert padded[5:] == bytes([0b01010100, 0b11000000])      # ue(1) se(0) se(1) ue(2), then 6 zero bits
+    bad = {
+        b"\x83" + good[1:]: "spacing 2\\^3", b"\x88" + good[1:]: "spacing 2\\^8",
+        good[:5] + b"\x00": "past the end or is too long", good + b"\x00": "bits after",
+        padded[:-1] + bytes([padded[-1] | 1]): "bits after",                      # a padding bit set
+        good[:5]: "unit 1/132", mf.field_payload(const): "all nodes equal",
+        bytes([0x84]) + (40).to_bytes(2, "big", signed=True) + good[3:]: "origin \\(40, 0\\)",
+        mf.field_payload(mf.Field(np.array([[[0, 0], [0, 1 << 14]], [[0, 0], [0, 0]]]), (0, 0), 4)):
+            "node \\(0, 1\\) vector \\(0, 16384\\)",
+        bytes([0x84, 0, 0, 0, 0, 0b01011100]): "residual \\(0, 0\\)",          # run 1, then (0, 0)
+        bytes([0x84, 0, 0, 0, 0, 0b00110000]): "run past the grid",              # run 5 of 4 nodes
+    }
+    for payload, why in bad.items():
+        with pytest.raises(CorruptInputError, match=why):
+            dt.parse_motion(payload, 2, 3)
+    from collections import deque
+
+    frame = rng.integers(0, 256, (2, 3, 3), dtype=np.uint8)
+    moved, _ = dt.next_frame(good, deque([frame]))
+    assert np.array_equal(moved, mf.warp(frame, np.array([[[0, 0], [0, 2]], [[1, 0], [0, 0]]]), 4))
+
+
+def _two_way(height: int, width: int, frames: int, step: int) -> list[np.ndarray]:
+    """A textured view (:func:`_smooth_view`'s field) whose top half moves right and bottom half left, ``step``
+    pixels per frame."""
+    m = step * frames
+    wide = _smooth_view(height, width + 2 * m, 0, 0)
+    out = []
+    for i in range(frames):
+        f = np.empty((height, width, 3), dtype=np.uint8)
+        f[:height // 2] = wide[:height // 2, m - step * i:m - step * i + width]
+        f[height // 2:] = wide[height // 2:, m + step * i:m + step * i + width]
+        out.append(f)
+    return out
+
+
+def test_parts_moving_apart_get_fields_that_decode_as_the_encoder_moved_them(tmp_path, one_thread):
+    from diffcodec import video, yuv
+
+    views = _two_way(128, 128, 4, 1)
+    motion = dt.region_motion(views, dt.group_motion(views))
+    assert all(isinstance(d, mf.Field) for d in motion[1:])
+    for k, d in enumerate(motion[1:], 1):     # the top nodes move right, the bottom ones left, k pixels
+        assert np.abs(d.nodes[0, :2, 1] - 4 * k).max() <= 1 and np.abs(d.nodes[-1, :, 1] + 4 * k).max() <= 1, k
+    assert dt.group_error(views, motion, 0) < dt.group_error(views, dt.group_motion(views), 0)
+    src = tmp_path / "apart.y4m"
+    info = video.VideoInfo(128, 128, (25, 1), "444")
+    with video.open_writer(str(src), info) as w:
+        for f in views:
+            w.write(yuv.rgb_to_planes(f, "444"))
+    with video.open_video(str(src)) as r:
+        seen = [yuv.planes_to_rgb(f.planes, r.info) for f in r]        # what the encoder codes
+    data, _ = encode(src, "diffae", gop=2, preset="low", **CPU)
+    c = container.read_container(data)
+    codec = get_codec("diffae", for_decoding=True)
+    whole = decode_all(data)
+    for g in (0, 1):
+        chosen = dt.region_motion(seen[2 * g:2 * g + 2], dt.group_motion(seen[2 * g:2 * g + 2]))[1]
+        field = dt.parse_motion(c.payloads[2 * g + 1], 128, 128)
+        assert isinstance(field, mf.Field) and field == chosen           # the chunk holds the encoder's field
+        key = Encoded(model=c.header.model, model_sha=c.header.model_sha, params=c.header.params,
+                      chunks=[c.payloads[2 * g]])
+        first, reference = codec.decompress_keyframe(key, 128, 128, 3, **CPU)
+        unmoved = reference[0]
+        second, _ = codec.decompress_predicted(c.payloads[2 * g + 1], reference, key, 128, 128, 3, **CPU)
+        assert np.array_equal(second, mf.warp(unmoved, field.nodes, field.log2b))     # exactly the rule
+        for frame, (_, planes) in zip((first, second), whole[2 * g:2 * g + 2]):
+            assert all(np.array_equal(x, y) for x, y in zip(yuv.rgb_to_planes(frame, "444"), planes))
+    part = decode_all(data, 2, 4)          # from the second keyframe: no drift
+    assert [i for i, _ in part] == [2, 3]
+    for (_, a), (_, b) in zip(part, whole[2:]):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -9,9 +9,12 @@ per group of t frames (``--gop t``, t in TEMPORAL_FACTORS)::
     global motion: frame k of a group is coded shifted by -d_k (quarter pixels, found by phase correlation against
         the group's first frame, :func:`global_motion`; bilinear between pixels, :func:`shift_subpel`) and decoded
         shifted back by +d_k, so that a pan is not averaged away
+    per-region motion (session 16): a frame's motion may instead be a field of quarter-pixel vectors on a grid of
+        nodes 64 pixels apart (:mod:`diffcodec.motion_field`), so that what moves against the pan, or a zoom,
+        is aligned too
 
 The group's latent is its keyframe's payload; its other frames are P chunks holding only d_k (empty when 0; 4 bytes
-for whole pixels, as session 14 wrote them all; 5 bytes for quarter pixels).
+for whole pixels, as session 14 wrote them all; 5 bytes for quarter pixels; 6 or more for a field).
 The layers are the artifact ``models/diffae-temporal`` (:class:`diffcodec.methods.diffae_nets.TemporalLayers`;
 trainable, the shipped ones are at their initialisation: plain pooling and copying), made for one diffae model
 (its manifest pins that model's sha256). Our diffusion decoder is the image diffae's 2D one per frame (the
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from diffcodec import artifacts
+from diffcodec import motion_field as mf
 from diffcodec.errors import CorruptInputError, ModelError, UsageError
 from diffcodec.methods import Encoded, diffae
 
@@ -249,15 +253,16 @@ def global_motion(first: np.ndarray, frame: np.ndarray, max_shift: int = MAX_SHI
     return candidates[int(np.argmin(errors))]
 
 
-def group_error(frames: list[np.ndarray], motion: list[tuple[int, int]], m: int) -> float:
+def group_error(frames: list[np.ndarray], motion: list, m: int) -> float:
     """What a group's motions cost, a cheap stand-in for decoding it: the mean squared error (mean of R, G, B)
-    of each frame against the average of the aligned frames (each moved by -d_k, rounded to uint8) moved back by
-    +d_k, away from a border of ``m`` pixels."""
-    aligned = [shift_subpel(f, -qy, -qx).astype(np.float64) for f, (qy, qx) in zip(frames, motion)]
+    of each frame against the average of the aligned frames (each moved by -d_k, :func:`align`, rounded to
+    uint8) moved back by +d_k (:func:`move`), away from a border of ``m`` pixels. ``motion``: global motions
+    (qy, qx) or fields."""
+    aligned = [align(f, d).astype(np.float64) for f, d in zip(frames, motion)]
     mean = np.clip(np.rint(np.mean(aligned, axis=0)), 0, 255).astype(np.uint8)
     h, w = frames[0].shape[:2]
-    return float(np.mean([np.mean((_gray(shift_subpel(mean, qy, qx)) - _gray(f))[m:h - m, m:w - m] ** 2)
-                          for f, (qy, qx) in zip(frames, motion)]))
+    return float(np.mean([np.mean((_gray(move(mean, d)) - _gray(f))[m:h - m, m:w - m] ** 2)
+                          for f, d in zip(frames, motion)]))
 
 
 def group_motion(frames: list[np.ndarray]) -> list[tuple[int, int]]:
@@ -273,6 +278,52 @@ def group_motion(frames: list[np.ndarray]) -> list[tuple[int, int]]:
     return motion
 
 
+Motion = tuple[int, int] | mf.Field     # a frame's motion: global (quarter pixels) or a field
+
+
+def move(img: np.ndarray, motion: Motion) -> np.ndarray:
+    """The decoder's step: ``img`` moved by ``motion`` (:func:`shift_subpel` or :func:`motion_field.warp`)."""
+    if isinstance(motion, mf.Field):
+        return mf.warp(img, motion.nodes, motion.log2b)
+    return shift_subpel(img, motion[0], motion[1]) if motion != (0, 0) else img
+
+
+def align(img: np.ndarray, motion: Motion) -> np.ndarray:
+    """The encoder's step, the inverse of :func:`move`: exact for a global motion, approximate for a field."""
+    if isinstance(motion, mf.Field):
+        return mf.align(img, motion)
+    return shift_subpel(img, -motion[0], -motion[1])
+
+
+def region_motion(frames: list[np.ndarray], motion: list[tuple[int, int]]) -> list[Motion]:
+    """Per-region motion (session 16): every frame after the first gets a field (:func:`motion_field.estimate`
+    around its :func:`global_motion`; one whose nodes all came out equal is that global motion); the group takes
+    the fields where they lower the group's error (the measure of :func:`group_error` over the whole frame: the
+    border counts, and fields move it too) against ``motion``, its :func:`group_motion`, by more than what their
+    extra bits cost at the price the estimation uses (:data:`motion_field.LAMBDA` per bit, in squared error
+    summed over a frame)."""
+    if len(frames) < 2:
+        return list(motion)
+    fields: list[Motion] = [(0, 0)]
+    for f in frames[1:]:
+        field = mf.estimate(frames[0], f, global_motion(frames[0], f))
+        nodes = field.nodes
+        fields.append(field if not (nodes == nodes[0, 0]).all() else (int(nodes[0, 0, 0]), int(nodes[0, 0, 1])))
+    if all(not isinstance(d, mf.Field) for d in fields):
+        return list(motion)
+    h, w = frames[0].shape[:2]
+    extra_bits = 8 * sum(len(payload_of(a)) - len(payload_of(b)) for a, b in zip(fields[1:], motion[1:]))
+    price = mf.LAMBDA * extra_bits / (h * w * len(frames))
+    if group_error(frames, fields, 0) + price < group_error(frames, list(motion), 0):
+        return fields
+    return list(motion)
+
+
+def payload_of(motion: Motion) -> bytes:
+    """A P chunk for ``motion``: :func:`motion_payload` or :func:`motion_field.field_payload`."""
+    return mf.field_payload(motion) if isinstance(motion, mf.Field) else motion_payload(*motion)
+
+
 def motion_payload(qy: int, qx: int) -> bytes:
     """A group's P chunk for a motion of (qy, qx) quarter pixels: empty without motion, 4 bytes (dy, dx as
     big-endian int16, whole pixels) for a whole-pixel one, else 5 bytes: the unit 4, then qy, qx as big-endian
@@ -284,9 +335,12 @@ def motion_payload(qy: int, qx: int) -> bytes:
     return struct.pack(">Bhh", MOTION_UNIT, qy, qx)
 
 
-def parse_motion(payload: bytes, height: int, width: int) -> tuple[int, int]:
-    """A P chunk's motion (qy, qx) in quarter pixels (see :func:`motion_payload`), or CorruptInputError."""
+def parse_motion(payload: bytes, height: int, width: int) -> Motion:
+    """A P chunk's motion: (qy, qx) in quarter pixels (see :func:`motion_payload`), or a field (6 bytes or more
+    starting with :data:`motion_field.FIELD_TAG`, :func:`motion_field.parse_field`); or CorruptInputError."""
     corrupt = lambda msg: CorruptInputError(f"corrupt diffae clip: {msg}")  # noqa: E731
+    if mf.is_field_payload(payload):
+        return mf.parse_field(payload, height, width)
     if len(payload) == 0:
         return 0, 0
     if len(payload) == 4:
@@ -303,14 +357,15 @@ def parse_motion(payload: bytes, height: int, width: int) -> tuple[int, int]:
         if abs(qy) >= MOTION_UNIT * height or abs(qx) >= MOTION_UNIT * width:
             raise corrupt(f"P-frame motion ({qy}, {qx}) quarter pixels for a {width}x{height} frame")
         return qy, qx
-    raise corrupt(f"a temporal group's P-frame holds {len(payload)} bytes (0, 4 or 5: its motion)")
+    raise corrupt(f"a temporal group's P-frame holds {len(payload)} bytes (0, 4 or 5: its motion; 6 or more "
+                  f"starting with 0x8k: a field)")
 
 
 # ------------------------------------------------------------------------------------------------ encoder
 class TemporalClipEncoder:
     """The stream encoder of a temporal diffae clip (:meth:`diffcodec.methods.Codec.open_clip_encoder`): RGB
-    frames in, one keyframe (the group's latent) and factor - 1 P-frames (each frame's global motion against the
-    group's first, :func:`group_motion`) out per group; a last group of
+    frames in, one keyframe (the group's latent) and factor - 1 P-frames (each frame's motion against the
+    group's first, :func:`group_motion` then :func:`region_motion`) out per group; a last group of
     fewer frames is padded with its last frame (only its real frames are written). The first group fixes the
     grid index (its preset, ``grid``, or the largest whose group payload is within ``bpp`` per frame)."""
 
@@ -333,9 +388,9 @@ class TemporalClipEncoder:
         frames = frames + [frames[-1]] * (self.factor - real)
         self.pending = []
         h, w = frames[0].shape[:2]
-        motion = group_motion(frames[:real])
+        motion = region_motion(frames[:real], group_motion(frames[:real]))
         motion += [motion[-1]] * (self.factor - real)
-        aligned = [shift_subpel(f, -qy, -qx) for f, (qy, qx) in zip(frames, motion)]
+        aligned = [align(f, d) for f, d in zip(frames, motion)]
         z = pool(self.temporal, np.stack([diffae.analyse(model, f) for f in aligned]), self.factor)
 
         def payload(g: int) -> bytes:
@@ -350,7 +405,7 @@ class TemporalClipEncoder:
         key = Encoded(model=model.model_id, model_sha=artifacts.sha_prefix32(model.sha),
                       params=header(self.grid, self.steps, self.seed, self.factor, self.temporal, h * w),
                       chunks=[payload(self.grid)])
-        return [(True, key, None)] + [(False, motion_payload(*d), None) for d in motion[1:real]]
+        return [(True, key, None)] + [(False, payload_of(d), None) for d in motion[1:real]]
 
     def _grid_for(self, payload, budget_bytes: float) -> int:
         assert self.bpp is not None
@@ -391,5 +446,4 @@ def next_frame(payload: bytes, reference: Any) -> tuple[np.ndarray, deque]:
         raise CorruptInputError("corrupt diffae clip: a P-frame beyond its temporal group (or without a keyframe "
                                 "that has the header's t)")
     frame = reference.popleft()
-    qy, qx = parse_motion(payload, frame.shape[0], frame.shape[1])
-    return (shift_subpel(frame, qy, qx) if (qy, qx) != (0, 0) else frame), reference
+    return move(frame, parse_motion(payload, frame.shape[0], frame.shape[1])), reference
