@@ -176,7 +176,7 @@ def interesting(rng: random.Random, like=None):
 
 
 KNOWN_KEYS = ("n", "k", "m", "cb", "sp", "b", "bs", "pr", "g", "s", "d", "fps", "chroma", "matrix", "range", "coded",
-              "gop", "x", "t", "tm", "th", "en", "tl")
+              "gop", "x", "t", "tm", "th", "en", "tl", "bh")
 
 
 def mutate_map(rng: random.Random, m: dict) -> dict:

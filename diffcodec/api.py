@@ -186,7 +186,18 @@ def info(data: bytes) -> dict:
 
 def extract_base(data: bytes) -> tuple[str, bytes]:
     """(suffix, bytes) of the base layer of a layered file (ddcm ``--base``): a JPEG / WebP / AVIF file as stored,
-    or an opq `.ddc`. Decoding it gives exactly the image the refinement started from."""
+    or an opq `.ddc`. Decoding it gives exactly the image the refinement started from. A base coded in stripes (a
+    big image's) is several files: :func:`extract_base_stripes`."""
+    suffix, files = extract_base_stripes(data)
+    if len(files) != 1:
+        raise UsageError(f"this file's base layer is {len(files)} files, one per stripe of rows: "
+                         f"use extract_base_stripes")
+    return suffix, files[0]
+
+
+def extract_base_stripes(data: bytes) -> tuple[str, list[bytes]]:
+    """(suffix, files) of the base layer of a layered file: as :func:`extract_base`, or for a standard-codec base
+    coded in stripes (header ``bh``) one file per stripe, top to bottom; stacked, their images are the base."""
     c = read(data)
     h = c.header
     codec = get_codec(h.method, for_decoding=True)

@@ -146,6 +146,31 @@ def write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], overw
     out.commit()
 
 
+def write_files(paths: list[str], contents: list[bytes], overwrite: bool = True) -> None:
+    """Write several files that belong together (a base layer's stripes): every one to its temporary first, then
+    published in order; where one fails, the temporaries left are removed and so are the files this call already
+    published, so that no part of the set stays behind."""
+    pending: list[AtomicFile] = []
+    published: list[str] = []
+    try:
+        for path in paths:
+            pending.append(AtomicFile(path, overwrite))
+        for out, data in zip(pending, contents):
+            try:
+                out.file.write(data)
+            except OSError as e:
+                raise write_failure(out.path, e) from None
+        for out in pending:
+            out.commit()
+            published.append(out.path)
+    except BaseException:
+        for out in pending[len(published):]:
+            out.discard()
+        for path in published:
+            remove_quietly(path)
+        raise
+
+
 def fsync_dir(folder: str) -> None:
     """Make a rename in ``folder`` durable (where the file system allows it)."""
     try:

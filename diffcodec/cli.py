@@ -422,14 +422,26 @@ def extract_base(input, output, force, quiet):
     from diffcodec import api, atomic, images
 
     data = images.read_bytes(input)
-    suffix, base = api.extract_base(data)
+    suffix, files = api.extract_base_stripes(data)
     if output is None:
         if input == "-":
             raise UsageError("reading stdin: give -o OUT (use -o - for stdout)")
         output = str(Path(input).with_suffix(".base.ddc" if suffix == ".ddc" else suffix))
-    images.check_output_path(output, [input], force)
-    atomic.write_bytes(output, base, overwrite=force)
-    say(f"{input} -> {output}: base layer, {len(base):,} bytes", quiet)
+    if len(files) == 1:
+        images.check_output_path(output, [input], force)
+        atomic.write_bytes(output, files[0], overwrite=force)
+        say(f"{input} -> {output}: base layer, {len(files[0]):,} bytes", quiet)
+        return
+    if output == "-":
+        raise UsageError(f"the base layer is {len(files)} files, one per stripe of rows: give -o FILE (they are "
+                         f"written as FILE's name with .0, .1, ... before its suffix)")
+    out = Path(output)
+    outputs = [str(out.with_name(f"{out.stem}.{i}{out.suffix}")) for i in range(len(files))]
+    for path in outputs:
+        images.check_output_path(path, [input], force)
+    atomic.write_files(outputs, files, overwrite=force)
+    say(f"{input} -> {outputs[0]} ... {outputs[-1]}: base layer in {len(files)} stripes of rows, "
+        f"{sum(map(len, files)):,} bytes", quiet)
 
 
 @cli.command()

@@ -709,6 +709,74 @@ def test_big_free_step_files_refine_in_tiles(models, monkeypatch):
             api.decode(rewrite_container(data, params=bad), device="cpu")
 
 
+def _striped(monkeypatch):
+    from diffcodec.methods.ddcm import base_layer
+
+    monkeypatch.setattr(base_layer, "STRIPE_ABOVE_PIXELS", 0)
+    monkeypatch.setattr(base_layer, "STRIPE_PIXELS", 64 * 40)    # 64 rows of a 40-pixel-wide image
+
+
+@pytest.mark.parametrize("base", ["jpeg:q30", "avif"])
+def test_big_standard_codec_bases_are_coded_in_stripes(models, monkeypatch, tmp_path, base):
+    # above STRIPE_ABOVE_PIXELS a standard-codec base is one file per stripe of bh rows at one quality (--bpp
+    # chooses it over their total), each file the codec's own encoding of its rows; decode = the encoder's output
+    from diffcodec import baselines
+    from diffcodec.methods.ddcm import base_layer
+
+    img = synthetic_image(200, 40, seed=4)           # stripes of rows 0-64, 64-128, 128-192 and 192-200
+    whole = api.encode(img, method="ddcm", base=base, bpp=4.0, device="cpu", refine=True)
+    assert "bh" not in api.info(whole)["params"]
+    _striped(monkeypatch)
+    assert base_layer.stripe_rows(200, 40) == 64 and base_layer.stripe_rows(64, 40) == 0
+    data, recon, _ = ddcm_encode_file(img, base=base, bpp=4.0, refine=True)
+    meta = api.info(data)
+    params = meta["params"]
+    assert params["bh"] == 64 and meta["bpp"] <= 4.0
+    assert np.array_equal(api.decode(data, device="cpu"), recon)
+    kind, q = params["b"].split(":q")
+    suffix, files = api.extract_base_stripes(data)
+    assert len(files) == 4 and suffix == {"jpeg": ".jpg"}.get(kind, "." + kind)
+    codec = baselines.get_baseline(kind)
+    assert [codec.encode(img[r0:r1], int(q)) for r0, r1 in ((0, 64), (64, 128), (128, 192), (192, 200))] == files
+    stacked = np.concatenate([codec.decode(f, channels=3) for f in files])
+    alone = api.encode(img, method="ddcm", base=base, bpp=4.0, device="cpu", refine=False)
+    assert api.info(alone)["params"]["bh"] == 64 and np.array_equal(api.decode(alone), stacked)
+    with pytest.raises(UsageError, match="4 files, one per stripe"):
+        api.extract_base(data)
+    # the CLI writes the stripes as OUT's name with .0 .. .3, refuses stdout, and leaves nothing on a refusal
+    src = tmp_path / "big.ddc"
+    src.write_bytes(data)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "diffcodec", *a], capture_output=True,  # noqa: E731
+                                    env=subprocess_env(models))
+    p = run("extract-base", str(src), "-o", str(tmp_path / "b" / "base.x"))
+    assert p.returncode == 2 and b"does not exist" in p.stderr
+    (tmp_path / "taken.2.jpg").write_bytes(b"x")
+    p = run("extract-base", str(src), "-o", str(tmp_path / "taken.jpg"))
+    assert p.returncode == 2 and b"already exists" in p.stderr and not (tmp_path / "taken.0.jpg").exists()
+    p = run("extract-base", str(src), "-o", "-")
+    assert p.returncode == 2 and b"4 files" in p.stderr and not p.stdout
+    p = run("extract-base", str(src))
+    assert p.returncode == 0, p.stderr.decode()
+    assert [(tmp_path / f"big.{i}{suffix}").read_bytes() for i in range(4)] == files
+    # damaged stripes, a wrong count and bh where it does not belong are corrupt files
+    stored, index = ddcm.split_layers(container.read_container(data).payloads[0])
+    parts = ddcm.payload.split_stripes(stored, 4)
+    lay = lambda files, extra=b"": container.encode_varint(len(ddcm.payload.join_stripes(files)) + len(extra)) \
+        + ddcm.payload.join_stripes(files) + extra + index  # noqa: E731
+    for payload in (lay(parts[:3]), lay(parts + [parts[0]]), lay(parts, b"\0"), lay([parts[3]] + parts[1:]),
+                    lay(parts[:3] + [parts[3][: len(parts[3]) // 2]]), lay([parts[0] + parts[1]] + parts[2:])):
+        with pytest.raises(CorruptInputError, match="base.layer"):
+            api.decode(rewrite_container(data, payload=payload), device="cpu")
+    for bad in ({**params, "bh": 96}, {**params, "bh": 0.5}, {**params, "bh": 256}, {**params, "bh": 200},
+                {**params, "bh": 1 << 16}):
+        with pytest.raises(CorruptInputError):
+            api.decode(rewrite_container(data, params=bad), device="cpu")
+    opq = api.encode(img, method="ddcm", base="opq-16-8-8", steps=1, device="cpu", refine=True)
+    assert "bh" not in api.info(opq)["params"]
+    with pytest.raises(CorruptInputError, match="stripe"):
+        api.decode(rewrite_container(opq, params={**api.info(opq)["params"], "bh": 64}), device="cpu")
+
+
 def test_tiled_free_step_in_place_gives_the_same_pixels(models, monkeypatch):
     # the decoder's tiled step over its own base array (row of tiles by row of tiles, the halo rows above kept
     # aside) is the step into a new array; a base that is not writable is left alone

@@ -211,8 +211,9 @@ class Codec:
         """The diffusion steps :meth:`generate` with ``options`` runs (for the limits, as :meth:`decode_steps`)."""
         return 0
 
-    def base_layer(self, encoded: Encoded, height: int, width: int, channels: int) -> tuple[str, bytes]:
-        """(file suffix, bytes) of the standalone file a layered encoding is built on (``extract-base``)."""
+    def base_layer(self, encoded: Encoded, height: int, width: int, channels: int) -> tuple[str, list[bytes]]:
+        """(file suffix, files) of the standalone file a layered encoding is built on (``extract-base``): one,
+        or one per stripe of rows where the base is coded in stripes."""
         raise UsageError(f"{self.name} files have no base layer")
 
     def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:

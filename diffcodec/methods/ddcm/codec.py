@@ -21,6 +21,8 @@ from diffcodec.methods.ddcm.base_layer import (
     decode_base,
     opq_base_encoded,
     parse_base,
+    stripe_bounds,
+    stripe_rows,
 )
 from diffcodec.methods.ddcm.combinatorics import alphabet, atoms_to_symbol, select_atoms
 from diffcodec.methods.ddcm.params import (
@@ -40,7 +42,7 @@ from diffcodec.methods.ddcm.params import (
     file_bytes,
     max_steps,
 )
-from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers
+from diffcodec.methods.ddcm.payload import decode_payload, encode_payload, join_layers, split_layers, split_stripes
 from diffcodec.methods.ddcm.priors import (
     REFINERS,
     Prior,
@@ -327,6 +329,8 @@ class DDCMCodec(Codec):
         layer = None
         if base is not None and h * w > TILE_ABOVE_PIXELS:
             template = replace(template, tile=TILE)          # kept only if the choice is the free step (below)
+        if base is not None and base_kind(base) == "codec":
+            template = replace(template, base_stripe=stripe_rows(h, w))
         ensemble = params.get("ensemble")
         if ensemble is not None and (type(ensemble) is not int or ensemble not in ENSEMBLES):
             raise UsageError(f"ddcm ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble!r}")
@@ -337,7 +341,7 @@ class DDCMCodec(Codec):
             if bpp is not None and parse_base(base).quality is None and parse_base(base).kind != "opq":
                 budget = self._codec_base_budget(bpp, h, w, c, template, prior, params.get("steps"), params.get("k"),
                                                  params.get("atoms"))
-            layer = code_base(image, base, budget)
+            layer = code_base(image, base, budget, template.base_stripe)
         template = replace(template, base=None if layer is None else layer.spec.header,
                            base_sha=0 if layer is None else layer.sha)
         if bpp is not None:
@@ -429,18 +433,30 @@ class DDCMCodec(Codec):
                              f"{w}x{h} image: give a higher --bpp or a --base")
         if layer is not None and (refine is False or p.steps == 0):
             return self._base_only(p, prior, layer)
+        base_err = None
         if layer is not None and p.steps == 1 and not p.tile:
             recon, p = self._free_step(image, prior, p, layer, choose=params.get("ensemble") is None)
             payload = encode_payload([], [])
         else:
+            # a tiled step writes over the decoded base (a big image's: one full-size array less), which is decoded
+            # again should it win
+            disposable = layer is not None and bool(p.tile)
+            if disposable and refine is None:
+                base_err = metrics.mse(layer.image, image)
             recon, payload = self._refine_toward(image, prior, p, None if layer is None else layer.image,
-                                                 None if layer is None else layer.spec)
+                                                 None if layer is None else layer.spec, base_disposable=disposable)
         if layer is not None:
             payload = join_layers(layer.data, payload)
         encoded = Encoded(model=prior.model_id, model_sha=artifacts.sha_prefix32(prior.sha), params=p.header(),
                           rng=p.rng_spec(), chunks=[payload])
-        if layer is not None and refine is None and metrics.mse(layer.image, image) <= metrics.mse(recon, image):
-            return self._base_only(p, prior, layer)    # the refinement lost to its own base: ship the base alone
+        if layer is not None and refine is None:
+            if base_err is None:
+                base_err = metrics.mse(layer.image, image)
+            if base_err <= metrics.mse(recon, image):   # the refinement lost to its own base: ship the base alone
+                if p.tile:
+                    h, w, c = image.shape
+                    layer.image = decode_base(layer.data, layer.spec.header, layer.sha, h, w, c, p.base_stripe)
+                return self._base_only(p, prior, layer)
         return encoded, recon
 
     def _run(self, prior: Prior, p: DDCMParams, height: int, width: int, base: np.ndarray | None, spec,
@@ -487,9 +503,10 @@ class DDCMCodec(Codec):
         return best[1], replace(p, ensemble=best[2])
 
     def _refine_toward(self, image: np.ndarray, prior: Prior, p: DDCMParams, base: np.ndarray | None,
-                       spec) -> tuple[np.ndarray, bytes]:
-        """Encode ``image`` with the header ``p`` (over ``base``, a decoded base layer, where given): the
-        reconstruction, shaped like ``image``, and the index payload."""
+                       spec, base_disposable: bool = False) -> tuple[np.ndarray, bytes]:
+        """Encode ``image`` with the header ``p`` (over ``base``, a decoded base layer, where given; with
+        ``base_disposable`` a tiled step may write over it): the reconstruction, shaped like ``image``, and the
+        index payload."""
         from diffcodec.data import rgb_to_channels
 
         h, w, channels = image.shape
@@ -504,7 +521,7 @@ class DDCMCodec(Codec):
                 idx, signs = select_atoms(cb.scores(r), p.atoms)
                 return atoms_to_symbol(idx, signs, p.k, p.atoms)
 
-        out = self._run(prior, p, h, w, base, spec, choose)
+        out = self._run(prior, p, h, w, base, spec, choose, base_disposable)
         assert self.last_stats is not None
         symbols = self.last_stats.symbols
         return rgb_to_channels(out, channels), encode_payload(symbols, [alphabet(p.k, p.atoms)] * len(symbols))
@@ -717,7 +734,7 @@ class DDCMCodec(Codec):
         elif reference and inter.predicts_over(p.base):
             base, ref = inter.decode_keyframe_base(p, base_data, height, width, channels)
         else:
-            base = decode_base(base_data, p.base, p.base_sha, height, width, channels)
+            base = decode_base(base_data, p.base, p.base_sha, height, width, channels, p.base_stripe)
         if p.steps == 0:
             return base, ref
         return self._decode_refinement(encoded, p, index_data, base, height, width, channels, options,
@@ -776,8 +793,9 @@ class DDCMCodec(Codec):
         self.last_stats = stats
         return encoded, image
 
-    def base_layer(self, encoded: Encoded, height: int, width: int, channels: int) -> tuple[str, bytes]:
-        """A standard-codec base: its file as stored (any viewer opens it); an opq base: a one-image opq .ddc."""
+    def base_layer(self, encoded: Encoded, height: int, width: int, channels: int) -> tuple[str, list[bytes]]:
+        """A standard-codec base: its file as stored (any viewer opens it), or its stripes' files, top to bottom;
+        an opq base: a one-image opq .ddc."""
         from diffcodec import container
 
         p = DDCMParams.from_header(encoded.params, encoded.rng, encoded.model)
@@ -788,8 +806,10 @@ class DDCMCodec(Codec):
             raise UsageError("this ddcm file is a clip on an H.264 base; its base is the clip's x264 stream")
         data, _ = split_layers(encoded.chunks[0])
         if spec.kind != "opq":
-            return {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}[spec.name], data
-        return ".ddc", container.frame("opq", opq_base_encoded(spec.name, p.base_sha, data), width, height, channels)
+            files = split_stripes(data, len(stripe_bounds(height, p.base_stripe))) if p.base_stripe else [data]
+            return {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}[spec.name], files
+        return ".ddc", [container.frame("opq", opq_base_encoded(spec.name, p.base_sha, data), width, height,
+                                        channels)]
 
     # ---------------------------------------------------------------- info
     def describe(self, params: dict, payloads: list[bytes]) -> dict[str, Any]:

@@ -82,6 +82,7 @@ class DDCMParams:
     tile: int = 0                       # free-step files of big images: the refiner's tile core (header tl)
     refiner: str | None = None          # a base's newer refiner (priors.REFINERS; the header's model), else None
     ensemble: int = 1                   # free-step files: views the refiner runs on, averaged (header en)
+    base_stripe: int = 0                # a standard-codec base in stripes of this many rows (header bh)
 
     def check(self, err=UsageError) -> DDCMParams:
         def _int(name, v, lo, hi):
@@ -112,6 +113,13 @@ class DDCMParams:
                     or self.base is None or self.tile:
                 raise err(f"ddcm ensemble {self.ensemble!r}: one of {', '.join(map(str, ENSEMBLES[1:]))}, on untiled "
                           f"free-step files (n 1 with a base) only")
+        if self.base_stripe:
+            from diffcodec.methods.ddcm.base_layer import MAX_STRIPE, STRIPE_UNIT
+
+            _int("base stripe", self.base_stripe, STRIPE_UNIT, MAX_STRIPE)
+            if self.base_stripe % STRIPE_UNIT or self.base is None or base_kind(self.base) != "codec":
+                raise err(f"ddcm base stripe {self.base_stripe!r}: a multiple of {STRIPE_UNIT}, on a standard-codec "
+                          f"base only")
         if self.base is not None:
             from diffcodec.methods.ddcm.base_layer import parse_base
 
@@ -142,6 +150,8 @@ class DDCMParams:
         out = {"n": self.steps, "k": self.k, "m": self.atoms, "cb": self.codebook, "sp": self.space}
         if self.base is not None:
             out.update(b=self.base, bs=self.base_sha)
+        if self.base_stripe:
+            out["bh"] = self.base_stripe
         if self.precision != "fp32":
             out["pr"] = self.precision
         if self.prior is not None:
@@ -178,7 +188,7 @@ class DDCMParams:
             p = cls(steps=params["n"], k=params["k"], atoms=params["m"], codebook=params["cb"],
                     space=params["sp"], seed=rng["s"], base=base, base_sha=params["bs"] if base is not None else 0,
                     precision=params.get("pr", "fp32"), prior=prior, tile=params.get("tl", 0),
-                    ensemble=params.get("en", 1),
+                    ensemble=params.get("en", 1), base_stripe=params.get("bh", 0),
                     refiner=model if isinstance(base, str) and model in REFINERS[base_kind(base)][1:] else None)
         except KeyError as e:
             raise CorruptInputError(f"corrupt ddcm header: parameter {e} missing") from None

@@ -1,5 +1,5 @@
 """The ``D`` chunk: the choices of all coded steps as one mixed-radix integer coded with uniform symbols, and,
-in conditional files, the base layer in front of it (:func:`join_layers`)."""
+in conditional files, the base layer in front of it (:func:`join_layers`; a base in stripes: :func:`join_stripes`)."""
 
 from __future__ import annotations
 
@@ -91,3 +91,20 @@ def split_layers(data: bytes) -> tuple[bytes, bytes]:
         raise CorruptInputError(f"corrupt ddcm payload: base layer declares {n} bytes but only "
                                 f"{len(data) - pos} remain")
     return bytes(data[pos:pos + n]), bytes(data[pos + n:])
+
+
+def join_stripes(files: list[bytes]) -> bytes:
+    """A base layer in stripes (header ``bh``): ``LEB128(len(file)) || file`` for each stripe, top to bottom."""
+    return b"".join(join_layers(f, b"") for f in files)
+
+
+def split_stripes(data: bytes, count: int) -> list[bytes]:
+    """Inverse of :func:`join_stripes` for ``count`` stripes: each prefix as :func:`split_layers` checks it, and
+    nothing may follow the last stripe."""
+    files = []
+    for _ in range(count):
+        part, data = split_layers(data)
+        files.append(part)
+    if data:
+        raise CorruptInputError(f"corrupt ddcm base layer: {len(data)} bytes after its {count} stripes")
+    return files
