@@ -54,15 +54,17 @@ def grid_shape(height: int, width: int, log2b: int) -> tuple[int, int]:
     return -(-(height - 1) // b) + 1, -(-(width - 1) // b) + 1
 
 
-def pixel_vectors(nodes: np.ndarray, height: int, width: int, log2b: int) -> np.ndarray:
-    """Every pixel's vector (H, W, 2) int64: with i = y >> k, ry = y - i B (columns alike, j, rx), the nodes
-    n00 = (i, j), n01 = (i, j + 1), n10 = (i + 1, j), n11 = (i + 1, j + 1) (an index past the grid only ever
-    has weight 0: take the last), v = ((B - ry) ((B - rx) n00 + rx n01) + ry ((B - rx) n10 + rx n11) + B^2 / 2)
-    >> 2k, per component (an arithmetic shift: the floor)."""
+def pixel_vectors(nodes: np.ndarray, height: int, width: int, log2b: int,
+                  rows: tuple[int, int] | None = None) -> np.ndarray:
+    """Every pixel's vector (H, W, 2) int64 (with ``rows`` (first, end): those rows' only): with i = y >> k,
+    ry = y - i B (columns alike, j, rx), the nodes n00 = (i, j), n01 = (i, j + 1), n10 = (i + 1, j),
+    n11 = (i + 1, j + 1) (an index past the grid only ever has weight 0: take the last),
+    v = ((B - ry) ((B - rx) n00 + rx n01) + ry ((B - rx) n10 + rx n11) + B^2 / 2) >> 2k, per component (an
+    arithmetic shift: the floor)."""
     b = 1 << log2b
     f = np.asarray(nodes, dtype=np.int64)
     ny, nx = f.shape[:2]
-    y, x = np.arange(height), np.arange(width)
+    y, x = np.arange(*(rows or (0, height))), np.arange(width)
     iy, ix = y >> log2b, x >> log2b
     ry, rx = (y - (iy << log2b))[:, None, None], (x - (ix << log2b))[None, :, None]
     iy1, ix1 = np.minimum(iy + 1, ny - 1), np.minimum(ix + 1, nx - 1)
@@ -72,24 +74,27 @@ def pixel_vectors(nodes: np.ndarray, height: int, width: int, log2b: int) -> np.
     return (top * (b - ry) + bottom * ry + (1 << (2 * log2b - 1))) >> (2 * log2b)
 
 
-def warp(img: np.ndarray, nodes: np.ndarray, log2b: int) -> np.ndarray:
+def warp(img: np.ndarray, nodes: np.ndarray, log2b: int, rows: int = 64) -> np.ndarray:
     """``img`` (H, W[, C]) uint8 with its content moved by the field: output pixel (y, x) with vector (vy, vx)
     (:func:`pixel_vectors`) reads source position sy = 4 y - vy, sx = 4 x - vx quarter pixels, bilinear with the
-    edge repeated, exactly as a global motion's shift but with fy, fx per pixel."""
+    edge repeated, exactly as a global motion's shift but with fy, fx per pixel. Made ``rows`` output rows at a
+    time (integers per pixel: the same result, without full-size temporaries)."""
     h, w = img.shape[:2]
-    v = pixel_vectors(nodes, h, w, log2b)
-    sy = np.arange(h)[:, None] * UNIT - v[..., 0]
-    sx = np.arange(w)[None, :] * UNIT - v[..., 1]
-    y0, x0 = sy >> 2, sx >> 2
-    fy, fx = sy & 3, sx & 3
-    r0, r1 = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
-    c0, c1 = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
-    if img.ndim == 3:
-        fy, fx = fy[..., None], fx[..., None]
-    src = img.astype(np.int32)
-    top = src[r0, c0] * (4 - fx) + src[r0, c1] * fx
-    bottom = src[r1, c0] * (4 - fx) + src[r1, c1] * fx
-    return ((top * (4 - fy) + bottom * fy + 8) >> 4).astype(img.dtype)
+    out = np.empty_like(img)
+    for top in range(0, h, rows):
+        end = min(h, top + rows)
+        v = pixel_vectors(nodes, h, w, log2b, (top, end))
+        sy = np.arange(top, end)[:, None] * UNIT - v[..., 0]
+        sx = np.arange(w)[None, :] * UNIT - v[..., 1]
+        y0, x0 = sy >> 2, sx >> 2
+        fy, fx = sy & 3, sx & 3
+        r0, r1 = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
+        c0, c1 = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
+        if img.ndim == 3:
+            fy, fx = fy[..., None], fx[..., None]
+        a, b, c, d = (img[r, cc].astype(np.int32) for r, cc in ((r0, c0), (r0, c1), (r1, c0), (r1, c1)))
+        out[top:end] = (((a * (4 - fx) + b * fx) * (4 - fy) + (c * (4 - fx) + d * fx) * fy + 8) >> 4)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ coding
@@ -235,7 +240,8 @@ def _bits(ry: int, rx: int) -> int:
 def _node_vector(phases: list[list[np.ndarray]], o: int, window: tuple[int, int, int, int], target: np.ndarray,
                  weight: np.ndarray, centre: tuple[int, int], radius: int, pred: tuple[int, int],
                  lam: float) -> tuple[int, int]:
-    """One node's vector (:func:`estimate`): ``window`` (y0, y1, x0, x1), ``centre`` whole pixels."""
+    """One node's vector (:func:`estimate`): ``window`` (y0, y1, x0, x1), ``centre`` whole pixels; ``phases`` hold
+    the padded rows from y0 on (:func:`_phase_band`)."""
     y0, y1, x0, x1 = window
     errors: dict[tuple[int, int], float] = {}
 
@@ -245,7 +251,7 @@ def _node_vector(phases: list[list[np.ndarray]], o: int, window: tuple[int, int,
             if not (-o <= my < o and -o <= mx < o):
                 errors[q] = np.inf
             else:
-                s = phases[(-q[0]) & 3][(-q[1]) & 3][o + y0 + my:o + y1 + my, o + x0 + mx:o + x1 + mx]
+                s = phases[(-q[0]) & 3][(-q[1]) & 3][o + my:o + y1 - y0 + my, o + x0 + mx:o + x1 + mx]
                 errors[q] = float(np.sum(weight * (s - target) ** 2))
         return errors[q]
 
@@ -271,17 +277,19 @@ def estimate(first: np.ndarray, frame: np.ndarray, origin: tuple[int, int], log2
     a, t = _gray(first), _gray(frame)
     # the 16 quarter-pixel phases of ``first``, padded by ``pad`` + 1 (the edge repeated): phase (fy, fx) at
     # (Y, X) is ``first`` sampled at (Y - pad - 1 + fy / 4, X - pad - 1 + fx / 4), so a vector (qy, qx) at pixel
-    # (y, x) reads phase ((-qy) & 3, (-qx) & 3) at (y + pad + 1 + ((-qy) >> 2), x + pad + 1 + ((-qx) >> 2))
+    # (y, x) reads phase ((-qy) & 3, (-qx) & 3) at (y + pad + 1 + ((-qy) >> 2), x + pad + 1 + ((-qx) >> 2)); made
+    # per row of nodes, over the rows its windows can read (memory: a band, not 16 copies of the frame)
     pad = radius + 2 + max(abs(origin[0]), abs(origin[1])) // UNIT + 2
     ap = np.pad(a, pad + 1, mode="edge")
     o = pad + 1
-    phases = [[ap[:-1, :-1] * (4 - fx) * (4 - fy) + ap[:-1, 1:] * fx * (4 - fy) + ap[1:, :-1] * (4 - fx) * fy
-               + ap[1:, 1:] * fx * fy for fx in range(4)] for fy in range(4)]
-    phases = [[p / 16.0 for p in row] for row in phases]
     nodes = np.zeros((ny, nx, 2), dtype=np.int64)
     centre = (int(round(origin[0] / UNIT)), int(round(origin[1] / UNIT)))
     for i in range(ny):
         y0, y1 = max(0, (i - 1) * b + 1), min(h, (i + 1) * b)
+        band = ap[y0:y1 + 2 * o]
+        phases = [[(band[:-1, :-1] * (4 - fx) * (4 - fy) + band[:-1, 1:] * fx * (4 - fy)
+                    + band[1:, :-1] * (4 - fx) * fy + band[1:, 1:] * fx * fy) / 16.0 for fx in range(4)]
+                  for fy in range(4)]
         wy = (b - np.abs(np.arange(y0, y1) - i * b))[:, None] / b
         for j in range(nx):
             x0, x1 = max(0, (j - 1) * b + 1), min(w, (j + 1) * b)
@@ -292,21 +300,23 @@ def estimate(first: np.ndarray, frame: np.ndarray, origin: tuple[int, int], log2
     return Field(nodes, origin, log2b)
 
 
-def align(frame: np.ndarray, field: Field, iterations: int = 4) -> np.ndarray:
+def align(frame: np.ndarray, field: Field, iterations: int = 4, rows: int = 64) -> np.ndarray:
     """The encoder's approximate inverse of the decoder's warp: A (uint8, the shape of ``frame``) with
     warp(A, field) ~ ``frame``: A(q) = frame(q + g(q)), g = f(q + g) by fixed-point iteration, f the field's
-    bilinear interpolation in floats."""
+    bilinear interpolation in floats; ``rows`` of A at a time (each pixel's g is its own: the same numbers)."""
     h, w = frame.shape[:2]
     f = np.asarray(field.nodes, dtype=np.float64) / UNIT
     ny, nx = f.shape[:2]
     b = float(1 << field.log2b)
-    qy, qx = np.mgrid[0:h, 0:w].astype(np.float64)
 
     def at(py: np.ndarray, px: np.ndarray) -> np.ndarray:
         return _sample(f, np.clip(py / b, 0, ny - 1), np.clip(px / b, 0, nx - 1))
 
-    g = at(qy, qx)
-    for _ in range(iterations):
-        g = at(qy + g[..., 0], qx + g[..., 1])
-    out = _sample(frame.astype(np.float64), qy + g[..., 0], qx + g[..., 1])
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = np.empty_like(frame)
+    for top in range(0, h, rows):
+        qy, qx = np.mgrid[top:min(h, top + rows), 0:w].astype(np.float64)
+        g = at(qy, qx)
+        for _ in range(iterations):
+            g = at(qy + g[..., 0], qx + g[..., 1])
+        out[top:top + rows] = np.clip(np.rint(_sample(frame, qy + g[..., 0], qx + g[..., 1])), 0, 255)
+    return out

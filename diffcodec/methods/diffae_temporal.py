@@ -258,8 +258,10 @@ def group_error(frames: list[np.ndarray], motion: list, m: int) -> float:
     of each frame against the average of the aligned frames (each moved by -d_k, :func:`align`, rounded to
     uint8) moved back by +d_k (:func:`move`), away from a border of ``m`` pixels. ``motion``: global motions
     (qy, qx) or fields."""
-    aligned = [align(f, d).astype(np.float64) for f, d in zip(frames, motion)]
-    mean = np.clip(np.rint(np.mean(aligned, axis=0)), 0, 255).astype(np.uint8)
+    total = np.zeros(frames[0].shape, dtype=np.int32)      # sums of whole levels: exact, as a float64 mean's
+    for f, d in zip(frames, motion):
+        total += align(f, d)
+    mean = np.clip(np.rint(total / len(frames)), 0, 255).astype(np.uint8)
     h, w = frames[0].shape[:2]
     return float(np.mean([np.mean((_gray(move(mean, d)) - _gray(f))[m:h - m, m:w - m] ** 2)
                           for f, d in zip(frames, motion)]))
