@@ -74,6 +74,11 @@ VECTORS = [
     # four views (header en), JPEG q50
     ("ddcm-cond_jpeg-q50_codec-refiner-3_en4_n1_rgb_32x48", "ddcm", None, 32, 48, 15, False,
      {"base": "jpeg:q50", "steps": 1, "refine": True, "ensemble": 4, "precision": "fp32", **_CPU}),
+    # ... and a big image's standard-codec base in stripes of rows (header bh, session 16), JPEG q40 in stripes of 64
+    # rows: the stripe rule forced onto a small image (``_stripe_pixels``: encode_vector sets the rule's pixels)
+    ("ddcm-cond_jpeg-q40_bh64_n1_rgb_136x40", "ddcm", None, 136, 40, 16, False,
+     {"base": "jpeg:q40", "steps": 1, "refine": True, "ensemble": 1, "precision": "fp32", "_stripe_pixels": 64 * 40,
+      **_CPU}),
     # grayscale ddcm (coded as RGB with the plane replicated, output the rounded mean)
     ("ddcm-latent_n20-k4096-m16_gray_29x37", "ddcm", "n20-k4096-m16", 29, 37, 9, True,
      {"space": "latent", "precision": "fp32", **_CPU}),
@@ -97,7 +102,18 @@ def pixels_sha256(pixels: np.ndarray) -> str:
 def encode_vector(vec: dict) -> bytes:
     """The .ddc bytes of a golden.json entry's source image, encoded as recorded."""
     img = source_image(vec["height"], vec["width"], vec["seed"], vec["grayscale"])
-    return api.encode(img, method=vec["method"], preset=vec["preset"], **vec.get("params", {}))
+    params = dict(vec.get("params", {}))
+    stripe_pixels = params.pop("_stripe_pixels", None)
+    if stripe_pixels is None:
+        return api.encode(img, method=vec["method"], preset=vec["preset"], **params)
+    from diffcodec.methods.ddcm import base_layer
+
+    rule = base_layer.STRIPE_ABOVE_PIXELS, base_layer.STRIPE_PIXELS
+    base_layer.STRIPE_ABOVE_PIXELS, base_layer.STRIPE_PIXELS = 0, stripe_pixels
+    try:
+        return api.encode(img, method=vec["method"], preset=vec["preset"], **params)
+    finally:
+        base_layer.STRIPE_ABOVE_PIXELS, base_layer.STRIPE_PIXELS = rule
 
 
 def decode_vector(vec: dict, data: bytes) -> np.ndarray:

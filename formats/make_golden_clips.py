@@ -5,7 +5,7 @@ source clip is made, the sha256 of the .ddc, its layout (version, header, video 
 and the sha256 of the decoded planes; tests/test_golden_clips.py checks all of it. clips_network.json does the same
 for clips of the network methods (NETWORK_CLIPS), with their decoded planes stored and the environment recorded.
 
-    python formats/make_golden_clips.py
+    python formats/make_golden_clips.py           (the network clips: only new ones; --all: every one again)
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,27 @@ def source_planes(height: int, width: int, frames: int, chroma: str, seed: int) 
     return [yuv.rgb_to_planes(np.ascontiguousarray(wide[:, 4 * i:4 * i + width]), chroma) for i in range(frames)]
 
 
-def source_y4m(height, width, frames, chroma, fps, seed) -> bytes:
+def zoom_planes(height: int, width: int, frames: int, chroma: str, seed: int) -> list[tuple[np.ndarray, ...]]:
+    """A test picture growing about its centre by 8 % a frame (Pillow's bilinear resize of shrinking crops)."""
+    from PIL import Image
+
+    big = synthetic_image(2 * height, 2 * width, seed)
+    out = []
+    for i in range(frames):
+        ch, cw = round(height * 1.5 / (1 + 0.08 * i)), round(width * 1.5 / (1 + 0.08 * i))
+        y0, x0 = (2 * height - ch) // 2, (2 * width - cw) // 2
+        crop = Image.fromarray(np.ascontiguousarray(big[y0:y0 + ch, x0:x0 + cw])).resize((width, height),
+                                                                                         Image.BILINEAR)
+        out.append(yuv.rgb_to_planes(np.asarray(crop), chroma))
+    return out
+
+
+def source_y4m(height, width, frames, chroma, fps, seed, source="pan") -> bytes:
     info = video.VideoInfo(width, height, fps, chroma)
     out = io.BytesIO()
     out.write(video.y4m_header(info))
-    for planes in source_planes(height, width, frames, chroma, seed):
+    make = {"pan": source_planes, "zoom": zoom_planes}[source]
+    for planes in make(height, width, frames, chroma, seed):
         out.write(b"FRAME\n" + b"".join(np.ascontiguousarray(p).tobytes() for p in planes))
     return out.getvalue()
 
@@ -59,13 +76,16 @@ NETWORK_CLIPS = [
     ("clip-ddcm-x264-crf30_yuv420_32x48_4f_gop2", {"method": "ddcm", "base": "x264:crf30",
                                                    "refiner": "codec-refiner-3"}, 32, 48, 4, "420", (25, 1), 8, 2),
     ("clip-diffae-grid7-t2_420_32x48_5f_gop2", {"method": "diffae", "grid": 7}, 32, 48, 5, "420", (25, 1), 9, 2),
+    # ... on a zoom (``_source``: what the source clip does), so that the P chunks hold motion fields (session 16)
+    ("clip-diffae-grid7-t2-field_420_64x96_4f_gop2", {"method": "diffae", "grid": 7, "_source": "zoom"}, 64, 96, 4,
+     "420", (25, 1), 10, 2),
 ]
 
 
-def encode(preset, height, width, frames, chroma, fps, seed, gop=1, coded="rgb", method="opq",
+def encode(preset, height, width, frames, chroma, fps, seed, gop=1, coded="rgb", method="opq", _source="pan",
            **params) -> bytes:
     out = io.BytesIO()
-    with video.open_video(io.BytesIO(source_y4m(height, width, frames, chroma, fps, seed))) as reader:
+    with video.open_video(io.BytesIO(source_y4m(height, width, frames, chroma, fps, seed, _source))) as reader:
         if method == "opq":
             clips.encode_clip(reader, out, "opq", preset, gop=gop, planar=coded == "yuv")
         else:
@@ -139,7 +159,12 @@ def main() -> None:
 
     torch.set_num_threads(1)
     network = []
+    table_file = HERE / "clips_network.json"
+    old = {e["file"]: e for e in json.loads(table_file.read_text())} if table_file.exists() else {}
     for name, params, h, w, n, chroma, fps, seed, gop in NETWORK_CLIPS:
+        if f"{name}.ddc" in old and (HERE / f"{name}.ddc").exists() and "--all" not in sys.argv:
+            network.append(old[f"{name}.ddc"])      # made in its own environment: kept as it is
+            continue
         data = encode(None, h, w, n, chroma, fps, seed, gop, **params)
         (HERE / f"{name}.ddc").write_bytes(data)
         frames = decoded(data, device="cpu")
