@@ -768,7 +768,8 @@ def test_big_standard_codec_bases_are_coded_in_stripes(models, monkeypatch, tmp_
         with pytest.raises(CorruptInputError, match="base.layer"):
             api.decode(rewrite_container(data, payload=payload), device="cpu")
     for bad in ({**params, "bh": 96}, {**params, "bh": 0.5}, {**params, "bh": 256}, {**params, "bh": 200},
-                {**params, "bh": 1 << 16}):
+                {**params, "bh": 1 << 16}, {**params, "bh": 0}, {**params, "bh": True}, {**params, "bh": []},
+                {**params, "bh": "64"}, {**params, "b": ["jpeg:q30"]}, {**params, "b": {"x": 1}}):
         with pytest.raises(CorruptInputError):
             api.decode(rewrite_container(data, params=bad), device="cpu")
     opq = api.encode(img, method="ddcm", base="opq-16-8-8", steps=1, device="cpu", refine=True)

@@ -113,13 +113,6 @@ class DDCMParams:
                     or self.base is None or self.tile:
                 raise err(f"ddcm ensemble {self.ensemble!r}: one of {', '.join(map(str, ENSEMBLES[1:]))}, on untiled "
                           f"free-step files (n 1 with a base) only")
-        if self.base_stripe:
-            from diffcodec.methods.ddcm.base_layer import MAX_STRIPE, STRIPE_UNIT
-
-            _int("base stripe", self.base_stripe, STRIPE_UNIT, MAX_STRIPE)
-            if self.base_stripe % STRIPE_UNIT or self.base is None or base_kind(self.base) != "codec":
-                raise err(f"ddcm base stripe {self.base_stripe!r}: a multiple of {STRIPE_UNIT}, on a standard-codec "
-                          f"base only")
         if self.base is not None:
             from diffcodec.methods.ddcm.base_layer import parse_base
 
@@ -127,6 +120,13 @@ class DDCMParams:
             _int("base codebook sha prefix", self.base_sha, 0, 2**32 - 1)
             if self.space != "pixel":
                 raise err(f"ddcm base layer works in the pixel space only, got space {self.space!r}")
+        if type(self.base_stripe) is not int or self.base_stripe:   # (after the base's check: base_kind needs a name)
+            from diffcodec.methods.ddcm.base_layer import MAX_STRIPE, STRIPE_UNIT
+
+            _int("base stripe", self.base_stripe, STRIPE_UNIT, MAX_STRIPE)
+            if self.base_stripe % STRIPE_UNIT or self.base is None or base_kind(self.base) != "codec":
+                raise err(f"ddcm base stripe {self.base_stripe!r}: a multiple of {STRIPE_UNIT}, on a standard-codec "
+                          f"base only")
         if self.refiner is not None and (self.base is None or self.refiner not in REFINERS[base_kind(self.base)][1:]):
             raise err(f"ddcm refiner {self.refiner!r}: " + " or ".join(
                 f"{' / '.join(models[1:])} on {kind} base layers" for kind, models in REFINERS.items()) + " only")
@@ -174,6 +174,8 @@ class DDCMParams:
             if rng.get("g") != codebooks_rng.GENERATOR_ID:
                 raise UnsupportedError(f"ddcm file uses random generator {rng.get('g')!r}; this diffcodec has "
                                        f"{codebooks_rng.GENERATOR_ID!r}")
+            if "bh" in params and (type(params["bh"]) is not int or params["bh"] == 0):
+                raise CorruptInputError(f"corrupt ddcm header: base stripe {params['bh']!r}")
             if "bs" in params and "b" not in params:
                 raise CorruptInputError("corrupt ddcm header: parameter 'bs' without 'b'")
             base = params.get("b")
