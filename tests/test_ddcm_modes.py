@@ -731,7 +731,7 @@ def test_big_standard_codec_bases_are_coded_in_stripes(models, monkeypatch, tmp_
     data, recon, _ = ddcm_encode_file(img, base=base, bpp=4.0, refine=True)
     meta = api.info(data)
     params = meta["params"]
-    assert params["bh"] == 64 and meta["bpp"] <= 4.0
+    assert params["bh"] == 64 and meta["bpp"] <= 4.0 and "stripes of 64 rows" in meta["ddcm"]["summary"]
     assert np.array_equal(api.decode(data, device="cpu"), recon)
     kind, q = params["b"].split(":q")
     suffix, files = api.extract_base_stripes(data)

@@ -835,6 +835,9 @@ class DDCMCodec(Codec):
             summary += f", on a user-added {params['pf']} prior (the header's model)"
         if base and out["base_bytes"] is not None:
             summary += f" ({out['base_bytes']:,} base + {out['index_bytes']:,} index bytes)"
+        stripe = params.get("bh") if isinstance(params, dict) else None
+        if base and type(stripe) is int and stripe > 0:
+            summary += f", the base in stripes of {stripe} rows"
         if isinstance(params, dict) and params.get("n") == 0:
             summary += ", decoded as the base layer alone (the refinement did not beat it)"
         out["summary"] = summary
