@@ -93,8 +93,15 @@ def warp(img: np.ndarray, nodes: np.ndarray, log2b: int, rows: int = 64) -> np.n
         if img.ndim == 3:
             fy, fx = fy[..., None], fx[..., None]
         a, b, c, d = (img[r, cc].astype(np.int32) for r, cc in ((r0, c0), (r0, c1), (r1, c0), (r1, c1)))
-        out[top:end] = (((a * (4 - fx) + b * fx) * (4 - fy) + (c * (4 - fx) + d * fx) * fy + 8) >> 4)
+        out[top:end] = blend(a, b, c, d, fy, fx)
     return out
+
+
+def blend(a, b, c, d, fy, fx):
+    """The format's quarter-pixel bilinear value of the four neighbours a, b (upper row), c, d (lower row) at
+    offsets fy, fx in 0..3 (integers, arrays or scalars): ((a (4 - fx) + b fx) (4 - fy) + (c (4 - fx) + d fx) fy
+    + 8) >> 4, exact; a global motion's shift and a field's warp both end here."""
+    return ((a * (4 - fx) + b * fx) * (4 - fy) + (c * (4 - fx) + d * fx) * fy + 8) >> 4
 
 
 # ------------------------------------------------------------------------------------------------ coding

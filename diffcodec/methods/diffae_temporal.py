@@ -185,9 +185,7 @@ def shift_subpel(img: np.ndarray, qy: int, qx: int) -> np.ndarray:
     c0, c1 = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
     src = img.astype(np.int32)
     top, bottom = src[r0], src[r1]
-    top = top[:, c0] * (4 - fx) + top[:, c1] * fx
-    bottom = bottom[:, c0] * (4 - fx) + bottom[:, c1] * fx
-    return ((top * (4 - fy) + bottom * fy + 8) >> 4).astype(img.dtype)
+    return mf.blend(top[:, c0], top[:, c1], bottom[:, c0], bottom[:, c1], fy, fx).astype(img.dtype)
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -267,11 +265,16 @@ def group_error(frames: list[np.ndarray], motion: list, m: int) -> float:
                           for f, d in zip(frames, motion)]))
 
 
-def group_motion(frames: list[np.ndarray]) -> list[tuple[int, int]]:
-    """The motions (quarter pixels) of a group's frames against its first: :func:`global_motion` per frame, kept
-    only where they lower the group's :func:`group_error` (away from a border as wide as the largest motion plus 2
-    pixels), else none at all."""
-    motion = [(0, 0)] + [global_motion(frames[0], f) for f in frames[1:]]
+def global_motions(frames: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Each frame's :func:`global_motion` against the group's first ((0, 0) for the first)."""
+    return [(0, 0)] + [global_motion(frames[0], f) for f in frames[1:]]
+
+
+def group_motion(frames: list[np.ndarray], found: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """The motions (quarter pixels) of a group's frames against its first: :func:`global_motion` per frame
+    (``found``: :func:`global_motions`, when already made), kept only where they lower the group's
+    :func:`group_error` (away from a border as wide as the largest motion plus 2 pixels), else none at all."""
+    motion = global_motions(frames) if found is None else list(found)
     still = [(0, 0)] * len(frames)
     h, w = frames[0].shape[:2]
     m = 2 + max(max(-(-abs(qy) // MOTION_UNIT), -(-abs(qx) // MOTION_UNIT)) for qy, qx in motion)
@@ -297,9 +300,11 @@ def align(img: np.ndarray, motion: Motion) -> np.ndarray:
     return shift_subpel(img, -motion[0], -motion[1])
 
 
-def region_motion(frames: list[np.ndarray], motion: list[tuple[int, int]]) -> list[Motion]:
+def region_motion(frames: list[np.ndarray], motion: list[tuple[int, int]],
+                  found: list[tuple[int, int]] | None = None) -> list[Motion]:
     """Per-region motion (session 16): every frame after the first gets a field (:func:`motion_field.estimate`
-    around its :func:`global_motion`; one whose nodes all came out equal is that global motion); the group takes
+    around its :func:`global_motion`, ``found`` when already made; one whose nodes all came out equal is that
+    global motion); the group takes
     the fields where they lower the group's error (the measure of :func:`group_error` over the whole frame: the
     border counts, and fields move it too) against ``motion``, its :func:`group_motion`, by more than what their
     extra bits cost at the price the estimation uses (:data:`motion_field.LAMBDA` per bit, in squared error
@@ -307,8 +312,8 @@ def region_motion(frames: list[np.ndarray], motion: list[tuple[int, int]]) -> li
     if len(frames) < 2:
         return list(motion)
     fields: list[Motion] = [(0, 0)]
-    for f in frames[1:]:
-        field = mf.estimate(frames[0], f, global_motion(frames[0], f))
+    for f, origin in zip(frames[1:], (global_motions(frames) if found is None else found)[1:]):
+        field = mf.estimate(frames[0], f, origin)
         nodes = field.nodes
         fields.append(field if not (nodes == nodes[0, 0]).all() else (int(nodes[0, 0, 0]), int(nodes[0, 0, 1])))
     if all(not isinstance(d, mf.Field) for d in fields):
@@ -390,7 +395,8 @@ class TemporalClipEncoder:
         frames = frames + [frames[-1]] * (self.factor - real)
         self.pending = []
         h, w = frames[0].shape[:2]
-        motion = region_motion(frames[:real], group_motion(frames[:real]))
+        found = global_motions(frames[:real])
+        motion = region_motion(frames[:real], group_motion(frames[:real], found), found)
         motion += [motion[-1]] * (self.factor - real)
         aligned = [align(f, d) for f, d in zip(frames, motion)]
         z = pool(self.temporal, np.stack([diffae.analyse(model, f) for f in aligned]), self.factor)

@@ -434,13 +434,13 @@ class DDCMCodec(Codec):
         if layer is not None and (refine is False or p.steps == 0):
             return self._base_only(p, prior, layer)
         base_err = None
+        # a tiled step writes over the decoded base (a big image's: one full-size array less), which is decoded
+        # again should it win
+        disposable = layer is not None and bool(p.tile)
         if layer is not None and p.steps == 1 and not p.tile:
             recon, p = self._free_step(image, prior, p, layer, choose=params.get("ensemble") is None)
             payload = encode_payload([], [])
         else:
-            # a tiled step writes over the decoded base (a big image's: one full-size array less), which is decoded
-            # again should it win
-            disposable = layer is not None and bool(p.tile)
             if disposable and refine is None:
                 base_err = metrics.mse(layer.image, image)
             recon, payload = self._refine_toward(image, prior, p, None if layer is None else layer.image,
@@ -453,7 +453,7 @@ class DDCMCodec(Codec):
             if base_err is None:
                 base_err = metrics.mse(layer.image, image)
             if base_err <= metrics.mse(recon, image):   # the refinement lost to its own base: ship the base alone
-                if p.tile:
+                if disposable:
                     h, w, c = image.shape
                     layer.image = decode_base(layer.data, layer.spec.header, layer.sha, h, w, c, p.base_stripe)
                 return self._base_only(p, prior, layer)

@@ -174,7 +174,7 @@ class DDCMParams:
             if rng.get("g") != codebooks_rng.GENERATOR_ID:
                 raise UnsupportedError(f"ddcm file uses random generator {rng.get('g')!r}; this diffcodec has "
                                        f"{codebooks_rng.GENERATOR_ID!r}")
-            if "bh" in params and (type(params["bh"]) is not int or params["bh"] == 0):
+            if "bh" in params and params["bh"] == 0:     # (absent reads as 0; check() refuses other values)
                 raise CorruptInputError(f"corrupt ddcm header: base stripe {params['bh']!r}")
             if "bs" in params and "b" not in params:
                 raise CorruptInputError("corrupt ddcm header: parameter 'bs' without 'b'")

@@ -75,9 +75,15 @@ def join_layers(base: bytes, indices: bytes) -> bytes:
 def split_layers(data: bytes) -> tuple[bytes, bytes]:
     """Inverse of :func:`join_layers`: (base layer bytes, index payload). The length prefix must be a minimal
     LEB128 of at most 5 bytes, < 2^31 and within the chunk, else the file is corrupt."""
-    n, shift, pos = 0, 0, 0
+    begin, end = _prefixed(data, 0)
+    return bytes(data[begin:end]), bytes(data[end:])
+
+
+def _prefixed(data: bytes, start: int) -> tuple[int, int]:
+    """(first, end) offsets of the length-prefixed bytes at ``start`` (the checks of :func:`split_layers`)."""
+    n, shift, pos = 0, 0, start
     while True:
-        if pos >= len(data) or pos >= 5:
+        if pos >= len(data) or pos - start >= 5:
             raise CorruptInputError("corrupt ddcm payload: truncated or overlong base-layer length")
         byte = data[pos]
         n |= (byte & 0x7F) << shift
@@ -85,12 +91,12 @@ def split_layers(data: bytes) -> tuple[bytes, bytes]:
         shift += 7
         if not byte & 0x80:
             break
-    if (pos > 1 and data[pos - 1] == 0) or n > MAX_BASE_BYTES:
+    if (pos - start > 1 and data[pos - 1] == 0) or n > MAX_BASE_BYTES:
         raise CorruptInputError("corrupt ddcm payload: invalid base-layer length")
     if n > len(data) - pos:
         raise CorruptInputError(f"corrupt ddcm payload: base layer declares {n} bytes but only "
                                 f"{len(data) - pos} remain")
-    return bytes(data[pos:pos + n]), bytes(data[pos + n:])
+    return pos, pos + n
 
 
 def join_stripes(files: list[bytes]) -> bytes:
@@ -101,10 +107,10 @@ def join_stripes(files: list[bytes]) -> bytes:
 def split_stripes(data: bytes, count: int) -> list[bytes]:
     """Inverse of :func:`join_stripes` for ``count`` stripes: each prefix as :func:`split_layers` checks it, and
     nothing may follow the last stripe."""
-    files = []
-    for _ in range(count):
-        part, data = split_layers(data)
-        files.append(part)
-    if data:
-        raise CorruptInputError(f"corrupt ddcm base layer: {len(data)} bytes after its {count} stripes")
+    files, pos = [], 0
+    for _ in range(count):      # by offsets: the rest of the chunk is not copied once per stripe
+        begin, pos = _prefixed(data, pos)
+        files.append(bytes(data[begin:pos]))
+    if pos != len(data):
+        raise CorruptInputError(f"corrupt ddcm base layer: {len(data) - pos} bytes after its {count} stripes")
     return files
